@@ -1,0 +1,58 @@
+# CRM Signals. `make run` and `make test` are all the set-up a fresh machine needs.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+
+export CRM_HOME ?= $(CURDIR)/var
+export DAGSTER_HOME := $(CRM_HOME)/dagster
+export UV_COMPILE_BYTECODE := 1
+export MPLBACKEND := Agg
+
+UV_VERSION := 0.13.8
+UV := $(shell command -v uv 2>/dev/null || echo python3 -m uv)
+VENV := .venv
+BIN := $(VENV)/bin
+DBT_MANIFEST := dbt_project/target/manifest.json
+DBT_SOURCES := $(shell find dbt_project -path dbt_project/target -prune -o -type f \( -name '*.sql' -o -name '*.yml' -o -name '*.csv' \) -print)
+
+.PHONY: run ui test lint format clean env
+
+env: $(VENV)/.synced
+
+$(VENV)/.synced: pyproject.toml uv.lock
+	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet "uv==$(UV_VERSION)"
+	$(UV) sync --frozen --compile-bytecode
+	@touch $@
+
+# dagster-dbt reads the dbt manifest when the definitions load.
+$(DBT_MANIFEST): $(VENV)/.synced $(DBT_SOURCES)
+	cd dbt_project && ../$(BIN)/dbt parse --profiles-dir . --quiet
+
+$(DAGSTER_HOME)/dagster.yaml: orchestration/dagster.yaml
+	@mkdir -p $(DAGSTER_HOME)
+	cp $< $@
+
+## run: generate the synthetic CRM (or read CRM_SOURCE), run the whole pipeline, print a summary
+run: env $(DBT_MANIFEST) $(DAGSTER_HOME)/dagster.yaml
+	$(BIN)/python -m orchestration.run churn_retraining_job
+
+## ui: the Dagster UI on http://127.0.0.1:3000 (asset graph, checks, schedules, sensor)
+ui: env $(DBT_MANIFEST) $(DAGSTER_HOME)/dagster.yaml
+	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+## test: the whole test suite
+test: env $(DBT_MANIFEST)
+	$(BIN)/pytest
+
+## lint: ruff (lint + format check) and mypy
+lint: env
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy ml orchestration expectations
+
+format: env
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+## clean: remove the state folder and build output (the environment stays)
+clean:
+	rm -rf "$(CRM_HOME)" dbt_project/target dbt_project/logs .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,41 @@
+{#- Standardisation rules shared by the staging models. Each returns one SQL expression. -#}
+
+{% macro max_valid_timestamp() -%}
+    {#- Rows dated after this are future-dated. `--vars '{max_valid_timestamp: ...}'` fixes it
+        (tests, reproducible rebuilds); otherwise it is the run start in UTC. -#}
+    {%- set value = var('max_valid_timestamp', none) -%}
+    {%- if value is none or value | string | trim == '' -%}
+        cast('{{ run_started_at.strftime("%Y-%m-%d %H:%M:%S") }}' as timestamp)
+    {%- else -%}
+        cast('{{ value }}' as timestamp)
+    {%- endif -%}
+{%- endmacro %}
+
+
+{% macro normalize_email(column) -%}
+    {#- E-mail addresses cannot contain white space, so all of it goes, then lower case (the
+        domain is case-insensitive and CRMs treat the local part the same way). Anything that
+        does not look like local@domain.tld is treated as missing rather than matched on. -#}
+    case
+        when regexp_full_match(
+            lower(regexp_replace({{ column }}, '\s+', '', 'g')), '[^@]+@[^@]+\.[^@]+'
+        )
+            then lower(regexp_replace({{ column }}, '\s+', '', 'g'))
+    end
+{%- endmacro %}
+
+
+{% macro country_alias_key(column) -%}
+    {#- The lookup key of seeds/country_aliases.csv: lower case, accents stripped, dots removed
+        ("U.S.A." -> "usa"), white space collapsed. -#}
+    nullif(
+        trim(regexp_replace(lower(strip_accents(replace({{ column }}, '.', ''))), '\s+', ' ', 'g')),
+        ''
+    )
+{%- endmacro %}
+
+
+{% macro normalize_category(column) -%}
+    {#- Categorical codes: trimmed, lower case, inner spaces and hyphens as underscores. -#}
+    nullif(regexp_replace(lower(trim({{ column }})), '[\s-]+', '_', 'g'), '')
+{%- endmacro %}

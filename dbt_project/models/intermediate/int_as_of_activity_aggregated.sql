@@ -1,0 +1,102 @@
+-- One row per active customer per as_of_date: event counts in the windows before as_of_date.
+-- Windows are half-open and end before as_of_date:
+-- [as_of - 30d, as_of) and [as_of - 60d, as_of - 30d).
+with
+
+customers_active as (
+
+    select * from {{ ref('int_as_of_customers_active') }}
+
+),
+
+daily_activity as (
+
+    select * from {{ ref('int_customer_daily_activity') }}
+
+),
+
+login_days as (
+
+    select
+        customer_id,
+        activity_date
+    from daily_activity
+    where logins > 0
+
+),
+
+windowed as (
+
+    -- Range join on (customer, 60 days): at most 60 daily rows per grid row.
+    select
+        customers_active.customer_id,
+        customers_active.as_of_date,
+        sum(daily_activity.logins) filter (
+            where daily_activity.activity_date >= customers_active.as_of_date - 30
+        ) as logins_30d,
+        sum(daily_activity.logins) filter (
+            where daily_activity.activity_date < customers_active.as_of_date - 30
+        ) as logins_31_60d,
+        sum(daily_activity.feature_uses) filter (
+            where daily_activity.activity_date >= customers_active.as_of_date - 30
+        ) as feature_uses_30d,
+        sum(daily_activity.email_opens) filter (
+            where daily_activity.activity_date >= customers_active.as_of_date - 30
+        ) as email_opens_30d,
+        sum(daily_activity.email_clicks) filter (
+            where daily_activity.activity_date >= customers_active.as_of_date - 30
+        ) as email_clicks_30d,
+        sum(daily_activity.pricing_page_visits) filter (
+            where daily_activity.activity_date >= customers_active.as_of_date - 30
+        ) as pricing_page_visits_30d
+    from customers_active
+    inner join daily_activity
+        on customers_active.customer_id = daily_activity.customer_id
+        and daily_activity.activity_date >= customers_active.as_of_date - 60
+        and daily_activity.activity_date < customers_active.as_of_date
+    group by customers_active.customer_id, customers_active.as_of_date
+
+),
+
+last_login as (
+
+    -- The last login day strictly before as_of_date, however long ago: an as-of join.
+    select
+        customers_active.customer_id,
+        customers_active.as_of_date,
+        login_days.activity_date as last_login_date
+    from customers_active
+    asof inner join login_days
+        on customers_active.customer_id = login_days.customer_id
+        and customers_active.as_of_date > login_days.activity_date
+
+),
+
+final as (
+
+    select
+        -- ids
+        customers_active.customer_id,
+        customers_active.as_of_date,
+        -- numerics
+        cast(coalesce(windowed.logins_30d, 0) as integer) as logins_30d,
+        cast(coalesce(windowed.logins_31_60d, 0) as integer) as logins_31_60d,
+        (coalesce(windowed.logins_30d, 0) + 1.0) / (coalesce(windowed.logins_31_60d, 0) + 1.0)
+            as login_trend,
+        cast(customers_active.as_of_date - last_login.last_login_date as integer)
+            as days_since_last_login,
+        cast(coalesce(windowed.feature_uses_30d, 0) as integer) as feature_uses_30d,
+        cast(coalesce(windowed.email_opens_30d, 0) as integer) as email_opens_30d,
+        cast(coalesce(windowed.email_clicks_30d, 0) as integer) as email_clicks_30d,
+        cast(coalesce(windowed.pricing_page_visits_30d, 0) as integer) as pricing_page_visits_30d
+    from customers_active
+    left join windowed
+        on customers_active.customer_id = windowed.customer_id
+        and customers_active.as_of_date = windowed.as_of_date
+    left join last_login
+        on customers_active.customer_id = last_login.customer_id
+        and customers_active.as_of_date = last_login.as_of_date
+
+)
+
+select * from final

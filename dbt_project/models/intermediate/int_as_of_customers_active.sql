@@ -1,0 +1,76 @@
+-- One row per customer per as_of_date at which the customer is active: a subscription period
+-- started strictly before as_of_date and had not ended before it. Carries the subscription
+-- features, all computed from periods that started before as_of_date. An end date on or after
+-- as_of_date is only compared with as_of_date, so its value cannot leak into a feature.
+with
+
+subscription_periods as (
+
+    select * from {{ ref('int_subscription_periods') }}
+
+),
+
+as_of_dates as (
+
+    select * from {{ ref('int_as_of_dates') }}
+
+),
+
+periods_started_before as (
+
+    select
+        subscription_periods.*,
+        as_of_dates.as_of_date
+    from as_of_dates
+    inner join subscription_periods
+        on subscription_periods.started_at < as_of_dates.as_of_date
+
+),
+
+aggregated as (
+
+    select
+        customer_id,
+        as_of_date,
+        -- the current period is the one that started last before as_of_date
+        arg_max(plan, (started_at, subscription_id)) as plan,
+        arg_max(contract_type, (started_at, subscription_id)) as contract_type,
+        arg_max(monthly_price, (started_at, subscription_id)) as monthly_price,
+        arg_max(monthly_price, (started_at, subscription_id)) filter (
+            where started_at < as_of_date - interval 90 day
+            and (ended_at is null or ended_at >= as_of_date - interval 90 day)
+        ) as monthly_price_90d_ago,
+        count(*) filter (
+            where end_reason = 'plan_change'
+            and ended_at >= as_of_date - interval 365 day
+            and ended_at < as_of_date
+        ) as plan_changes_365d,
+        bool_or(ended_at is null or ended_at >= as_of_date) as is_active,
+        min(started_at) as first_subscription_at
+    from periods_started_before
+    group by customer_id, as_of_date
+
+),
+
+final as (
+
+    select
+        -- ids
+        customer_id,
+        as_of_date,
+        -- attributes
+        plan,
+        contract_type,
+        -- numerics
+        cast(as_of_date - cast(first_subscription_at as date) as integer) as tenure_days,
+        monthly_price,
+        monthly_price - coalesce(monthly_price_90d_ago, monthly_price) as price_change_90d,
+        cast(plan_changes_365d as integer) as plan_changes_365d,
+        -- timestamps
+        first_subscription_at
+    from aggregated
+    where is_active
+
+)
+
+select * from final

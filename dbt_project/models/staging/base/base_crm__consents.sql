@@ -1,0 +1,76 @@
+-- Every raw consent change, standardised, with the reason it is rejected (null when kept).
+with
+
+source as (
+
+    select * from {{ source('raw', 'consents') }}
+
+),
+
+standardized as (
+
+    select
+        trim(consent_id) as consent_id,
+        trim(customer_record_id) as customer_record_id,
+        {{ normalize_category('channel') }} as channel,
+        {{ normalize_category('status') }} as status,
+        recorded_at
+    from source
+
+),
+
+flagged as (
+
+    select
+        *,
+        row(customer_record_id, channel, status, recorded_at) as row_content,
+        case
+            when recorded_at > {{ max_valid_timestamp() }} then 'future_dated'
+            when channel not in ('email', 'phone', 'sms') then 'unknown_channel'
+            when status not in ('granted', 'withdrawn') then 'unknown_status'
+        end as invalid_reason
+    from standardized
+
+),
+
+ranked as (
+
+    -- One pass over the rows of each key. Valid rows sort first, so a key keeps a valid row
+    -- if it has one; the order covers every column, so exact copies are neighbours and a row
+    -- equal to the one before it is an exact duplicate.
+    select
+        *,
+        row_number() over by_key as key_rank,
+        coalesce(row_content is not distinct from lag(row_content) over by_key, false)
+            as is_exact_copy
+    from flagged
+    window by_key as (
+        partition by consent_id
+        order by
+            invalid_reason is not null,
+            recorded_at desc,
+            customer_record_id nulls last,
+            channel nulls last,
+            status nulls last
+    )
+
+),
+
+final as (
+
+    select
+        consent_id,
+        customer_record_id,
+        channel,
+        status,
+        recorded_at,
+        case
+            when is_exact_copy then 'exact_duplicate'
+            when invalid_reason is not null then invalid_reason
+            when key_rank > 1 then 'duplicate_key'
+        end as rejection_reason
+    from ranked
+
+)
+
+select * from final

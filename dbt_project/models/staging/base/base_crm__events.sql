@@ -1,0 +1,74 @@
+-- Every raw event, standardised, with the reason it is rejected (null when kept).
+with
+
+source as (
+
+    select * from {{ source('raw', 'events') }}
+
+),
+
+standardized as (
+
+    select
+        trim(event_id) as event_id,
+        trim(customer_record_id) as customer_record_id,
+        {{ normalize_category('event_type') }} as event_type,
+        occurred_at
+    from source
+
+),
+
+flagged as (
+
+    select
+        *,
+        row(customer_record_id, event_type, occurred_at) as row_content,
+        case
+            when occurred_at > {{ max_valid_timestamp() }} then 'future_dated'
+            when event_type not in (
+                'login', 'email_open', 'email_click', 'pricing_page_visit', 'feature_use'
+            ) then 'unknown_event_type'
+        end as invalid_reason
+    from standardized
+
+),
+
+ranked as (
+
+    -- One pass over the rows of each key. Valid rows sort first, so a key keeps a valid row
+    -- if it has one; the order covers every column, so exact copies are neighbours and a row
+    -- equal to the one before it is an exact duplicate.
+    select
+        *,
+        row_number() over by_key as key_rank,
+        coalesce(row_content is not distinct from lag(row_content) over by_key, false)
+            as is_exact_copy
+    from flagged
+    window by_key as (
+        partition by event_id
+        order by
+            invalid_reason is not null,
+            occurred_at desc,
+            customer_record_id nulls last,
+            event_type nulls last
+    )
+
+),
+
+final as (
+
+    select
+        event_id,
+        customer_record_id,
+        event_type,
+        occurred_at,
+        case
+            when is_exact_copy then 'exact_duplicate'
+            when invalid_reason is not null then invalid_reason
+            when key_rank > 1 then 'duplicate_key'
+        end as rejection_reason
+    from ranked
+
+)
+
+select * from final

@@ -1,0 +1,189 @@
+"""Out-of-time metrics and plots of a churn model.
+
+Metrics come from scikit-learn; only the expected calibration error and the top-fraction
+precision/lift, which scikit-learn does not provide, are computed here (vectorised). Plots use
+matplotlib's object API on the Agg canvas, so no pyplot global state and no display is needed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from numpy.typing import ArrayLike
+from sklearn.calibration import calibration_curve
+from sklearn.metrics import average_precision_score, brier_score_loss, log_loss, roc_auc_score
+
+ECE_BINS = 10
+
+
+@dataclass(frozen=True)
+class EvaluationResult:
+    """Metrics of probabilities against observed 0/1 labels.
+
+    Attributes:
+        roc_auc: Area under the ROC curve.
+        pr_auc: Average precision (area under the precision-recall curve).
+        brier: Brier score (mean squared error of the probability).
+        log_loss: Mean negative log-likelihood.
+        ece: Expected calibration error over 10 equal-width bins, weighted by bin size.
+        precision_at_k: Churn rate among the ``top_fraction`` highest scores.
+        lift_at_k: ``precision_at_k / base_rate``.
+        base_rate: Churn rate of all rows.
+        n: Number of rows.
+        top_fraction: The fraction k used for precision and lift.
+    """
+
+    roc_auc: float
+    pr_auc: float
+    brier: float
+    log_loss: float
+    ece: float
+    precision_at_k: float
+    lift_at_k: float
+    base_rate: float
+    n: int
+    top_fraction: float
+
+    def as_metrics(self) -> dict[str, float]:
+        """The result as flat MLflow metrics."""
+        return {k: float(v) for k, v in asdict(self).items()}
+
+
+def _checked(y_true: ArrayLike, proba: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+    y = np.asarray(y_true).astype(int)
+    p = np.asarray(proba, dtype=float)
+    if y.shape != p.shape or y.ndim != 1:
+        raise ValueError(f"y_true and proba must be 1-d of equal length, got {y.shape}, {p.shape}")
+    if len(y) == 0:
+        raise ValueError("cannot evaluate zero rows")
+    if np.unique(y).size < 2:
+        raise ValueError("y_true holds a single class; AUC is undefined")
+    if np.isnan(p).any() or (p < 0).any() or (p > 1).any():
+        raise ValueError("proba must lie in [0, 1] without NaN")
+    return y, p
+
+
+def _top_k(n: int, top_fraction: float) -> int:
+    if not 0 < top_fraction <= 1:
+        raise ValueError(f"top_fraction must be in (0, 1], got {top_fraction}")
+    return max(1, int(np.ceil(top_fraction * n)))
+
+
+def expected_calibration_error(
+    y_true: ArrayLike, proba: ArrayLike, n_bins: int = ECE_BINS
+) -> float:
+    """Bin-size-weighted mean |observed rate - mean probability| over equal-width bins.
+
+    Uses the same bin edges as ``sklearn.calibration.calibration_curve(strategy="uniform")``.
+    """
+    y, p = np.asarray(y_true, dtype=float), np.asarray(proba, dtype=float)
+    bins = np.searchsorted(np.linspace(0.0, 1.0, n_bins + 1)[1:-1], p, side="right")
+    counts = np.bincount(bins, minlength=n_bins)
+    sum_true = np.bincount(bins, weights=y, minlength=n_bins)
+    sum_prob = np.bincount(bins, weights=p, minlength=n_bins)
+    return float(np.abs(sum_true - sum_prob).sum() / counts.sum())
+
+
+def evaluate(y_true: ArrayLike, proba: ArrayLike, top_fraction: float = 0.1) -> EvaluationResult:
+    """Score probabilities against labels.
+
+    Args:
+        y_true: Observed 0/1 (or bool) labels.
+        proba: Predicted probabilities in [0, 1].
+        top_fraction: Share of rows (highest scores first, ``ceil(top_fraction * n)`` rows)
+            used for precision and lift; 0.1 is the top decile.
+
+    Returns:
+        The metrics.
+
+    Raises:
+        ValueError: On empty input, a single class, mismatched lengths or probabilities
+            outside [0, 1].
+    """
+    y, p = _checked(y_true, proba)
+    k = _top_k(len(y), top_fraction)
+    # Stable sort on the negated score: ties keep input order, so the result is deterministic.
+    top = np.argsort(-p, kind="stable")[:k]
+    base_rate = float(y.mean())
+    precision = float(y[top].mean())
+    return EvaluationResult(
+        roc_auc=float(roc_auc_score(y, p)),
+        pr_auc=float(average_precision_score(y, p)),
+        brier=float(brier_score_loss(y, p)),
+        log_loss=float(log_loss(y, p, labels=[0, 1])),
+        ece=expected_calibration_error(y, p),
+        precision_at_k=precision,
+        lift_at_k=precision / base_rate,
+        base_rate=base_rate,
+        n=len(y),
+        top_fraction=top_fraction,
+    )
+
+
+def _save(fig: Figure, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    FigureCanvasAgg(fig)
+    fig.savefig(path, format="png", dpi=100)
+    return path
+
+
+def plot_calibration_curve(y_true: ArrayLike, proba: ArrayLike, path: Path) -> Path:
+    """Reliability diagram (10 equal-width bins) with the score histogram, as a PNG.
+
+    Args:
+        y_true: Observed 0/1 labels.
+        proba: Predicted probabilities.
+        path: Where to write the PNG (parent folders are created).
+
+    Returns:
+        ``path``.
+    """
+    y, p = _checked(y_true, proba)
+    observed, predicted = calibration_curve(y, p, n_bins=ECE_BINS, strategy="uniform")
+    fig = Figure(figsize=(6, 6))
+    ax, hist = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    ax.plot([0, 1], [0, 1], linestyle="--", color="grey", label="perfectly calibrated")
+    ax.plot(predicted, observed, marker="o", label="model")
+    ax.set_ylabel("observed churn rate")
+    ax.set_title(f"Calibration (ECE {expected_calibration_error(y, p):.3f}, n={len(y)})")
+    ax.legend(loc="upper left")
+    hist.hist(p, bins=np.linspace(0, 1, 41), color="tab:blue")
+    hist.set_xlabel("predicted churn probability")
+    hist.set_ylabel("rows")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_lift_chart(y_true: ArrayLike, proba: ArrayLike, path: Path) -> Path:
+    """Lift per score decile (decile 1 = highest scores) against the base rate, as a PNG.
+
+    Args:
+        y_true: Observed 0/1 labels.
+        proba: Predicted probabilities.
+        path: Where to write the PNG (parent folders are created).
+
+    Returns:
+        ``path``.
+    """
+    y, p = _checked(y_true, proba)
+    ranked = y[np.argsort(-p, kind="stable")]
+    deciles = np.arange(len(ranked)) * 10 // len(ranked)
+    rate = np.bincount(deciles, weights=ranked, minlength=10) / np.maximum(
+        np.bincount(deciles, minlength=10), 1
+    )
+    lift = rate / y.mean()
+    fig = Figure(figsize=(7, 4))
+    ax = fig.subplots()
+    ax.bar(np.arange(1, 11), lift, color="tab:orange")
+    ax.axhline(1.0, linestyle="--", color="grey", label="random")
+    ax.set_xticks(np.arange(1, 11))
+    ax.set_xlabel("score decile (1 = highest risk)")
+    ax.set_ylabel("lift (churn rate / base rate)")
+    ax.set_title(f"Lift by decile (base rate {y.mean():.3f}, n={len(y)})")
+    ax.legend()
+    fig.tight_layout()
+    return _save(fig, path)

@@ -1,0 +1,413 @@
+"""Load raw contract files into DuckDB ``raw.<table>`` as they are, quarantining bad rows.
+
+One file per table (``<table>.parquet``, ``<table>.csv`` or ``<table>.csv.gz``) is read entirely in
+DuckDB. CSV is read with every column as text so nothing is lost before it is checked, and each
+row keeps its position in the file (for CSV the line number, for Parquet the 1-based row number)
+so an error message can point a person at it. CSV line numbers count one line per record: after a
+quoted value spanning several lines they point at the record, not the physical line. Malformed
+CSV lines (wrong number of fields, bad quoting, invalid UTF-8) are quarantined with their raw
+text in ``raw_line`` instead of failing the whole file.
+
+Each contract column is ``TRY_CAST`` to its type. A row whose value is present but does not cast,
+or whose required value is missing, goes to quarantine (DuckDB ``quarantine.<table>`` and
+``<quarantine_dir>/<table>.parquet``) with a reason; the other rows replace ``raw.<table>`` in one
+transaction. Problems that make the whole file unusable (missing or unreadable file, missing
+required column) raise :class:`ContractError` before anything is written, so the previous
+``raw.<table>`` stays as it was.
+
+Values of PII and protected columns are never written into messages: they are masked as
+``'***'`` in problems and reasons (the quarantined row itself keeps them, like the source file).
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+
+from ml.contract import Column, Table
+from ml.warehouse import quote_ident, transaction
+
+RAW_SCHEMA = "raw"
+QUARANTINE_SCHEMA = "quarantine"
+_SUFFIXES = (".parquet", ".csv", ".csv.gz")
+_ROW = "_ingest_row_number"  # internal name of the position column; unlikely in a CRM export
+_MASK = "'***'"
+_MAX_ROWS_LISTED = 5
+_MAX_VALUE_CHARS = 40
+# Names the quarantine table uses for its own columns; a file column with one of these names is
+# not a contract column, so it is left out of quarantine rather than clashing.
+_QUARANTINE_META = ("source_file", "row_number", "reason", "raw_line")
+
+
+class ContractError(ValueError):
+    """A source file cannot be used at all: missing, unreadable, or missing a required column."""
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    """What happened when one raw file was loaded.
+
+    Attributes:
+        table: Contract table name.
+        source_file: The file that was read.
+        rows_read: Data rows in the file (including malformed CSV lines).
+        rows_loaded: Rows written to ``raw.<table>``.
+        rows_quarantined: Rows written to ``quarantine.<table>``.
+        problems: Human-readable lines naming file, column, rows and (masked when personal)
+            an example value.
+    """
+
+    table: str
+    source_file: Path
+    rows_read: int
+    rows_loaded: int
+    rows_quarantined: int
+    problems: tuple[str, ...]
+
+
+def _literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def find_source_file(table: Table, source_dir: Path) -> Path:
+    """Return the one file of ``table`` in ``source_dir``.
+
+    Raises:
+        ContractError: No file, or more than one candidate (ambiguous).
+    """
+    candidates = [source_dir / f"{table.name}{s}" for s in _SUFFIXES]
+    found = [p for p in candidates if p.is_file()]
+    names = ", ".join(p.name for p in candidates)
+    if not found:
+        raise ContractError(f"{table.name}: no file {names} in {source_dir}")
+    if len(found) > 1:
+        raise ContractError(
+            f"{table.name}: several files ({', '.join(p.name for p in found)}) in {source_dir}; "
+            "keep exactly one"
+        )
+    return found[0]
+
+
+@contextmanager
+def _temp_names(con: duckdb.DuckDBPyConnection, *prefixes: str) -> Iterator[list[str]]:
+    names = [f"_{p}_{uuid.uuid4().hex[:12]}" for p in prefixes]
+    try:
+        yield names
+    finally:
+        for name in names:
+            con.execute(f"drop table if exists temp.{quote_ident(name)}")
+
+
+def _read_into(
+    con: duckdb.DuckDBPyConnection, path: Path, src: str, rejects: str, scans: str
+) -> int:
+    """Copy the file into temp table ``src`` with a position column; return malformed CSV lines.
+
+    Malformed CSV lines (wrong number of fields, bad quoting, invalid UTF-8) are kept in the
+    rejects table instead of failing the whole file.
+    """
+    file = _literal(str(path))
+    if path.name.endswith(".parquet"):
+        con.execute(
+            f"create temp table {quote_ident(src)} as "
+            f"select * exclude (file_row_number), file_row_number + 1 as {_ROW} "
+            f"from read_parquet({file}, file_row_number = true)"
+        )
+        return 0
+    con.execute(
+        f"create temp table {quote_ident(src)} as "
+        f"select * exclude (ordinality), ordinality as {_ROW} "
+        f"from read_csv({file}, header = true, all_varchar = true, ignore_errors = true, "
+        f"store_rejects = true, rejects_table = {_literal(rejects)}, "
+        f"rejects_scan = {_literal(scans)}) with ordinality"
+    )
+    (n_rejected,) = con.execute(
+        f"select count(distinct line) from {quote_ident(rejects)}"
+    ).fetchone() or (0,)
+    # Turn the record ordinal into the line number in the file: line 1 is the header, and every
+    # rejected line before a record shifts it down by one. The rejects are few, so an ASOF join
+    # against their cumulative count is cheap.
+    if n_rejected:
+        con.execute(
+            f"create or replace temp table {quote_ident(src)} as "
+            f"with rejected as (select distinct line from {quote_ident(rejects)}), "
+            f"shifts as (select line - j - 1 as good_before, j from "
+            f"(select line, row_number() over (order by line) as j from rejected)) "
+            f"select s.* exclude ({_ROW}), "
+            f"cast(s.{_ROW} + 1 + coalesce(shifts.j, 0) as bigint) as {_ROW} "
+            f"from {quote_ident(src)} s asof left join shifts on s.{_ROW} > shifts.good_before "
+            f"order by {_ROW}"
+        )
+    else:
+        con.execute(f"update {quote_ident(src)} set {_ROW} = {_ROW} + 1")
+    return int(n_rejected)
+
+
+def _typed_expr(column: Column, source: str | None, source_type: str | None) -> str:
+    """SQL that casts the file's value to the contract type, null when it does not cast."""
+    if source is None:
+        return f"cast(null as {column.type})"
+    ref = quote_ident(source)
+    if source_type == "VARCHAR" and column.type != "VARCHAR":
+        # Blank text in a typed column means "no value", not a bad value.
+        ref = f"nullif(trim({ref}), '')"
+    if source_type == column.type:
+        return ref
+    if column.type == "VARCHAR":
+        return f"cast({ref} as varchar)"
+    if column.type == "TIMESTAMP" and source_type in (
+        "TIMESTAMP_NS",
+        "TIMESTAMP_MS",
+        "TIMESTAMP_S",
+        "DATE",
+    ):
+        # Typed Parquet without a time zone: no text to parse and no offset to convert.
+        return f"cast({ref} as timestamp)"
+    if column.type == "TIMESTAMP":
+        # Through TIMESTAMPTZ so a value with an offset ('...+02:00') becomes UTC instead of
+        # silently dropping the offset; naive values are taken as UTC (session time zone).
+        return f"cast(try_cast({ref} as timestamptz) as timestamp)"
+    if column.type in ("INTEGER", "BIGINT"):
+        # TRY_CAST would round '4.5' to 5; a fractional value is a bad value, not an integer.
+        return (
+            f"case when try_cast({ref} as double) = try_cast({ref} as {column.type}) "
+            f"then try_cast({ref} as {column.type}) end"
+        )
+    return f"try_cast({ref} as {column.type})"
+
+
+def _present_expr(source: str, source_type: str) -> str:
+    """SQL that is true when the file holds a value (so a null cast means a bad value)."""
+    ref = quote_ident(source)
+    if source_type == "VARCHAR":
+        return f"nullif(trim({ref}), '') is not null"
+    return f"{ref} is not null"
+
+
+@dataclass(frozen=True)
+class _Check:
+    column: Column
+    kind: str  # "cast" or "missing"
+    predicate: str  # SQL, true for a bad row
+    value: str  # SQL of the value to quote in messages
+
+
+def _checks(table: Table, mapping: dict[str, str], source_types: dict[str, str]) -> list[_Check]:
+    checks: list[_Check] = []
+    for column in table.columns:
+        source = mapping.get(column.name)
+        typed = _typed_expr(column, source, source_types.get(source) if source else None)
+        if source is not None:
+            shown = (
+                _MASK
+                if column.pii or column.protected
+                else f"'''' || left(cast({quote_ident(source)} as varchar), "
+                f"{_MAX_VALUE_CHARS}) || ''''"
+            )
+            if column.type != "VARCHAR":
+                present = _present_expr(source, source_types[source])
+                checks.append(_Check(column, "cast", f"({present} and {typed} is null)", shown))
+        if column.required and source is not None:
+            # Present-but-unreadable values are reported by the cast check; this one is for
+            # absent values (null, or blank text, which no id or category can be).
+            missing = (
+                f"nullif(trim({typed}), '') is null"
+                if column.type == "VARCHAR"
+                else f"not ({_present_expr(source, source_types[source])})"
+            )
+            checks.append(_Check(column, "missing", f"({missing})", "''"))
+    return checks
+
+
+def _reason_expr(checks: list[_Check]) -> str:
+    parts = []
+    for c in checks:
+        if c.kind == "cast":
+            text = f"'{c.column.name}: ' || {c.value} || ' cannot be read as {c.column.type}'"
+        else:
+            text = f"'{c.column.name}: required value missing'"
+        parts.append(f"case when {c.predicate} then {text} end")
+    return f"nullif(concat_ws('; ', {', '.join(parts)}), '')" if parts else "cast(null as varchar)"
+
+
+def _row_list(rows: list[int], count: int) -> str:
+    listed = ", ".join(str(r) for r in rows)
+    return listed + (", ..." if count > len(rows) else "")
+
+
+def _problem_lines(
+    con: duckdb.DuckDBPyConnection, src: str, file_name: str, checks: list[_Check]
+) -> tuple[list[str], list[_Check]]:
+    """Describe each failing check in one line; return the lines and the failing checks."""
+    if not checks:
+        return [], []
+    # One scan over the table gives every column's count, first rows and first example value.
+    aggregates = []
+    for c in checks:
+        aggregates += [
+            f"count(*) filter (where {c.predicate})",
+            f"list({_ROW} order by {_ROW}) filter (where {c.predicate})[1:{_MAX_ROWS_LISTED}]",
+            f"arg_min({c.value}, {_ROW}) filter (where {c.predicate})",
+        ]
+    row = con.execute(f"select {', '.join(aggregates)} from {quote_ident(src)}").fetchone()
+    assert row is not None
+    lines, failing = [], []
+    for i, c in enumerate(checks):
+        count, rows, example = row[3 * i], row[3 * i + 1], row[3 * i + 2]
+        if not count:
+            continue
+        failing.append(c)
+        where = f"{file_name}, column {c.column.name}: {count} row{'s' if count > 1 else ''}"
+        if c.kind == "cast":
+            lines.append(
+                f"{where} cannot be read as {c.column.type} "
+                f"(rows {_row_list(rows, count)}; e.g. {example})"
+            )
+        else:
+            lines.append(
+                f"{where} without a value in a required column (rows {_row_list(rows, count)})"
+            )
+    return lines, failing
+
+
+def _write_parquet_atomically(con: duckdb.DuckDBPyConnection, sql: str, final: Path) -> None:
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.parent / f".{final.name}.{uuid.uuid4().hex}.tmp"
+    try:
+        con.execute(f"copy ({sql}) to {_literal(str(tmp))} (format parquet, compression zstd)")
+        os.replace(tmp, final)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def ingest_table(
+    con: duckdb.DuckDBPyConnection, table: Table, source_dir: Path, quarantine_dir: Path
+) -> IngestResult:
+    """Load one contract table's file into ``raw.<table>``; quarantine the rows that break it.
+
+    Args:
+        con: Writable DuckDB connection, not inside an open transaction. Its session time zone
+            should be UTC (``ml.warehouse.connect`` sets it): naive timestamps are read as UTC.
+        table: The contract table.
+        source_dir: Folder holding ``<table>.parquet``, ``<table>.csv`` or ``<table>.csv.gz``.
+        quarantine_dir: Folder for ``<table>.parquet`` with the quarantined rows (rewritten on
+            every successful ingest, empty when nothing was quarantined).
+
+    Returns:
+        Counts and human-readable problems (bad values, missing optional columns, ignored extra
+        columns, malformed lines).
+
+    Raises:
+        ContractError: The file is missing, ambiguous, unreadable, or lacks a required column.
+            Nothing is written in that case.
+    """
+    source_dir, quarantine_dir = Path(source_dir), Path(quarantine_dir)
+    path = find_source_file(table, source_dir)
+    file_name = path.name
+    if path.stat().st_size == 0:
+        raise ContractError(f"{file_name}: the file is empty (a header row is required)")
+    with _temp_names(con, "src", "rejects", "scans") as (src, rejects, scans):
+        try:
+            n_malformed = _read_into(con, path, src, rejects, scans)
+        except duckdb.Error as exc:
+            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc)
+            raise ContractError(f"{file_name}: cannot be read ({first_line})") from exc
+
+        described = con.execute(f"describe {quote_ident(src)}").fetchall()
+        source_types = {str(r[0]): str(r[1]) for r in described if r[0] != _ROW}
+        by_lower = {name.strip().lower(): name for name in source_types}
+        mapping = {c.name: by_lower[c.name] for c in table.columns if c.name in by_lower}
+
+        missing_required = [c.name for c in table.columns if c.required and c.name not in mapping]
+        if missing_required:
+            raise ContractError(
+                f"{file_name}: missing required column(s) {', '.join(missing_required)} "
+                f"(file has: {', '.join(source_types) or 'no columns'})"
+            )
+        problems: list[str] = []
+        missing_optional = [c.name for c in table.columns if c.name not in mapping]
+        if missing_optional:
+            problems.append(
+                f"{file_name}: optional column(s) {', '.join(missing_optional)} missing; "
+                "loaded as empty"
+            )
+        extra = [n for n in source_types if n not in mapping.values()]
+        if extra:
+            problems.append(f"{file_name}: extra column(s) {', '.join(extra)} ignored")
+        if n_malformed:
+            lines, kinds = con.execute(
+                f"select list(distinct line order by line)[1:{_MAX_ROWS_LISTED}], "
+                f"lower(string_agg(distinct error_type, ', ' order by error_type)) "
+                f"from {quote_ident(rejects)}"
+            ).fetchone() or ([], "")
+            problems.append(
+                f"{file_name}: {n_malformed} malformed line{'s' if n_malformed > 1 else ''} "
+                f"quarantined ({kinds}; lines {_row_list(lines, n_malformed)})"
+            )
+
+        checks = _checks(table, mapping, source_types)
+        column_problems, failing = _problem_lines(con, src, file_name, checks)
+        problems += column_problems
+        # Only checks that found something need to run again; a clean file is loaded unfiltered.
+        bad = " or ".join(c.predicate for c in failing) or "false"
+
+        types = {c.name: c.type for c in table.columns}
+        column_defs = ", ".join(f"{quote_ident(n)} {t}" for n, t in types.items())
+        typed_select = ", ".join(
+            f"{_typed_expr(c, mapping.get(c.name), source_types.get(mapping.get(c.name, '')))} "
+            f"as {quote_ident(c.name)}"
+            for c in table.columns
+        )
+        kept = [n for n in source_types if n not in _QUARANTINE_META]
+        original = ", ".join(f"cast({quote_ident(n)} as varchar) as {quote_ident(n)}" for n in kept)
+        original_nulls = ", ".join(f"cast(null as varchar) as {quote_ident(n)}" for n in kept)
+        raw_table = f"{RAW_SCHEMA}.{quote_ident(table.name)}"
+        quarantine_table = f"{QUARANTINE_SCHEMA}.{quote_ident(table.name)}"
+        bad_rows_sql = (
+            f"select {_literal(file_name)} as source_file, {_ROW} as row_number, "
+            f"{_reason_expr(failing)} as reason, {original}, cast(null as varchar) as raw_line "
+            f"from {quote_ident(src)} where {bad}"
+        )
+        if n_malformed:
+            bad_rows_sql += (
+                f" union all by name select {_literal(file_name)} as source_file, "
+                f"cast(line as bigint) as row_number, "
+                f"'malformed line: ' || lower(string_agg(distinct error_type, ', ')) as reason, "
+                f"{original_nulls}, any_value(csv_line) as raw_line "
+                f"from {quote_ident(rejects)} group by line"
+            )
+
+        with transaction(con):
+            con.execute(f"create schema if not exists {RAW_SCHEMA}")
+            con.execute(f"create schema if not exists {QUARANTINE_SCHEMA}")
+            con.execute(f"create or replace table {raw_table} ({column_defs})")
+            con.execute(
+                f"insert into {raw_table} select {typed_select} from {quote_ident(src)} "
+                f"where not ({bad})"
+            )
+            con.execute(
+                f"create or replace table {quarantine_table} as "
+                f"select * from ({bad_rows_sql}) order by row_number"
+            )
+            counts = con.execute(
+                f"select (select count(*) from {quote_ident(src)}), "
+                f"(select count(*) from {raw_table}), (select count(*) from {quarantine_table})"
+            ).fetchone()
+        assert counts is not None
+        _write_parquet_atomically(
+            con, f"select * from {quarantine_table}", quarantine_dir / f"{table.name}.parquet"
+        )
+    return IngestResult(
+        table=table.name,
+        source_file=path,
+        rows_read=int(counts[0]) + n_malformed,
+        rows_loaded=int(counts[1]),
+        rows_quarantined=int(counts[2]),
+        problems=tuple(problems),
+    )

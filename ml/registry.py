@@ -1,0 +1,276 @@
+"""MLflow logging, model registry and champion/challenger promotion (sqlite backend).
+
+A trained :class:`~ml.training.ChurnModel` is logged as a pyfunc model whose artifacts are the
+CatBoost binary and a JSON of the calibrator and feature lists, so the calibrator always travels
+with its booster. Promotion is by rule: the new version becomes ``champion`` only if its AUC on the
+same validation frame is at least the current champion's AUC minus a margin; otherwise it is
+``challenger``.
+
+Nothing per person is logged: parameters, aggregate metrics, the split summary (dates, counts,
+rates), the two plots and the model. No training rows, no customer ids, no input example.
+
+MLflow keeps the tracking URI in process-global state; every public function here sets it from
+its :class:`MlflowConfig` first, so calls with different configs do not leak into each other.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from importlib.metadata import version as installed_version
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow.exceptions import MlflowException
+from mlflow.pyfunc import PythonModel
+from mlflow.tracking import MlflowClient
+from sklearn.metrics import roc_auc_score
+
+from ml.evaluation import EvaluationResult
+from ml.features import LABEL_COLUMN
+from ml.training import ChurnModel
+
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+_ARTIFACT_KEY = "churn_model"
+_REQUIREMENTS = ("catboost", "pandas", "numpy", "scikit-learn")
+
+
+@dataclass(frozen=True)
+class MlflowConfig:
+    """Where to track and register.
+
+    Attributes:
+        tracking_uri: ``sqlite:///<CRM_HOME>/mlflow.db``; also used as the registry URI.
+        artifacts_dir: Root of run and model artifacts (``<CRM_HOME>/mlartifacts``).
+        experiment: Experiment name.
+        model_name: Registered model name.
+    """
+
+    tracking_uri: str
+    artifacts_dir: Path
+    experiment: str = "churn"
+    model_name: str = "churn"
+
+
+@dataclass(frozen=True)
+class RegistrationResult:
+    """Outcome of logging and registering one model.
+
+    Attributes:
+        run_id: MLflow run id.
+        model_version: Registered model version (string, as the registry gives it).
+        alias: ``champion`` or ``challenger``.
+        champion_auc_before: AUC of the previous champion on the same validation frame, or
+            ``None`` when there was no champion.
+        reason: The promotion decision in words, with the numbers.
+    """
+
+    run_id: str
+    model_version: str
+    alias: str
+    champion_auc_before: float | None
+    reason: str
+
+
+class ChurnPyfunc(PythonModel):
+    """pyfunc wrapper: loads the booster and calibrator from the model's artifacts.
+
+    ``predict`` returns calibrated churn probabilities for a frame of features.
+    """
+
+    def __init__(self) -> None:
+        self.model: ChurnModel | None = None
+
+    def load_context(self, context: Any) -> None:
+        self.model = ChurnModel.load(Path(context.artifacts[_ARTIFACT_KEY]))
+
+    # A DataFrame hint tells MLflow not to infer a schema (no input example is ever logged).
+    def predict(
+        self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
+    ) -> np.ndarray:
+        if self.model is None:
+            raise RuntimeError("model artifacts are not loaded")
+        return self.model.predict_proba(model_input)
+
+
+def _use(config: MlflowConfig) -> MlflowClient:
+    mlflow.set_tracking_uri(config.tracking_uri)
+    mlflow.set_registry_uri(config.tracking_uri)
+    return MlflowClient(tracking_uri=config.tracking_uri, registry_uri=config.tracking_uri)
+
+
+def _experiment_id(client: MlflowClient, config: MlflowConfig) -> str:
+    experiment = client.get_experiment_by_name(config.experiment)
+    if experiment is not None:
+        return str(experiment.experiment_id)
+    # Without an explicit location MLflow would write artifacts to ./mlruns in the cwd.
+    location = (config.artifacts_dir / config.experiment).resolve()
+    location.mkdir(parents=True, exist_ok=True)
+    return str(client.create_experiment(config.experiment, artifact_location=location.as_uri()))
+
+
+def _pip_requirements() -> list[str]:
+    return [f"{name}=={installed_version(name)}" for name in _REQUIREMENTS]
+
+
+def _champion_version(client: MlflowClient, config: MlflowConfig) -> str | None:
+    try:
+        return str(client.get_model_version_by_alias(config.model_name, CHAMPION).version)
+    except MlflowException:
+        return None
+
+
+def _load_version(config: MlflowConfig, version: str) -> ChurnModel:
+    loaded = mlflow.pyfunc.load_model(f"models:/{config.model_name}/{version}")
+    wrapper = loaded.unwrap_python_model()
+    if not isinstance(wrapper, ChurnPyfunc) or wrapper.model is None:
+        raise TypeError(f"{config.model_name} version {version} is not a churn pyfunc model")
+    return wrapper.model
+
+
+def load_champion(config: MlflowConfig) -> tuple[ChurnModel, str]:
+    """Load the model behind ``models:/<model_name>@champion``.
+
+    Args:
+        config: Tracking and registry settings.
+
+    Returns:
+        The model and its registered version.
+
+    Raises:
+        LookupError: If no version carries the champion alias (nothing trained yet).
+    """
+    client = _use(config)
+    version = _champion_version(client, config)
+    if version is None:
+        raise LookupError(
+            f"no champion for registered model {config.model_name!r} at {config.tracking_uri}: "
+            "train and register a model first"
+        )
+    # Load by version, not by alias, so the returned version is the one actually loaded.
+    return _load_version(config, version), version
+
+
+def _auc(model: ChurnModel, frame: pd.DataFrame) -> float:
+    y = frame[LABEL_COLUMN].astype(int).to_numpy()
+    return float(roc_auc_score(y, model.predict_proba(frame)))
+
+
+def _flat_params(params: dict[str, Any], prefix: str = "") -> dict[str, str]:
+    return {f"{prefix}{k}": str(v) for k, v in params.items()}
+
+
+def log_and_register(
+    config: MlflowConfig,
+    model: ChurnModel,
+    split_summary: dict[str, Any],
+    metrics: EvaluationResult,
+    params: dict[str, Any],
+    plot_paths: list[Path],
+    validation_frame: pd.DataFrame,
+    promotion_margin: float = 0.0,
+    extra_metrics: dict[str, float] | None = None,
+) -> RegistrationResult:
+    """Log a trained model to MLflow, register it, and set champion or challenger.
+
+    The current champion (if any) is scored on the same validation frame as the new model; the new
+    version becomes champion when ``new AUC >= champion AUC - promotion_margin``.
+
+    Args:
+        config: Tracking and registry settings.
+        model: The trained model.
+        split_summary: Aggregate description of the split (``TimeSplit.summary()``).
+        metrics: Out-of-time metrics of ``model`` on ``validation_frame``.
+        params: Training parameters (``TrainingConfig.as_params()``).
+        plot_paths: PNG files to log under ``plots/``.
+        validation_frame: Validation rows with features and label; used only in memory to
+            compare with the champion, never logged.
+        promotion_margin: How much lower than the champion's AUC the new AUC may be.
+        extra_metrics: More aggregate metrics to log (e.g. ``oracle_auc``).
+
+    Returns:
+        Run id, version, alias, the champion's AUC before, and the reason.
+    """
+    client = _use(config)
+    experiment_id = _experiment_id(client, config)
+
+    previous = _champion_version(client, config)
+    champion_auc = (
+        _auc(_load_version(config, previous), validation_frame) if previous is not None else None
+    )
+    new_auc = _auc(model, validation_frame)
+
+    with mlflow.start_run(experiment_id=experiment_id) as run:
+        mlflow.log_params(_flat_params(params))
+        mlflow.log_params(_flat_params(split_summary, prefix="split_"))
+        mlflow.log_params(
+            {
+                "calibration_chosen": model.calibration_report.method,
+                "refit_on_calibration_slice": str(
+                    model.calibration_report.refit_on_calibration_slice
+                ),
+                "features": ",".join(model.feature_names),
+                "cat_features": ",".join(model.cat_features),
+            }
+        )
+        logged: dict[str, float] = {
+            **metrics.as_metrics(),
+            **{k: float(v) for k, v in (extra_metrics or {}).items()},
+        }
+        report = model.calibration_report
+        if report.brier_uncalibrated is not None:
+            logged["calibration_brier_uncalibrated"] = report.brier_uncalibrated
+        if report.brier_calibrated_out_of_fold is not None:
+            logged["calibration_brier_sigmoid_oof"] = report.brier_calibrated_out_of_fold
+        if champion_auc is not None:
+            logged["champion_auc_before"] = champion_auc
+        mlflow.log_metrics({k: v for k, v in logged.items() if np.isfinite(v)})
+        for plot in plot_paths:
+            mlflow.log_artifact(str(plot), artifact_path="plots")
+        mlflow.log_dict(split_summary, "split_summary.json")
+
+        with tempfile.TemporaryDirectory() as tmp:
+            model_dir = model.save(Path(tmp) / _ARTIFACT_KEY)
+            info = mlflow.pyfunc.log_model(
+                name="model",
+                python_model=ChurnPyfunc(),
+                artifacts={_ARTIFACT_KEY: str(model_dir)},
+                pip_requirements=_pip_requirements(),
+                registered_model_name=config.model_name,
+            )
+        model_version = str(info.registered_model_version)
+
+        if champion_auc is None:
+            alias = CHAMPION
+            reason = f"first model: AUC {new_auc:.4f}, no champion to compare"
+        elif new_auc >= champion_auc - promotion_margin:
+            alias = CHAMPION
+            reason = (
+                f"promoted: AUC {new_auc:.4f} >= champion v{previous} AUC {champion_auc:.4f} "
+                f"- margin {promotion_margin:.4f} on the same {len(validation_frame)} rows"
+            )
+        else:
+            alias = CHALLENGER
+            reason = (
+                f"kept as challenger: AUC {new_auc:.4f} < champion v{previous} AUC "
+                f"{champion_auc:.4f} - margin {promotion_margin:.4f} on the same "
+                f"{len(validation_frame)} rows"
+            )
+        mlflow.set_tags({"alias": alias, "promotion_reason": reason})
+
+    client.set_registered_model_alias(config.model_name, alias, model_version)
+    client.set_model_version_tag(
+        config.model_name, model_version, "validation_auc", f"{new_auc:.6f}"
+    )
+    client.set_model_version_tag(config.model_name, model_version, "promotion_reason", reason)
+    return RegistrationResult(
+        run_id=run.info.run_id,
+        model_version=model_version,
+        alias=alias,
+        champion_auc_before=champion_auc,
+        reason=reason,
+    )

@@ -1,0 +1,101 @@
+"""The one typed settings object of CRM Signals, read from ``CRM_*`` environment variables.
+
+It is read once by the entry point (Dagster resources, the CLI, tests) and passed down; nothing in
+``ml/`` reads the environment on its own and nothing happens at import time.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SYNTHETIC = "synthetic"
+
+
+class Settings(BaseSettings):
+    """Project settings. Every field can be set with ``CRM_<FIELD>`` (for example ``CRM_HOME``)."""
+
+    model_config = SettingsConfigDict(env_prefix="CRM_", frozen=True, extra="ignore")
+
+    home: Path = Field(
+        default=Path("var"),
+        description="State folder: warehouse, MLflow, reports, exports, Dagster home, quarantine.",
+    )
+    source: str = Field(
+        default=SYNTHETIC,
+        description="'synthetic' for the embedded generator, or a folder of CSV/Parquet files "
+        "that follow docs/data-contract.md.",
+    )
+    synthetic_customers: int = Field(default=20_000, ge=100, description="Synthetic persons.")
+    synthetic_seed: int = Field(default=42, description="Seed of the synthetic generator.")
+    synthetic_start_date: date = Field(default=date(2024, 10, 1))
+    synthetic_end_date: date = Field(default=date(2026, 9, 30))
+    threads: int = Field(default=2, ge=1, description="Threads for DuckDB and CatBoost.")
+    duckdb_memory_limit: str = Field(default="6GB", description="DuckDB memory_limit.")
+    public_data: Path | None = Field(
+        default=None, description="Folder of the public data sets (../shared/data)."
+    )
+    scoring_cron: str = Field(default="0 6 * * *", description="Daily scoring schedule.")
+    retraining_cron: str = Field(default="0 4 * * 1", description="Weekly retraining schedule.")
+    drift_share_threshold: float = Field(
+        default=0.3, gt=0, le=1, description="Share of drifted features that triggers retraining."
+    )
+    retrain_cooldown_hours: float = Field(
+        default=24.0, ge=0, description="At most one drift-triggered retraining per this period."
+    )
+
+    @field_validator("home", mode="after")
+    @classmethod
+    def _absolute_home(cls, value: Path) -> Path:
+        # dbt runs in its own working directory, so every path handed down must be absolute.
+        return value.expanduser().resolve()
+
+    @property
+    def is_synthetic(self) -> bool:
+        return self.source == SYNTHETIC
+
+    @property
+    def warehouse_path(self) -> Path:
+        return self.home / "warehouse.duckdb"
+
+    @property
+    def mlflow_tracking_uri(self) -> str:
+        return f"sqlite:///{self.home / 'mlflow.db'}"
+
+    @property
+    def mlflow_artifacts_dir(self) -> Path:
+        return self.home / "mlartifacts"
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.home / "reports"
+
+    @property
+    def exports_dir(self) -> Path:
+        return self.home / "exports"
+
+    @property
+    def quarantine_dir(self) -> Path:
+        return self.home / "quarantine"
+
+    @property
+    def dagster_home(self) -> Path:
+        return self.home / "dagster"
+
+    @property
+    def synthetic_dir(self) -> Path:
+        """Where the generator writes the raw contract files the pipeline reads."""
+        return self.home / "synthetic" / "raw"
+
+    @property
+    def truth_dir(self) -> Path:
+        """Where the generator writes the hidden truth; the pipeline never reads it."""
+        return self.home / "synthetic" / "truth"
+
+    @property
+    def source_dir(self) -> Path:
+        """The folder of raw contract files to ingest."""
+        return self.synthetic_dir if self.is_synthetic else Path(self.source).expanduser().resolve()

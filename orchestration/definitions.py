@@ -1,0 +1,25 @@
+"""The one Dagster code location of CRM Signals, built from the domain folders in defs/."""
+
+import dagster as dg
+
+from ml.settings import Settings
+from orchestration.defs import churn, ingest, monitoring, source, transform
+from orchestration.resources import CrmSettings, dbt_cli
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    settings = Settings()
+    return dg.Definitions.merge(
+        source.defs,
+        ingest.defs,
+        transform.defs,
+        churn.build_defs(settings),
+        monitoring.defs,
+        dg.Definitions(
+            resources={"crm": CrmSettings(), "dbt": dbt_cli()},
+            # One step at a time in one process: DuckDB has one writer, and a process per step
+            # would re-import the stack (about 10 s) for every asset.
+            executor=dg.in_process_executor,
+        ),
+    )

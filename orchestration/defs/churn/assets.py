@@ -1,0 +1,167 @@
+"""Churn: train and register the model, score the newest as-of date, publish for BI tools."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import dagster as dg
+from pydantic import Field
+
+from ml.churn import score_latest, train_and_register
+from ml.datasets import read_labelled_features, read_scoring_features
+from ml.registry import MlflowConfig
+from ml.scoring import RiskBands
+from ml.settings import Settings
+from ml.training import TrainingConfig
+from ml.warehouse import connect, create_latest_view, export_parquet, publish_table
+from orchestration.defs.markdown import markdown_table
+from orchestration.resources import CrmSettings
+
+CUSTOMER_FEATURES = dg.AssetKey(["marts", "customer_features"])
+CHURN_LABELS = dg.AssetKey(["marts", "churn_labels"])
+IDENTITY_MAP = dg.AssetKey(["marts", "customer_identity_map"])
+
+
+def mlflow_config(settings: Settings) -> MlflowConfig:
+    return MlflowConfig(
+        tracking_uri=settings.mlflow_tracking_uri, artifacts_dir=settings.mlflow_artifacts_dir
+    )
+
+
+class ChurnTrainingSettings(dg.Config):
+    iterations: int = Field(default=400, description="CatBoost boosting iterations.")
+    depth: int = Field(default=6, description="CatBoost tree depth.")
+    learning_rate: float = Field(default=0.08, description="CatBoost learning rate.")
+    training_as_of_dates: int = Field(
+        default=6, description="How many past as-of dates (months) to train on."
+    )
+    calibration: str = Field(
+        default="auto", description="auto (keep Platt scaling if it lowers Brier), none, sigmoid."
+    )
+    promotion_margin: float = Field(
+        default=0.0,
+        description="The new model becomes champion if its out-of-time AUC is at least the "
+        "champion's AUC on the same data minus this margin.",
+    )
+
+
+@dg.asset(
+    group_name="churn",
+    kinds={"catboost", "mlflow"},
+    deps=[CUSTOMER_FEATURES, CHURN_LABELS, IDENTITY_MAP],
+)
+def churn_model(
+    context: dg.AssetExecutionContext, config: ChurnTrainingSettings, crm: CrmSettings
+) -> dg.MaterializeResult:
+    """CatBoost churn model (90 days), validated out of time, registered in MLflow as `churn`."""
+    settings = crm.get()
+    with connect(settings.warehouse_path, read_only=True) as con:
+        labelled = read_labelled_features(con)
+        identity_map = con.sql("select * from marts.customer_identity_map").df()
+    training = TrainingConfig(
+        iterations=config.iterations,
+        depth=config.depth,
+        learning_rate=config.learning_rate,
+        training_as_of_dates=config.training_as_of_dates,
+        calibration=config.calibration,  # type: ignore[arg-type]
+        thread_count=settings.threads,
+    )
+    outcome = train_and_register(
+        labelled,
+        identity_map,
+        training,
+        mlflow_config(settings),
+        plots_dir=settings.reports_dir / "churn" / context.run_id,
+        truth_dir=settings.truth_dir if settings.is_synthetic else None,
+        promotion_margin=config.promotion_margin,
+    )
+    m, reg = outcome.metrics, outcome.registration
+    metadata: dict[str, dg.RawMetadataValue] = {
+        "roc_auc": m.roc_auc,
+        "pr_auc": m.pr_auc,
+        "brier": m.brier,
+        "ece": m.ece,
+        "precision_top_decile": m.precision_at_k,
+        "lift_top_decile": m.lift_at_k,
+        "validation_rows": m.n,
+        "validation_as_of": str(outcome.split.validation_date),
+        "training_as_of_dates": ", ".join(str(d) for d in outcome.split.train_dates),
+        "model_version": reg.model_version,
+        "alias": reg.alias,
+        "promotion": reg.reason,
+        "mlflow_run_id": reg.run_id,
+    }
+    if outcome.oracle_auc is not None:
+        metadata["oracle_auc"] = outcome.oracle_auc
+        metadata["auc_gap_to_oracle"] = outcome.oracle_auc - m.roc_auc
+    for plot in outcome.plots:
+        metadata[plot.stem] = dg.MetadataValue.path(str(plot))
+    return dg.MaterializeResult(metadata=metadata)
+
+
+@dg.asset(
+    key=["serving", "customer_scores"],
+    group_name="serving",
+    kinds={"duckdb"},
+    deps=[churn_model, CUSTOMER_FEATURES],
+)
+def customer_scores(context: dg.AssetExecutionContext, crm: CrmSettings) -> dg.MaterializeResult:
+    """Churn risk per customer for the newest as-of date, with top drivers and a reason.
+
+    Scored by models:/churn@champion. The rows of this as-of date are replaced in one
+    transaction, and only after the scores pass the serving contract: a failed run leaves the
+    last good scores in place. ``serving.customer_scores_latest`` is the newest row per customer.
+    """
+    settings = crm.get()
+    with connect(settings.warehouse_path, threads=settings.threads) as con:
+        features = read_scoring_features(con)
+        scores = score_latest(
+            features, mlflow_config(settings), datetime.now(UTC).replace(tzinfo=None), RiskBands()
+        )
+        as_of = scores["as_of_date"].iloc[0]
+        publish_table(
+            con, scores, "serving", "customer_scores", replace_where=f"as_of_date = '{as_of}'"
+        )
+        create_latest_view(
+            con,
+            "serving",
+            "customer_scores",
+            "customer_scores_latest",
+            key="customer_id",
+            order_col="as_of_date",
+        )
+    bands = scores["churn_risk_band"].value_counts().to_dict()
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": len(scores),
+            "as_of_date": str(as_of),
+            "model_version": str(scores["model_version"].iloc[0]),
+            "mean_churn_probability": float(scores["churn_probability"].mean()),
+            "risk_bands": dg.MetadataValue.json({str(k): int(v) for k, v in bands.items()}),
+            "table": "serving.customer_scores",
+            "highest_risk": dg.MetadataValue.md(
+                markdown_table(
+                    scores.nlargest(5, "churn_probability")[
+                        ["customer_id", "churn_probability", "churn_risk_band", "churn_reason"]
+                    ]
+                )
+            ),
+        }
+    )
+
+
+@dg.asset(
+    key=["exports", "customer_scores"],
+    group_name="serving",
+    kinds={"parquet"},
+    deps=[customer_scores],
+)
+def customer_scores_parquet(crm: CrmSettings) -> dg.MaterializeResult:
+    """serving.customer_scores as Parquet for BI tools that cannot open DuckDB (atomic replace)."""
+    settings = crm.get()
+    with connect(settings.warehouse_path, read_only=True) as con:
+        path = export_parquet(con, "serving", "customer_scores", settings.exports_dir)
+        rows = con.sql(f"select count(*) from read_parquet('{path}')").fetchone()
+    return dg.MaterializeResult(
+        metadata={"path": dg.MetadataValue.path(str(path)), "dagster/row_count": rows[0] if rows else 0}
+    )

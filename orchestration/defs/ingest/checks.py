@@ -1,0 +1,43 @@
+"""Great Expectations gates on the raw contract tables."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import dagster as dg
+
+from expectations.runner import validate_frame
+from expectations.suites import raw_suite
+from ml.contract import RAW_TABLES
+from ml.warehouse import connect
+from orchestration.resources import CrmSettings
+from orchestration.defs.checks_metadata import suite_metadata
+
+RAW_CHECK_SPECS = [
+    dg.AssetCheckSpec(
+        name="raw_contract_expectations",
+        asset=["raw", name],
+        description="Great Expectations suite derived from the raw contract: keys, required "
+        "values, allowed values, ranges. Dirt that dbt cleans up is reported, not blocking.",
+    )
+    for name in RAW_TABLES
+]
+
+
+@dg.multi_asset_check(specs=RAW_CHECK_SPECS, can_subset=True)
+def raw_contract_checks(
+    context: dg.AssetCheckExecutionContext, crm: CrmSettings
+) -> Iterator[dg.AssetCheckResult]:
+    settings = crm.get()
+    with connect(settings.warehouse_path, read_only=True) as con:
+        for check_key in context.selected_asset_check_keys:
+            table = RAW_TABLES[check_key.asset_key.path[-1]]
+            frame = con.sql(f"select * from raw.{table.name}").df()
+            result = validate_frame(frame, raw_suite(table))
+            yield dg.AssetCheckResult(
+                asset_key=check_key.asset_key,
+                check_name=check_key.name,
+                passed=result.success,
+                severity=dg.AssetCheckSeverity.WARN,
+                metadata=suite_metadata(result),
+            )

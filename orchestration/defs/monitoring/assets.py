@@ -1,0 +1,44 @@
+"""Monitoring: Evidently drift of the scoring features and of the scores."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from ml.churn import churn_drift
+from ml.datasets import read_reference_features, read_scoring_features
+from ml.registry import load_champion
+from ml.warehouse import connect
+from orchestration.defs.churn.assets import customer_scores, mlflow_config
+from orchestration.resources import CrmSettings
+
+
+@dg.asset(group_name="monitoring", kinds={"evidently"}, deps=[customer_scores])
+def churn_drift_report(crm: CrmSettings) -> dg.MaterializeResult:
+    """Drift of today's scoring features against the champion's training data, and of scores.
+
+    The retraining sensor reads ``drift_share`` from this asset's metadata.
+    """
+    settings = crm.get()
+    model, version = load_champion(mlflow_config(settings))
+    with connect(settings.warehouse_path, read_only=True) as con:
+        reference = read_reference_features(con, model.training_as_of_dates)
+        current = read_scoring_features(con)
+        scores = con.sql(
+            "select churn_probability from serving.customer_scores "
+            "where as_of_date = (select max(as_of_date) from serving.customer_scores)"
+        ).df()
+    drift = churn_drift(
+        model, reference, current, scores["churn_probability"], settings.reports_dir
+    )
+    return dg.MaterializeResult(
+        metadata={
+            "drift_share": drift.features.drift_share,
+            "drifted_columns": ", ".join(drift.features.drifted_columns) or "none",
+            "score_drift_share": drift.scores.drift_share,
+            "model_version": version,
+            "reference_rows": drift.features.reference_rows,
+            "current_rows": drift.features.current_rows,
+            "report": dg.MetadataValue.path(str(drift.features.html_path)),
+            "score_report": dg.MetadataValue.path(str(drift.scores.html_path)),
+        }
+    )

@@ -1,0 +1,23 @@
+"""The blocking gate in front of training and scoring: the customer_features contract."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from expectations.runner import validate_frame
+from expectations.suites import customer_features_suite
+from ml.warehouse import connect
+from orchestration.defs.checks_metadata import suite_metadata
+from orchestration.resources import CrmSettings
+
+CUSTOMER_FEATURES = dg.AssetKey(["marts", "customer_features"])
+
+
+@dg.asset_check(asset=CUSTOMER_FEATURES, blocking=True)
+def customer_features_expectations(crm: CrmSettings) -> dg.AssetCheckResult:
+    """Keys unique and complete, ranges, allowed values, null rates, row count, no PII columns."""
+    settings = crm.get()
+    with connect(settings.warehouse_path, read_only=True) as con:
+        frame = con.sql(f"select * from {'.'.join(CUSTOMER_FEATURES.path)}").df()
+    result = validate_frame(frame, customer_features_suite(min_rows=100))
+    return dg.AssetCheckResult(passed=result.success, metadata=suite_metadata(result))

@@ -1,0 +1,97 @@
+"""Run one job of the pipeline from the command line and print a short summary.
+
+``make run`` calls ``python -m orchestration.run churn_retraining_job``. The run is recorded in
+$DAGSTER_HOME, so it appears in the Dagster UI like any other run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections import defaultdict
+from datetime import datetime
+
+import dagster as dg
+
+from orchestration.definitions import defs as load_defs
+
+# Only problems reach the console; the summary below says what happened.
+_QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+
+
+def _step_seconds(result: dg.ExecuteInProcessResult) -> dict[str, float]:
+    started: dict[str, float] = {}
+    seconds: dict[str, float] = defaultdict(float)
+    for event in result.all_events:
+        if event.step_key is None:
+            continue
+        timestamp = event.timestamp if hasattr(event, "timestamp") else 0.0
+        if event.event_type_value == "STEP_START":
+            started[event.step_key] = timestamp
+        elif event.event_type_value in ("STEP_SUCCESS", "STEP_FAILURE"):
+            seconds[event.step_key] += timestamp - started.get(event.step_key, timestamp)
+    return dict(seconds)
+
+
+def _materialization_metadata(result: dg.ExecuteInProcessResult) -> dict[str, dict]:
+    found: dict[str, dict] = {}
+    for event in result.get_asset_materialization_events():
+        materialization = event.asset_materialization
+        if materialization is not None:
+            found[materialization.asset_key.to_user_string()] = {
+                k: getattr(v, "value", v) for k, v in materialization.metadata.items()
+            }
+    return found
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("job", help="churn_retraining_job or churn_scoring_job")
+    args = parser.parse_args(argv)
+
+    definitions = load_defs()
+    job = definitions.resolve_job_def(args.job)
+    began = datetime.now()
+    with dg.DagsterInstance.get() as instance:
+        result = job.execute_in_process(instance=instance, run_config=_QUIET, raise_on_error=False)
+    wall = (datetime.now() - began).total_seconds()
+
+    print(f"\n{args.job}: {'succeeded' if result.success else 'FAILED'} in {wall:.0f} s")
+    print("\nseconds per step:")
+    for step, seconds in sorted(_step_seconds(result).items(), key=lambda kv: -kv[1]):
+        print(f"  {seconds:7.1f}  {step}")
+    metadata = _materialization_metadata(result)
+    print("\nwhat was written:")
+    for key in sorted(metadata):
+        wanted = {k: v for k, v in metadata[key].items() if k in _SUMMARY_FIELDS}
+        if wanted:
+            print(f"  {key}: " + ", ".join(f"{k}={_fmt(v)}" for k, v in wanted.items()))
+    if not result.success:
+        for event in result.all_events:
+            if event.event_type_value == "STEP_FAILURE":
+                print(f"\nstep {event.step_key} failed: {event.message}", file=sys.stderr)
+    return 0 if result.success else 1
+
+
+_SUMMARY_FIELDS = (
+    "dagster/row_count",
+    "rows_quarantined",
+    "roc_auc",
+    "oracle_auc",
+    "lift_top_decile",
+    "model_version",
+    "alias",
+    "drift_share",
+    "score_drift_share",
+    "report",
+    "table",
+    "path",
+)
+
+
+def _fmt(value: object) -> str:
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

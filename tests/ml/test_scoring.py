@@ -1,0 +1,137 @@
+"""Serving rows: contract columns and types, risk bands, and the publish gate."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import date, datetime, timedelta, timezone
+from typing import Any
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pytest
+
+from ml.scoring import (
+    CUSTOMER_SCORES_COLUMNS,
+    CUSTOMER_SCORES_SCHEMA,
+    RiskBands,
+    score_customers,
+    validate_scores,
+)
+from ml.training import ChurnModel
+
+SCORED_AT = datetime(2026, 1, 5, 6, 0, 0)
+
+
+@pytest.fixture(scope="module")
+def scores(trained_model: ChurnModel, feature_frame: pd.DataFrame) -> pd.DataFrame:
+    rows = feature_frame.tail(400).reset_index(drop=True)
+    return score_customers(trained_model, rows, "churn", "7", SCORED_AT, RiskBands())
+
+
+def test_scores_have_exactly_the_contract_columns_and_types(scores: pd.DataFrame) -> None:
+    assert tuple(scores.columns) == CUSTOMER_SCORES_COLUMNS
+    # Registered in DuckDB as-is, the frame has the SQL types of serving.customer_scores.
+    with duckdb.connect() as con:
+        con.register("scores", scores)
+        described = con.execute("describe scores").fetchall()
+    assert {name: sql_type for name, sql_type, *_ in described} == CUSTOMER_SCORES_SCHEMA
+    assert scores["churn_probability"].dtype == np.float64
+    assert scores["scored_at"].dtype == "datetime64[us]"
+
+
+def test_scores_content(
+    scores: pd.DataFrame, trained_model: ChurnModel, feature_frame: pd.DataFrame
+) -> None:
+    rows = feature_frame.tail(400).reset_index(drop=True)
+    np.testing.assert_array_equal(scores["churn_probability"], trained_model.predict_proba(rows))
+    assert scores["customer_id"].tolist() == rows["customer_id"].tolist()
+    assert set(scores["as_of_date"]) == {date(2025, 12, 1)}
+    assert (scores["scored_at"] == pd.Timestamp(SCORED_AT)).all()
+    assert set(scores["model_name"]) == {"churn"} and set(scores["model_version"]) == {"7"}
+    assert all(isinstance(json.loads(t), list) for t in scores["churn_top_drivers"])
+    assert scores["churn_reason"].str.len().gt(0).all()
+    validate_scores(scores)
+
+
+@pytest.mark.parametrize(
+    ("proba", "band"),
+    [
+        (0.9, "high"),
+        (0.4, "high"),
+        (0.3999, "medium"),
+        (0.15, "medium"),
+        (0.1499, "low"),
+        (0.0, "low"),
+    ],
+)
+def test_risk_bands(proba: float, band: str) -> None:
+    assert RiskBands().assign(np.array([proba])).tolist() == [band]
+
+
+def test_bands_follow_probabilities(scores: pd.DataFrame) -> None:
+    high = scores["churn_probability"] >= 0.4
+    low = scores["churn_probability"] < 0.15
+    assert (scores.loc[high, "churn_risk_band"] == "high").all()
+    assert (scores.loc[low, "churn_risk_band"] == "low").all()
+    custom = RiskBands(high=0.0, medium=0.0).assign(scores["churn_probability"].to_numpy())
+    assert set(custom) == {"high"}
+
+
+def test_risk_bands_reject_inverted_thresholds() -> None:
+    with pytest.raises(ValueError, match="medium <= high"):
+        RiskBands(high=0.1, medium=0.2)
+
+
+def test_aware_scored_at_is_stored_as_utc(
+    trained_model: ChurnModel, feature_frame: pd.DataFrame
+) -> None:
+    aware = datetime(2026, 1, 5, 8, 0, tzinfo=timezone(timedelta(hours=2)))
+    out = score_customers(trained_model, feature_frame.head(5), "churn", "1", aware)
+    assert (out["scored_at"] == pd.Timestamp(datetime(2026, 1, 5, 6, 0))).all()
+    assert out["scored_at"].dt.tz is None
+
+
+def _set(column: str, value: Any) -> Callable[[pd.DataFrame], pd.DataFrame]:
+    def change(frame: pd.DataFrame) -> pd.DataFrame:
+        out = frame.copy()
+        out[column] = out[column].astype(object)
+        out.loc[out.index[0], column] = value
+        return out
+
+    return change
+
+
+@pytest.mark.parametrize(
+    ("break_it", "message"),
+    [
+        (lambda f: f.iloc[:0], "empty"),
+        (_set("churn_probability", 1.2), "outside"),
+        (_set("churn_probability", -0.01), "outside"),
+        (_set("churn_probability", np.nan), "null churn_probability"),
+        (_set("churn_probability", None), "null churn_probability"),
+        (_set("churn_risk_band", "severe"), "churn_risk_band"),
+        (_set("customer_id", None), "null customer_id"),
+        (lambda f: pd.concat([f, f.iloc[[3]]], ignore_index=True), "duplicate"),
+        (lambda f: f.drop(columns="churn_reason"), "serving contract"),
+        (lambda f: f.assign(extra=1), "serving contract"),
+    ],
+    ids=[
+        "empty",
+        "above-one",
+        "negative",
+        "nan",
+        "none",
+        "bad-band",
+        "null-key",
+        "duplicate-key",
+        "missing-column",
+        "extra-column",
+    ],
+)
+def test_validate_scores_rejects_bad_frames(
+    scores: pd.DataFrame, break_it: Callable[[pd.DataFrame], pd.DataFrame], message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        validate_scores(break_it(scores))

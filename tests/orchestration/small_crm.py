@@ -1,0 +1,16 @@
+"""The small synthetic CRM the orchestration tests run on."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+SMALL_CRM = {"CRM_SYNTHETIC_CUSTOMERS": "2000", "CRM_SYNTHETIC_SEED": "7", "CRM_THREADS": "2"}
+
+
+def set_small_crm(env: pytest.MonkeyPatch, home: Path) -> None:
+    """Point the settings (read from CRM_* variables, as in production) at a small CRM."""
+    env.setenv("CRM_HOME", str(home))
+    for name, value in SMALL_CRM.items():
+        env.setenv(name, value)

@@ -1,0 +1,135 @@
+"""The whole graph, end to end, on a small synthetic CRM in a temporary CRM_HOME."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import dagster as dg
+import duckdb
+import mlflow
+import pytest
+
+from ml.contract import PII_COLUMNS, PROTECTED_COLUMNS
+from ml.features import CHURN_FEATURES
+from orchestration.defs.transform.checks import CUSTOMER_FEATURES
+from tests.orchestration.small_crm import set_small_crm
+
+SCORE_COLUMNS = [
+    "customer_id",
+    "as_of_date",
+    "scored_at",
+    "churn_probability",
+    "churn_risk_band",
+    "churn_top_drivers",
+    "churn_reason",
+    "model_name",
+    "model_version",
+]
+
+
+def _scores(run) -> duckdb.DuckDBPyRelation:
+    con = duckdb.connect(str(run.settings.warehouse_path), read_only=True)
+    return con
+
+
+def test_retraining_job_succeeds_and_gates_pass(pipeline_run) -> None:
+    result = pipeline_run.result
+    assert result.success
+    gates = [
+        e.asset_check_evaluation
+        for e in result.all_events
+        if e.event_type_value == "ASSET_CHECK_EVALUATION"
+    ]
+    features_gate = [g for g in gates if g.asset_key == CUSTOMER_FEATURES]
+    assert features_gate and all(g.passed for g in features_gate)
+    dbt_tests = [g for g in gates if g.asset_key.path[0] in ("staging", "intermediate", "marts")]
+    assert len(dbt_tests) > 10 and all(g.passed for g in dbt_tests)
+
+
+def test_serving_table_follows_the_contract(pipeline_run) -> None:
+    con = _scores(pipeline_run)
+    scores = con.sql("select * from serving.customer_scores").df()
+    assert list(scores.columns) == SCORE_COLUMNS
+    assert len(scores) > 500
+    assert scores["churn_probability"].between(0, 1).all()
+    assert set(scores["churn_risk_band"]) <= {"high", "medium", "low"}
+    assert not scores.duplicated(["customer_id", "as_of_date"]).any()
+    drivers = scores["churn_top_drivers"].map(json.loads)
+    assert drivers.map(len).between(1, 3).all()
+    assert {d["feature"] for row in drivers for d in row} <= set(CHURN_FEATURES)
+    assert scores["churn_reason"].str.len().gt(0).all()
+    latest = con.sql("select * from serving.customer_scores_latest").df()
+    assert latest["customer_id"].is_unique and len(latest) == scores["customer_id"].nunique()
+
+
+def test_scores_come_from_the_registered_champion(pipeline_run) -> None:
+    client = mlflow.MlflowClient(tracking_uri=pipeline_run.settings.mlflow_tracking_uri)
+    champion = client.get_model_version_by_alias("churn", "champion")
+    con = _scores(pipeline_run)
+    versions = con.sql("select distinct model_version from serving.customer_scores").fetchall()
+    assert versions == [(champion.version,)]
+
+
+def test_parquet_export_matches_the_table(pipeline_run) -> None:
+    path = pipeline_run.settings.exports_dir / "serving.customer_scores.parquet"
+    con = _scores(pipeline_run)
+    exported = con.sql(f"select count(*) from read_parquet('{path}')").fetchone()
+    table = con.sql("select count(*) from serving.customer_scores").fetchone()
+    assert exported == table
+
+
+def test_drift_report_is_written_and_reported(pipeline_run) -> None:
+    event = pipeline_run.instance.get_latest_materialization_event(
+        dg.AssetKey("churn_drift_report")
+    )
+    metadata = event.asset_materialization.metadata
+    assert 0.0 <= metadata["drift_share"].value <= 1.0
+    assert (pipeline_run.settings.reports_dir / "churn_feature_drift.html").stat().st_size > 1000
+
+
+def test_no_pii_or_protected_columns_reach_features_or_serving(pipeline_run) -> None:
+    con = _scores(pipeline_run)
+    for table in ("marts.customer_features", "serving.customer_scores"):
+        columns = set(con.sql(f"select * from {table} limit 0").columns)
+        assert not columns & (PII_COLUMNS | PROTECTED_COLUMNS), table
+
+
+def test_bad_file_fails_clearly_quarantines_and_keeps_last_good_scores(
+    pipeline_run, tmp_path, monkeypatch
+) -> None:
+    settings = pipeline_run.settings
+    export = tmp_path / "export"
+    shutil.copytree(settings.synthetic_dir, export)
+    con = duckdb.connect()
+    # customers loses a required column; three events get unreadable timestamps.
+    (export / "customers.parquet").unlink()
+    con.sql(
+        f"copy (select * exclude (signed_up_at) from "
+        f"read_parquet('{settings.synthetic_dir / 'customers.parquet'}')) "
+        f"to '{export / 'customers.csv'}' (header)"
+    )
+    (export / "events.parquet").unlink()
+    con.sql(
+        f"copy (select * replace (case when row_number() over () <= 3 then 'not a date' "
+        f"else cast(occurred_at as varchar) end as occurred_at) "
+        f"from read_parquet('{settings.synthetic_dir / 'events.parquet'}')) "
+        f"to '{export / 'events.csv'}' (header)"
+    )
+    con.close()
+    with duckdb.connect(str(settings.warehouse_path), read_only=True) as before:
+        good = before.sql("select * from serving.customer_scores order by all").df()
+
+    set_small_crm(monkeypatch, settings.home)
+    monkeypatch.setenv("CRM_SOURCE", str(export))
+    job = pipeline_run.defs.resolve_job_def("churn_scoring_job")
+    result = job.execute_in_process(instance=pipeline_run.instance, raise_on_error=False)
+
+    assert not result.success
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    message = str(failure.event_specific_data.error)  # type: ignore[union-attr]
+    assert "customers.csv" in message and "signed_up_at" in message
+    with duckdb.connect(str(settings.warehouse_path), read_only=True) as after:
+        assert after.sql("select count(*) from quarantine.events").fetchone() == (3,)
+        pd_after = after.sql("select * from serving.customer_scores order by all").df()
+    assert pd_after.equals(good)
