@@ -6,6 +6,9 @@ export CRM_HOME ?= $(CURDIR)/var
 export DAGSTER_HOME := $(CRM_HOME)/dagster
 export UV_COMPILE_BYTECODE := 1
 export MPLBACKEND := Agg
+# MLflow and friends phone home by default; this machine has no internet and we promise no tracking.
+export MLFLOW_DISABLE_TELEMETRY := true
+export DO_NOT_TRACK := true
 
 UV_VERSION := 0.13.8
 UV := $(shell command -v uv 2>/dev/null || echo python3 -m uv)

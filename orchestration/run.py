@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections import defaultdict
+from collections.abc import Sequence
 from datetime import datetime
 
 import dagster as dg
@@ -19,28 +20,29 @@ from orchestration.definitions import defs as load_defs
 _QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
-def _step_seconds(result: dg.ExecuteInProcessResult) -> dict[str, float]:
+def _step_seconds(logs: Sequence[dg.EventLogEntry]) -> dict[str, float]:
     started: dict[str, float] = {}
     seconds: dict[str, float] = defaultdict(float)
-    for event in result.all_events:
-        if event.step_key is None:
+    for entry in logs:
+        event = entry.dagster_event
+        if event is None or event.step_key is None:
             continue
-        timestamp = event.timestamp if hasattr(event, "timestamp") else 0.0
         if event.event_type_value == "STEP_START":
-            started[event.step_key] = timestamp
+            started[event.step_key] = entry.timestamp
         elif event.event_type_value in ("STEP_SUCCESS", "STEP_FAILURE"):
-            seconds[event.step_key] += timestamp - started.get(event.step_key, timestamp)
+            seconds[event.step_key] += entry.timestamp - started.get(
+                event.step_key, entry.timestamp
+            )
     return dict(seconds)
 
 
 def _materialization_metadata(result: dg.ExecuteInProcessResult) -> dict[str, dict]:
     found: dict[str, dict] = {}
     for event in result.get_asset_materialization_events():
-        materialization = event.asset_materialization
-        if materialization is not None:
-            found[materialization.asset_key.to_user_string()] = {
-                k: getattr(v, "value", v) for k, v in materialization.metadata.items()
-            }
+        materialization = event.materialization
+        found[materialization.asset_key.to_user_string()] = {
+            k: getattr(v, "value", v) for k, v in materialization.metadata.items()
+        }
     return found
 
 
@@ -54,11 +56,12 @@ def main(argv: list[str] | None = None) -> int:
     began = datetime.now()
     with dg.DagsterInstance.get() as instance:
         result = job.execute_in_process(instance=instance, run_config=_QUIET, raise_on_error=False)
+        step_seconds = _step_seconds(instance.all_logs(result.run_id))
     wall = (datetime.now() - began).total_seconds()
 
     print(f"\n{args.job}: {'succeeded' if result.success else 'FAILED'} in {wall:.0f} s")
     print("\nseconds per step:")
-    for step, seconds in sorted(_step_seconds(result).items(), key=lambda kv: -kv[1]):
+    for step, seconds in sorted(step_seconds.items(), key=lambda kv: -kv[1]):
         print(f"  {seconds:7.1f}  {step}")
     metadata = _materialization_metadata(result)
     print("\nwhat was written:")

@@ -14,7 +14,6 @@ from orchestration.definitions import defs as load_defs
 from tests.orchestration.small_crm import set_small_crm
 
 
-
 @dataclass(frozen=True)
 class PipelineRun:
     settings: Settings

@@ -6,8 +6,8 @@ import dagster as dg
 import pytest
 from dagster._core.test_utils import create_run_for_test
 
-from orchestration.defs.churn.sensors import DRIFT_REPORT, REASON_TAG, TRIGGER_TAG
 from orchestration.definitions import defs as load_defs
+from orchestration.defs.churn.sensors import DRIFT_REPORT, REASON_TAG, TRIGGER_TAG
 from orchestration.resources import CrmSettings
 
 

@@ -43,7 +43,9 @@ def test_asset_graph_runs_from_raw_files_to_drift() -> None:
 def test_customer_features_gate_is_blocking() -> None:
     defs = load_defs()
     checks = defs.resolve_asset_graph().asset_check_keys
-    gate = dg.AssetCheckKey(dg.AssetKey(["marts", "customer_features"]), "customer_features_expectations")
+    gate = dg.AssetCheckKey(
+        dg.AssetKey(["marts", "customer_features"]), "customer_features_expectations"
+    )
     assert gate in checks
     spec = defs.resolve_asset_graph().get_check_spec(gate)
     assert spec.blocking

@@ -8,7 +8,6 @@ import shutil
 import dagster as dg
 import duckdb
 import mlflow
-import pytest
 
 from ml.contract import PII_COLUMNS, PROTECTED_COLUMNS
 from ml.features import CHURN_FEATURES

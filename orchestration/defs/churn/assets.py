@@ -161,7 +161,10 @@ def customer_scores_parquet(crm: CrmSettings) -> dg.MaterializeResult:
     settings = crm.get()
     with connect(settings.warehouse_path, read_only=True) as con:
         path = export_parquet(con, "serving", "customer_scores", settings.exports_dir)
-        rows = con.sql(f"select count(*) from read_parquet('{path}')").fetchone()
+        rows = con.execute("select count(*) from read_parquet(?)", [str(path)]).fetchone()
     return dg.MaterializeResult(
-        metadata={"path": dg.MetadataValue.path(str(path)), "dagster/row_count": rows[0] if rows else 0}
+        metadata={
+            "path": dg.MetadataValue.path(str(path)),
+            "dagster/row_count": rows[0] if rows else 0,
+        }
     )

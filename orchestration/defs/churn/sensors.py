@@ -30,14 +30,16 @@ def drift_retraining_sensor(
     """Reads the newest drift report once; launches retraining when its drift share passes
     CRM_DRIFT_SHARE_THRESHOLD and no drift-triggered retraining ran within the cool-down."""
     settings = crm.get()
-    event = context.instance.get_latest_materialization_event(DRIFT_REPORT)
-    if event is None or event.asset_materialization is None:
+    records = context.instance.fetch_materializations(DRIFT_REPORT, limit=1).records
+    materialization = records[0].asset_materialization if records else None
+    if materialization is None:
         return dg.SkipReason("no drift report yet")
-    if context.cursor == str(event.storage_id):
+    record = records[0]
+    if context.cursor == str(record.storage_id):
         return dg.SkipReason("no new drift report since the last evaluation")
-    context.update_cursor(str(event.storage_id))
+    context.update_cursor(str(record.storage_id))
 
-    share = event.asset_materialization.metadata.get("drift_share")
+    share = materialization.metadata.get("drift_share")
     decision = should_retrain(
         drift_share=float(share.value) if share is not None else None,  # type: ignore[arg-type]
         threshold=settings.drift_share_threshold,
@@ -48,6 +50,6 @@ def drift_retraining_sensor(
     if not decision.retrain:
         return dg.SkipReason(decision.reason)
     return dg.RunRequest(
-        run_key=f"drift-{event.storage_id}",
+        run_key=f"drift-{record.storage_id}",
         tags={TRIGGER_TAG: "drift", REASON_TAG: decision.reason},
     )

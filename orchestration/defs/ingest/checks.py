@@ -10,8 +10,8 @@ from expectations.runner import validate_frame
 from expectations.suites import raw_suite
 from ml.contract import RAW_TABLES
 from ml.warehouse import connect
-from orchestration.resources import CrmSettings
 from orchestration.defs.checks_metadata import suite_metadata
+from orchestration.resources import CrmSettings
 
 RAW_CHECK_SPECS = [
     dg.AssetCheckSpec(

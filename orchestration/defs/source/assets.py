@@ -43,9 +43,7 @@ def crm_source_files(context: dg.AssetExecutionContext, crm: CrmSettings) -> dg.
             result = generate(config, source_dir, settings.truth_dir)
             stamp.write_text(wanted)
             context.log.info(f"Generated synthetic CRM in {result.seconds:.1f} s")
-    found = {
-        name: sorted(p.name for p in source_dir.glob(f"{name}.*")) for name in RAW_TABLES
-    }
+    found = {name: sorted(p.name for p in source_dir.glob(f"{name}.*")) for name in RAW_TABLES}
     missing = [name for name, files in found.items() if not files]
     if missing:
         raise dg.Failure(
