@@ -58,6 +58,7 @@ RAW_RANGES: dict[tuple[str, str], tuple[float | None, float | None]] = {
 # Counts of things in a window: never negative, never null.
 FEATURE_COUNTS: tuple[str, ...] = (
     "plan_changes_365d",
+    "downgrades_90d",
     "logins_30d",
     "logins_31_60d",
     "feature_uses_30d",
@@ -71,7 +72,11 @@ FEATURE_COUNTS: tuple[str, ...] = (
 )
 
 # Largest share of nulls a feature may have before the table is considered broken.
-FEATURE_MAX_NULL_SHARE: dict[str, float] = {"days_since_last_login": 0.30}
+FEATURE_MAX_NULL_SHARE: dict[str, float] = {
+    "days_since_last_login": 0.30,
+    # null for month-to-month contracts; a mostly-null column means contract types went missing
+    "months_to_renewal": 0.90,
+}
 
 
 def accepted_values_regex(values: tuple[str, ...]) -> str:

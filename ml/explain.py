@@ -76,6 +76,12 @@ def _satisfaction(x: pd.Series) -> pd.Series:
     return text.where(x.notna(), "no rated support tickets in the last 90 days")
 
 
+def _months_to_renewal(x: pd.Series) -> pd.Series:
+    text = "contract renews in " + _whole(x) + " months"
+    text = text.where(x != 1, "contract renews next month")
+    return text.where(x.notna(), "no fixed-term contract")
+
+
 def _category(prefix: str, suffix: str, unknown: str) -> Template:
     def phrase(x: pd.Series) -> pd.Series:
         text = x.astype(str)
@@ -90,6 +96,8 @@ NUMERIC_TEMPLATES: dict[str, Template] = {
     "monthly_price": lambda x: "pays " + _money(x) + " per month",
     "price_change_90d": _price_change,
     "plan_changes_365d": _count("plan change", "plan changes", " in the last year"),
+    "downgrades_90d": _count("downgrade", "downgrades", " in the last 90 days"),
+    "months_to_renewal": _months_to_renewal,
     "logins_30d": _count("login", "logins", " in the last 30 days"),
     "logins_31_60d": _count("login", "logins", " 31 to 60 days ago"),
     "login_trend": _login_trend,

@@ -21,6 +21,8 @@ NUMERIC_FEATURES: tuple[str, ...] = (
     "monthly_price",
     "price_change_90d",
     "plan_changes_365d",
+    "downgrades_90d",
+    "months_to_renewal",
     "logins_30d",
     "logins_31_60d",
     "login_trend",

@@ -82,6 +82,10 @@ class Settings(BaseSettings):
         return self.home / "quarantine"
 
     @property
+    def logs_dir(self) -> Path:
+        return self.home / "logs"
+
+    @property
     def dagster_home(self) -> Path:
         return self.home / "dagster"
 

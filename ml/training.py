@@ -59,11 +59,13 @@ class TrainingConfig:
             dates, calibration slice included (costs a second fit).
     """
 
+    # Measured on the default synthetic CRM (docs/benchmarks): shallow, regularised trees on a
+    # year of monthly snapshots beat depth 6 on six months by 0.01 out-of-time AUC.
     iterations: int = 400
-    depth: int = 6
-    learning_rate: float = 0.08
-    l2_leaf_reg: float = 3.0
-    training_as_of_dates: int = 6
+    depth: int = 4
+    learning_rate: float = 0.05
+    l2_leaf_reg: float = 10.0
+    training_as_of_dates: int = 12
     thread_count: int = 2
     seed: int = 42
     calibration: CalibrationMode = "auto"

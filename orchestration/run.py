@@ -7,6 +7,7 @@ $DAGSTER_HOME, so it appears in the Dagster UI like any other run.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from collections import defaultdict
 from collections.abc import Sequence
@@ -14,6 +15,7 @@ from datetime import datetime
 
 import dagster as dg
 
+from ml.settings import Settings
 from orchestration.definitions import defs as load_defs
 
 # Only problems reach the console; the summary below says what happened.
@@ -54,7 +56,17 @@ def main(argv: list[str] | None = None) -> int:
     definitions = load_defs()
     job = definitions.resolve_job_def(args.job)
     began = datetime.now()
-    with dg.DagsterInstance.get() as instance:
+    # dbt, MLflow and CatBoost talk a lot; their output goes to a log file, the summary to the
+    # console.
+    log_path = Settings().logs_dir / f"{args.job}-{began:%Y%m%dT%H%M%S}.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    print(f"{args.job}: running; full log in {log_path}", flush=True)
+    with (
+        dg.DagsterInstance.get() as instance,
+        log_path.open("w") as log,
+        contextlib.redirect_stdout(log),
+        contextlib.redirect_stderr(log),
+    ):
         result = job.execute_in_process(instance=instance, run_config=_QUIET, raise_on_error=False)
         step_seconds = _step_seconds(instance.all_logs(result.run_id))
     wall = (datetime.now() - began).total_seconds()
@@ -71,8 +83,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {key}: " + ", ".join(f"{k}={_fmt(v)}" for k, v in wanted.items()))
     if not result.success:
         for event in result.all_events:
-            if event.event_type_value == "STEP_FAILURE":
-                print(f"\nstep {event.step_key} failed: {event.message}", file=sys.stderr)
+            if event.is_step_failure:
+                error = event.step_failure_data.error
+                reason = error.message.strip() if error else event.message
+                print(f"\nstep {event.step_key} failed: {reason}", file=sys.stderr)
+        print(f"full log: {log_path}", file=sys.stderr)
     return 0 if result.success else 1
 
 

@@ -1,7 +1,5 @@
 """How a Great Expectations result is shown on an asset check in the UI."""
 
-from __future__ import annotations
-
 import dagster as dg
 
 from expectations.runner import SuiteResult

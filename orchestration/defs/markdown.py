@@ -1,7 +1,5 @@
 """Small frames as Markdown tables for asset metadata in the UI."""
 
-from __future__ import annotations
-
 import pandas as pd
 
 

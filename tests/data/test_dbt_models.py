@@ -171,6 +171,8 @@ def test_features_of_merged_customer_match_hand_computation(query: Query) -> Non
         "monthly_price": 30.0,
         "price_change_90d": 10.0,  # S001 (20.0) was active on 2025-03-03
         "plan_changes_365d": 1,  # S001 ended by plan_change on 2025-04-10
+        "downgrades_90d": 0,  # that change was an upgrade (20.0 -> 30.0)
+        "months_to_renewal": None,  # month-to-month
         "logins_30d": 2,  # E001 (05-31 23:00), E002 (05-02 00:00); E004 at as_of is excluded
         "logins_31_60d": 1,  # E003 (05-01); E010 (04-01) is older than 60 days
         "login_trend": 1.5,

@@ -81,6 +81,8 @@ def make_feature_frame(
             "monthly_price": price,
             "price_change_90d": np.where(rng.random(n) < 0.1, 10.0, 0.0),
             "plan_changes_365d": rng.poisson(0.3, n).astype("int32"),
+            "downgrades_90d": rng.poisson(0.05, n).astype("int32"),
+            "months_to_renewal": rng.integers(1, 25, n).astype("float64"),
             "logins_30d": logins_30d.astype("int32"),
             "logins_31_60d": logins_31_60d.astype("int32"),
             "login_trend": (logins_30d + 1) / (logins_31_60d + 1),

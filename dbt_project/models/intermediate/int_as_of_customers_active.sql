@@ -45,6 +45,11 @@ aggregated as (
             and ended_at >= as_of_date - interval 365 day
             and ended_at < as_of_date
         ) as plan_changes_365d,
+        count(*) filter (
+            where is_downgrade
+            and ended_at >= as_of_date - interval 90 day
+            and ended_at < as_of_date
+        ) as downgrades_90d,
         bool_or(ended_at is null or ended_at >= as_of_date) as is_active,
         min(started_at) as first_subscription_at
     from periods_started_before
@@ -66,6 +71,13 @@ final as (
         monthly_price,
         monthly_price - coalesce(monthly_price_90d_ago, monthly_price) as price_change_90d,
         cast(plan_changes_365d as integer) as plan_changes_365d,
+        cast(downgrades_90d as integer) as downgrades_90d,
+        -- fixed-term contracts renew every 12 / 24 months of tenure, when leaving is cheap;
+        -- null for month-to-month, which can leave any month
+        case contract_type when 'one-year' then 12 when 'two-year' then 24 end
+            - date_diff('month', first_subscription_at, as_of_date)
+            % case contract_type when 'one-year' then 12 when 'two-year' then 24 end
+            as months_to_renewal,
         -- timestamps
         first_subscription_at
     from aggregated

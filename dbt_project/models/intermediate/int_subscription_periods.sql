@@ -24,6 +24,15 @@ final as (
         subscriptions.plan,
         subscriptions.contract_type,
         subscriptions.end_reason,
+        -- a plan change to a cheaper period: the price of the next period is lower
+        coalesce(
+            subscriptions.end_reason = 'plan_change'
+            and lead(subscriptions.monthly_price) over (
+                partition by identity_map.customer_id
+                order by subscriptions.started_at, subscriptions.subscription_id
+            ) < subscriptions.monthly_price,
+            false
+        ) as is_downgrade,
         -- numerics
         subscriptions.monthly_price,
         row_number() over (

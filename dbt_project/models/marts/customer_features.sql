@@ -49,6 +49,8 @@ final as (
         customers_active.monthly_price,
         customers_active.price_change_90d,
         customers_active.plan_changes_365d,
+        customers_active.downgrades_90d,
+        customers_active.months_to_renewal,
         activity.logins_30d,
         activity.logins_31_60d,
         activity.login_trend,

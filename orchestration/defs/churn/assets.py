@@ -1,7 +1,5 @@
 """Churn: train and register the model, score the newest as-of date, publish for BI tools."""
 
-from __future__ import annotations
-
 from datetime import UTC, datetime
 
 import dagster as dg
@@ -29,11 +27,19 @@ def mlflow_config(settings: Settings) -> MlflowConfig:
 
 
 class ChurnTrainingSettings(dg.Config):
-    iterations: int = Field(default=400, description="CatBoost boosting iterations.")
-    depth: int = Field(default=6, description="CatBoost tree depth.")
-    learning_rate: float = Field(default=0.08, description="CatBoost learning rate.")
+    iterations: int = Field(
+        default=TrainingConfig.iterations, description="CatBoost boosting iterations."
+    )
+    depth: int = Field(default=TrainingConfig.depth, description="CatBoost tree depth.")
+    learning_rate: float = Field(
+        default=TrainingConfig.learning_rate, description="CatBoost learning rate."
+    )
+    l2_leaf_reg: float = Field(
+        default=TrainingConfig.l2_leaf_reg, description="CatBoost L2 regularisation of leaves."
+    )
     training_as_of_dates: int = Field(
-        default=6, description="How many past as-of dates (months) to train on."
+        default=TrainingConfig.training_as_of_dates,
+        description="How many past as-of dates (months) to train on.",
     )
     calibration: str = Field(
         default="auto", description="auto (keep Platt scaling if it lowers Brier), none, sigmoid."
@@ -62,6 +68,7 @@ def churn_model(
         iterations=config.iterations,
         depth=config.depth,
         learning_rate=config.learning_rate,
+        l2_leaf_reg=config.l2_leaf_reg,
         training_as_of_dates=config.training_as_of_dates,
         calibration=config.calibration,  # type: ignore[arg-type]
         thread_count=settings.threads,

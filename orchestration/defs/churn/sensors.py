@@ -1,7 +1,5 @@
 """Retrain when the scoring features drift, at most once per cool-down period."""
 
-from __future__ import annotations
-
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg

@@ -1,7 +1,5 @@
 """Ingest: raw contract files into DuckDB ``raw.<table>``, bad rows quarantined."""
 
-from __future__ import annotations
-
 from collections.abc import Iterator
 
 import dagster as dg

@@ -1,7 +1,5 @@
 """Great Expectations gates on the raw contract tables."""
 
-from __future__ import annotations
-
 from collections.abc import Iterator
 
 import dagster as dg

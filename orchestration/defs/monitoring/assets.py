@@ -1,7 +1,5 @@
 """Monitoring: Evidently drift of the scoring features and of the scores."""
 
-from __future__ import annotations
-
 import dagster as dg
 
 from ml.churn import churn_drift

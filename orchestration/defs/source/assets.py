@@ -1,7 +1,5 @@
 """The source of raw CRM files: the embedded synthetic CRM, or a folder of exports."""
 
-from __future__ import annotations
-
 import json
 
 import dagster as dg

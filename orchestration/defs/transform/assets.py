@@ -4,8 +4,6 @@ Every dbt model is an asset and every dbt test an asset check; ``dbt build`` ski
 below a failing test, so bad data does not flow down.
 """
 
-from __future__ import annotations
-
 import json
 from collections.abc import Iterator
 from typing import Any

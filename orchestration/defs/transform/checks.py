@@ -1,7 +1,5 @@
 """The blocking gate in front of training and scoring: the customer_features contract."""
 
-from __future__ import annotations
-
 import dagster as dg
 
 from expectations.runner import validate_frame
