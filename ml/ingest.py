@@ -31,7 +31,7 @@ from pathlib import Path
 import duckdb
 
 from ml.contract import Column, Table
-from ml.warehouse import quote_ident, transaction
+from ml.warehouse import fetch_row, quote_ident, transaction
 
 RAW_SCHEMA = "raw"
 QUARANTINE_SCHEMA = "quarantine"
@@ -127,9 +127,7 @@ def _read_into(
         f"store_rejects = true, rejects_table = {_literal(rejects)}, "
         f"rejects_scan = {_literal(scans)}) with ordinality"
     )
-    (n_rejected,) = con.execute(
-        f"select count(distinct line) from {quote_ident(rejects)}"
-    ).fetchone() or (0,)
+    (n_rejected,) = fetch_row(con, f"select count(distinct line) from {quote_ident(rejects)}")
     # Turn the record ordinal into the line number in the file: line 1 is the header, and every
     # rejected line before a record shifts it down by one. The rejects are few, so an ASOF join
     # against their cumulative count is cheap.
@@ -255,7 +253,7 @@ def _problem_lines(
             f"list({_ROW} order by {_ROW}) filter (where {c.predicate})[1:{_MAX_ROWS_LISTED}]",
             f"arg_min({c.value}, {_ROW}) filter (where {c.predicate})",
         ]
-    row = con.execute(f"select {', '.join(aggregates)} from {quote_ident(src)}").fetchone()
+    row = fetch_row(con, f"select {', '.join(aggregates)} from {quote_ident(src)}")
     assert row is not None
     lines, failing = [], []
     for i, c in enumerate(checks):
@@ -341,11 +339,12 @@ def ingest_table(
         if extra:
             problems.append(f"{file_name}: extra column(s) {', '.join(extra)} ignored")
         if n_malformed:
-            lines, kinds = con.execute(
+            lines, kinds = fetch_row(
+                con,
                 f"select list(distinct line order by line)[1:{_MAX_ROWS_LISTED}], "
                 f"lower(string_agg(distinct error_type, ', ' order by error_type)) "
-                f"from {quote_ident(rejects)}"
-            ).fetchone() or ([], "")
+                f"from {quote_ident(rejects)}",
+            )
             problems.append(
                 f"{file_name}: {n_malformed} malformed line{'s' if n_malformed > 1 else ''} "
                 f"quarantined ({kinds}; lines {_row_list(lines, n_malformed)})"
@@ -395,10 +394,11 @@ def ingest_table(
                 f"create or replace table {quarantine_table} as "
                 f"select * from ({bad_rows_sql}) order by row_number"
             )
-            counts = con.execute(
+            counts = fetch_row(
+                con,
                 f"select (select count(*) from {quote_ident(src)}), "
-                f"(select count(*) from {raw_table}), (select count(*) from {quarantine_table})"
-            ).fetchone()
+                f"(select count(*) from {raw_table}), (select count(*) from {quarantine_table})",
+            )
         assert counts is not None
         _write_parquet_atomically(
             con, f"select * from {quarantine_table}", quarantine_dir / f"{table.name}.parquet"

@@ -32,6 +32,18 @@ def quote_ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+def fetch_row(con: duckdb.DuckDBPyConnection, sql: str, params: list | dict | None = None) -> tuple:
+    """The single row of a query such as an aggregate.
+
+    DuckDB 2.0 keeps a result open after ``fetchone()`` and refuses further work on the connection
+    until it is drained; ``fetchall()`` drains it.
+    """
+    rows = con.execute(sql, params).fetchall()
+    if len(rows) != 1:
+        raise ValueError(f"expected one row, got {len(rows)} from: {sql}")
+    return rows[0]
+
+
 def qualified(schema: str, table: str) -> str:
     """Return the quoted ``schema.table`` name."""
     return f"{quote_ident(schema)}.{quote_ident(table)}"
@@ -159,9 +171,10 @@ def publish_table(
                     if name not in existing:
                         con.execute(f"alter table {target} add column {quote_ident(name)} {type_}")
                 con.execute(f"delete from {target} where {replace_where}")
-            inserted = con.execute(
-                f"insert into {target} ({column_list}) select {column_list} from ({select_sql})"
-            ).fetchone()
+            inserted = fetch_row(
+                con,
+                f"insert into {target} ({column_list}) select {column_list} from ({select_sql})",
+            )
     return int(inserted[0]) if inserted else 0
 
 

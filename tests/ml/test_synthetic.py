@@ -40,7 +40,7 @@ def _connect(raw: Path, truth: Path) -> duckdb.DuckDBPyConnection:
 
 
 def _row(con: duckdb.DuckDBPyConnection, sql: str) -> tuple[Any, ...]:
-    row = con.execute(sql).fetchone()
+    row = con.execute(sql).fetchall()[0]
     assert row is not None
     return row
 

@@ -27,19 +27,15 @@ SCORE_COLUMNS = [
 ]
 
 
-def _scores(run) -> duckdb.DuckDBPyRelation:
-    con = duckdb.connect(str(run.settings.warehouse_path), read_only=True)
-    return con
+def _warehouse(run) -> duckdb.DuckDBPyConnection:
+    """A read-only connection; use it in a ``with`` block so the file is free for the next run."""
+    return duckdb.connect(str(run.settings.warehouse_path), read_only=True)
 
 
 def test_retraining_job_succeeds_and_gates_pass(pipeline_run) -> None:
     result = pipeline_run.result
     assert result.success
-    gates = [
-        e.asset_check_evaluation
-        for e in result.all_events
-        if e.event_type_value == "ASSET_CHECK_EVALUATION"
-    ]
+    gates = result.get_asset_check_evaluations()
     features_gate = [g for g in gates if g.asset_key == CUSTOMER_FEATURES]
     assert features_gate and all(g.passed for g in features_gate)
     dbt_tests = [g for g in gates if g.asset_key.path[0] in ("staging", "intermediate", "marts")]
@@ -47,35 +43,37 @@ def test_retraining_job_succeeds_and_gates_pass(pipeline_run) -> None:
 
 
 def test_serving_table_follows_the_contract(pipeline_run) -> None:
-    con = _scores(pipeline_run)
-    scores = con.sql("select * from serving.customer_scores").df()
-    assert list(scores.columns) == SCORE_COLUMNS
-    assert len(scores) > 500
-    assert scores["churn_probability"].between(0, 1).all()
-    assert set(scores["churn_risk_band"]) <= {"high", "medium", "low"}
-    assert not scores.duplicated(["customer_id", "as_of_date"]).any()
-    drivers = scores["churn_top_drivers"].map(json.loads)
-    assert drivers.map(len).between(1, 3).all()
-    assert {d["feature"] for row in drivers for d in row} <= set(CHURN_FEATURES)
-    assert scores["churn_reason"].str.len().gt(0).all()
-    latest = con.sql("select * from serving.customer_scores_latest").df()
-    assert latest["customer_id"].is_unique and len(latest) == scores["customer_id"].nunique()
+    with _warehouse(pipeline_run) as con:
+        scores = con.sql("select * from serving.customer_scores").df()
+        assert list(scores.columns) == SCORE_COLUMNS
+        assert len(scores) > 500
+        assert scores["churn_probability"].between(0, 1).all()
+        assert set(scores["churn_risk_band"]) <= {"high", "medium", "low"}
+        assert not scores.duplicated(["customer_id", "as_of_date"]).any()
+        drivers = scores["churn_top_drivers"].map(json.loads)
+        assert drivers.map(len).between(1, 3).all()
+        assert {d["feature"] for row in drivers for d in row} <= set(CHURN_FEATURES)
+        assert scores["churn_reason"].str.len().gt(0).all()
+        latest = con.sql("select * from serving.customer_scores_latest").df()
+        assert latest["customer_id"].is_unique and len(latest) == scores["customer_id"].nunique()
 
 
 def test_scores_come_from_the_registered_champion(pipeline_run) -> None:
     client = mlflow.MlflowClient(tracking_uri=pipeline_run.settings.mlflow_tracking_uri)
     champion = client.get_model_version_by_alias("churn", "champion")
-    con = _scores(pipeline_run)
-    versions = con.sql("select distinct model_version from serving.customer_scores").fetchall()
-    assert versions == [(champion.version,)]
+    with _warehouse(pipeline_run) as con:
+        versions = con.execute(
+            "select distinct model_version from serving.customer_scores"
+        ).fetchall()
+        assert versions == [(str(champion.version),)]
 
 
 def test_parquet_export_matches_the_table(pipeline_run) -> None:
     path = pipeline_run.settings.exports_dir / "serving.customer_scores.parquet"
-    con = _scores(pipeline_run)
-    exported = con.sql(f"select count(*) from read_parquet('{path}')").fetchone()
-    table = con.sql("select count(*) from serving.customer_scores").fetchone()
-    assert exported == table
+    with _warehouse(pipeline_run) as con:
+        exported = con.execute(f"select count(*) from read_parquet('{path}')").fetchall()[0]
+        table = con.execute("select count(*) from serving.customer_scores").fetchall()[0]
+        assert exported == table
 
 
 def test_drift_report_is_written_and_reported(pipeline_run) -> None:
@@ -88,10 +86,10 @@ def test_drift_report_is_written_and_reported(pipeline_run) -> None:
 
 
 def test_no_pii_or_protected_columns_reach_features_or_serving(pipeline_run) -> None:
-    con = _scores(pipeline_run)
-    for table in ("marts.customer_features", "serving.customer_scores"):
-        columns = set(con.sql(f"select * from {table} limit 0").columns)
-        assert not columns & (PII_COLUMNS | PROTECTED_COLUMNS), table
+    with _warehouse(pipeline_run) as con:
+        for table in ("marts.customer_features", "serving.customer_scores"):
+            columns = set(con.sql(f"select * from {table} limit 0").columns)
+            assert not columns & (PII_COLUMNS | PROTECTED_COLUMNS), table
 
 
 def test_bad_file_fails_clearly_quarantines_and_keeps_last_good_scores(
@@ -129,6 +127,6 @@ def test_bad_file_fails_clearly_quarantines_and_keeps_last_good_scores(
     message = str(failure.event_specific_data.error)  # type: ignore[union-attr]
     assert "customers.csv" in message and "signed_up_at" in message
     with duckdb.connect(str(settings.warehouse_path), read_only=True) as after:
-        assert after.sql("select count(*) from quarantine.events").fetchone() == (3,)
+        assert after.execute("select count(*) from quarantine.events").fetchall()[0] == (3,)
         pd_after = after.sql("select * from serving.customer_scores order by all").df()
     assert pd_after.equals(good)

@@ -11,7 +11,13 @@ from ml.registry import MlflowConfig
 from ml.scoring import RiskBands
 from ml.settings import Settings
 from ml.training import TrainingConfig
-from ml.warehouse import connect, create_latest_view, export_parquet, publish_table
+from ml.warehouse import (
+    connect,
+    create_latest_view,
+    export_parquet,
+    fetch_row,
+    publish_table,
+)
 from orchestration.defs.markdown import markdown_table
 from orchestration.resources import CrmSettings
 
@@ -168,10 +174,10 @@ def customer_scores_parquet(crm: CrmSettings) -> dg.MaterializeResult:
     settings = crm.get()
     with connect(settings.warehouse_path, read_only=True) as con:
         path = export_parquet(con, "serving", "customer_scores", settings.exports_dir)
-        rows = con.execute("select count(*) from read_parquet(?)", [str(path)]).fetchone()
+        (rows,) = fetch_row(con, "select count(*) from read_parquet(?)", [str(path)])
     return dg.MaterializeResult(
         metadata={
             "path": dg.MetadataValue.path(str(path)),
-            "dagster/row_count": rows[0] if rows else 0,
+            "dagster/row_count": rows,
         }
     )
