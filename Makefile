@@ -44,7 +44,7 @@ ui: env $(DBT_MANIFEST) $(DAGSTER_HOME)/dagster.yaml
 
 ## test: the whole test suite
 test: env $(DBT_MANIFEST)
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2 --dist loadfile
 
 ## lint: ruff (lint + format check) and mypy
 lint: env

@@ -41,3 +41,13 @@ NUMERIC_FEATURES: tuple[str, ...] = (
 )
 
 CHURN_FEATURES: tuple[str, ...] = CATEGORICAL_FEATURES + NUMERIC_FEATURES
+
+# Domain knowledge the model must respect: more of these never lowers the churn risk. CatBoost
+# enforces it (monotone constraints), so a score cannot fall because a customer opened a ticket,
+# and the SHAP-based reasons never say "fewer tickets" as a risk.
+RISK_NEVER_FALLS_WITH: tuple[str, ...] = (
+    "tickets_30d",
+    "tickets_90d",
+    "open_tickets",
+    "downgrades_90d",
+)

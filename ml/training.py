@@ -31,7 +31,13 @@ from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import brier_score_loss
 
-from ml.features import CATEGORICAL_FEATURES, CHURN_FEATURES, KEY_COLUMNS, LABEL_COLUMN
+from ml.features import (
+    CATEGORICAL_FEATURES,
+    CHURN_FEATURES,
+    KEY_COLUMNS,
+    LABEL_COLUMN,
+    RISK_NEVER_FALLS_WITH,
+)
 
 CalibrationMode = Literal["auto", "none", "sigmoid", "isotonic"]
 MISSING_CATEGORY = "missing"
@@ -412,6 +418,7 @@ def _fit_booster(frame: pd.DataFrame, config: TrainingConfig) -> ChurnModel:
         loss_function="Logloss",
         thread_count=config.thread_count,
         random_seed=config.seed,
+        monotone_constraints={name: 1 for name in RISK_NEVER_FALLS_WITH},
         allow_writing_files=False,
         verbose=False,
     )

@@ -1,0 +1,53 @@
+"""One run of the retraining job on the embedded default CRM (the size `make run` uses)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import dagster as dg
+import mlflow
+import pandas as pd
+import pytest
+
+from ml.datasets import read_scoring_features
+from ml.registry import MlflowConfig, load_champion
+from ml.settings import Settings
+from ml.training import ChurnModel
+from ml.warehouse import connect
+from orchestration.definitions import defs as load_defs
+
+
+@dataclass(frozen=True)
+class DefaultRun:
+    settings: Settings
+    model: ChurnModel
+    scoring_features: pd.DataFrame
+    metrics: dict[str, float]
+
+
+@pytest.fixture(scope="session")
+def default_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DefaultRun]:
+    home = tmp_path_factory.mktemp("crm_default")
+    with dg.instance_for_test() as instance, pytest.MonkeyPatch.context() as env:
+        env.setenv("CRM_HOME", str(home))
+        for name in ("CRM_SYNTHETIC_CUSTOMERS", "CRM_SYNTHETIC_SEED", "CRM_SOURCE"):
+            env.delenv(name, raising=False)
+        settings = Settings()
+        job = load_defs().resolve_job_def("churn_retraining_job")
+        result = job.execute_in_process(instance=instance, raise_on_error=False)
+        assert result.success, "the retraining job failed on the default CRM"
+        config = MlflowConfig(
+            tracking_uri=settings.mlflow_tracking_uri,
+            artifacts_dir=settings.mlflow_artifacts_dir,
+        )
+        model, version = load_champion(config)
+        run_id = (
+            mlflow.MlflowClient(settings.mlflow_tracking_uri)
+            .get_model_version(config.model_name, version)
+            .run_id
+        )
+        metrics = mlflow.MlflowClient(settings.mlflow_tracking_uri).get_run(run_id).data.metrics
+        with connect(settings.warehouse_path, read_only=True) as con:
+            scoring = read_scoring_features(con)
+        yield DefaultRun(settings, model, scoring, metrics)
