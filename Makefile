@@ -17,7 +17,7 @@ BIN := $(VENV)/bin
 DBT_MANIFEST := dbt_project/target/manifest.json
 DBT_SOURCES := $(shell find dbt_project -path dbt_project/target -prune -o -type f \( -name '*.sql' -o -name '*.yml' -o -name '*.csv' \) -print)
 
-.PHONY: run ui test lint format clean env
+.PHONY: run ui test lint format clean env bench
 
 env: $(VENV)/.synced
 
@@ -45,6 +45,10 @@ ui: env $(DBT_MANIFEST) $(DAGSTER_HOME)/dagster.yaml
 ## test: the whole test suite
 test: env $(DBT_MANIFEST)
 	$(BIN)/pytest -n 2 --dist loadfile
+
+## bench: wall time, peak memory and time per step of the pipeline (benchmarks/results/)
+bench: env $(DBT_MANIFEST)
+	$(BIN)/python benchmarks/pipeline.py $(BENCH_ARGS)
 
 ## lint: ruff (lint + format check) and mypy
 lint: env

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import sys
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import datetime
+from pathlib import Path
 
 import dagster as dg
 
@@ -51,6 +53,9 @@ def _materialization_metadata(result: dg.ExecuteInProcessResult) -> dict[str, di
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("job", help="churn_retraining_job or churn_scoring_job")
+    parser.add_argument(
+        "--summary-json", type=Path, help="also write the summary here (used by benchmarks/)"
+    )
     args = parser.parse_args(argv)
 
     definitions = load_defs()
@@ -81,6 +86,15 @@ def main(argv: list[str] | None = None) -> int:
         wanted = {k: v for k, v in metadata[key].items() if k in _SUMMARY_FIELDS}
         if wanted:
             print(f"  {key}: " + ", ".join(f"{k}={_fmt(v)}" for k, v in wanted.items()))
+    if args.summary_json:
+        summary = {
+            "job": args.job,
+            "success": result.success,
+            "wall_seconds": wall,
+            "step_seconds": step_seconds,
+            "metadata": metadata,
+        }
+        args.summary_json.write_text(json.dumps(summary, indent=2, default=str))
     if not result.success:
         for event in result.all_events:
             if event.is_step_failure:
