@@ -1,6 +1,7 @@
 """The source of raw CRM files: the embedded synthetic CRM, or a folder of exports."""
 
 import json
+from dataclasses import asdict
 
 import dagster as dg
 
@@ -34,7 +35,7 @@ def crm_source_files(context: dg.AssetExecutionContext, crm: CrmSettings) -> dg.
     if settings.is_synthetic:
         config = synthetic_config(settings)
         stamp = source_dir / _STAMP
-        wanted = json.dumps(config.__dict__, default=str, sort_keys=True)
+        wanted = json.dumps(asdict(config), default=str, sort_keys=True)
         if stamp.exists() and stamp.read_text() == wanted:
             context.log.info(f"Synthetic CRM for {wanted} already in {source_dir}")
         else:
