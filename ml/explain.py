@@ -79,7 +79,7 @@ def _satisfaction(x: pd.Series) -> pd.Series:
 def _months_to_renewal(x: pd.Series) -> pd.Series:
     text = "contract renews in " + _whole(x) + " months"
     text = text.where(x != 1, "contract renews next month")
-    return text.where(x.notna(), "no fixed-term contract")
+    return text.where(x.notna(), "month-to-month contract")
 
 
 def _category(prefix: str, suffix: str, unknown: str) -> Template:
