@@ -3,7 +3,7 @@
 import dagster as dg
 
 from ml.settings import Settings
-from orchestration.defs import churn, ingest, monitoring, source, transform
+from orchestration.defs import churn, ingest, monitoring, segments, source, transform
 from orchestration.resources import CrmSettings, dbt_cli
 
 
@@ -16,6 +16,7 @@ def defs() -> dg.Definitions:
         transform.defs,
         churn.build_defs(settings),
         monitoring.defs,
+        segments.defs,
         dg.Definitions(
             resources={"crm": CrmSettings(), "dbt": dbt_cli()},
             # One step at a time in one process: DuckDB has one writer, and a process per step

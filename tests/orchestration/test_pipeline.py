@@ -130,3 +130,19 @@ def test_bad_file_fails_clearly_quarantines_and_keeps_last_good_scores(
         assert after.execute("select count(*) from quarantine.events").fetchall()[0] == (3,)
         pd_after = after.sql("select * from serving.customer_scores order by all").df()
     assert pd_after.equals(good)
+
+
+def test_every_scored_customer_gets_one_named_segment(pipeline_run) -> None:
+    with _warehouse(pipeline_run) as con:
+        unsegmented = con.execute(
+            "select count(*) from serving.customer_scores s "
+            "anti join serving.customer_segments g using (customer_id, as_of_date)"
+        ).fetchall()[0]
+        names = con.execute(
+            "select count(distinct segment_id), count(distinct segment_name), sum(share), "
+            "sum(customers) from serving.segment_profiles"
+        ).fetchall()[0]
+        segmented = con.execute("select count(*) from serving.customer_segments").fetchall()[0]
+    assert unsegmented == (0,)
+    assert names[0] == names[1] >= 3
+    assert abs(names[2] - 1.0) < 1e-9 and (names[3],) == segmented

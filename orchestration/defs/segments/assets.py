@@ -1,0 +1,61 @@
+"""Behavioural segments (recency, frequency, value, engagement) a marketer can act on."""
+
+import dagster as dg
+
+from ml.datasets import read_scoring_features
+from ml.segments import SegmentConfig, assign_segments, fit_segments, profile
+from ml.warehouse import connect, export_parquet, publish_table
+from orchestration.defs.churn.assets import customer_scores
+from orchestration.defs.markdown import markdown_table
+from orchestration.resources import CrmSettings
+
+CUSTOMER_FEATURES = dg.AssetKey(["marts", "customer_features"])
+
+
+@dg.asset(
+    key=["serving", "customer_segments"],
+    group_name="serving",
+    kinds={"sklearn", "duckdb", "parquet"},
+    deps=[customer_scores, CUSTOMER_FEATURES],
+)
+def customer_segments(crm: CrmSettings) -> dg.MaterializeResult:
+    """One segment per customer for the newest as-of date, and one profile row per segment.
+
+    KMeans on the behaviour of the newest snapshot, refitted every run: the same data and seed
+    give the same segments and names (segment 1 is always the most valuable). Churn risk only
+    names and profiles the segments. Both tables are published atomically for that as-of date
+    and exported as Parquet.
+    """
+    settings = crm.get()
+    with connect(settings.warehouse_path, threads=settings.threads) as con:
+        features = read_scoring_features(con)
+        as_of = features["as_of_date"].iloc[0]
+        churn = con.execute(
+            "select customer_id, churn_probability from serving.customer_scores "
+            "where as_of_date = ?",
+            [as_of],
+        ).df()
+        frame = features.merge(churn, on="customer_id", how="inner", validate="one_to_one")
+        model = fit_segments(frame, SegmentConfig())
+        assigned = assign_segments(model, frame)
+        profiles = profile(model, assigned, frame)
+        profiles.insert(0, "as_of_date", assigned["as_of_date"].iloc[0])
+        where = f"as_of_date = '{as_of}'"
+        publish_table(con, assigned, "serving", "customer_segments", replace_where=where)
+        publish_table(con, profiles, "serving", "segment_profiles", replace_where=where)
+        paths = [
+            export_parquet(con, "serving", table, settings.exports_dir)
+            for table in ("customer_segments", "segment_profiles")
+        ]
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": len(assigned),
+            "as_of_date": str(as_of),
+            "segments": model.n_segments,
+            "profiles": dg.MetadataValue.md(
+                markdown_table(profiles.drop(columns=["description", "as_of_date"]))
+            ),
+            "table": "serving.customer_segments, serving.segment_profiles",
+            "path": dg.MetadataValue.path(str(paths[0])),
+        }
+    )
