@@ -49,8 +49,9 @@ import pandas as pd
 from catboost import CatBoostClassifier, CatBoostRegressor, Pool
 from numpy.typing import ArrayLike
 
+from ml.training import MISSING_CATEGORY
+
 Learner = Literal["t", "x"]
-MISSING_CATEGORY = "missing"
 DEFAULT_K = 0.3
 # Largest number of resampled row indices held at once by the bootstrap (about 80 MB of int64).
 _MAX_BOOTSTRAP_DRAWS = 10_000_000
