@@ -164,6 +164,33 @@ def _flat_params(params: dict[str, Any], prefix: str = "") -> dict[str, str]:
     return {f"{prefix}{k}": str(v) for k, v in params.items()}
 
 
+def log_unregistered_run(
+    config: MlflowConfig,
+    params: dict[str, Any],
+    metrics: dict[str, float],
+    json_artifacts: dict[str, Any],
+) -> str:
+    """Log one run of a model that has no registry life cycle (e.g. segments, refitted each run).
+
+    Args:
+        config: Tracking settings; ``config.experiment`` names the experiment.
+        params: Flat settings of the run.
+        metrics: Finite numbers only; others are dropped.
+        json_artifacts: File name -> JSON-serialisable object (aggregates only, never customer
+            rows: nothing here may hold PII).
+
+    Returns:
+        The MLflow run id.
+    """
+    client = _use(config)
+    with mlflow.start_run(experiment_id=_experiment_id(client, config)) as run:
+        mlflow.log_params(params)
+        mlflow.log_metrics({k: float(v) for k, v in metrics.items() if np.isfinite(v)})
+        for name, content in json_artifacts.items():
+            mlflow.log_dict(content, name)
+        return str(run.info.run_id)
+
+
 def log_and_register(
     config: MlflowConfig,
     model: ChurnModel,

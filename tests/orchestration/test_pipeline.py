@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import dagster as dg
 import duckdb
@@ -146,3 +147,17 @@ def test_every_scored_customer_gets_one_named_segment(pipeline_run) -> None:
     assert unsegmented == (0,)
     assert names[0] == names[1] >= 3
     assert abs(names[2] - 1.0) < 1e-9 and (names[3],) == segmented
+
+
+def test_segment_model_is_logged_to_mlflow_without_customer_rows(pipeline_run) -> None:
+    client = mlflow.MlflowClient(tracking_uri=pipeline_run.settings.mlflow_tracking_uri)
+    experiment = client.get_experiment_by_name("segments")
+    assert experiment is not None
+    (run,) = client.search_runs([experiment.experiment_id], max_results=1)
+    assert {a.path for a in client.list_artifacts(run.info.run_id)} == {
+        "segment_model.json",
+        "segment_profiles.json",
+    }
+    assert run.data.metrics["segments"] >= 3
+    model_json = Path(client.download_artifacts(run.info.run_id, "segment_model.json")).read_text()
+    assert '"C-' not in model_json  # centres and names only, no customer ids

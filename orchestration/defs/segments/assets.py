@@ -1,11 +1,14 @@
 """Behavioural segments (recency, frequency, value, engagement) a marketer can act on."""
 
+from dataclasses import replace
+
 import dagster as dg
 
 from ml.datasets import read_scoring_features
+from ml.registry import log_unregistered_run
 from ml.segments import SegmentConfig, assign_segments, fit_segments, profile
 from ml.warehouse import connect, export_parquet, publish_table
-from orchestration.defs.churn.assets import customer_scores
+from orchestration.defs.churn.assets import customer_scores, mlflow_config
 from orchestration.defs.markdown import markdown_table
 from orchestration.resources import CrmSettings
 
@@ -24,7 +27,8 @@ def customer_segments(crm: CrmSettings) -> dg.MaterializeResult:
     KMeans on the behaviour of the newest snapshot, refitted every run: the same data and seed
     give the same segments and names (segment 1 is always the most valuable). Churn risk only
     names and profiles the segments. Both tables are published atomically for that as-of date
-    and exported as Parquet.
+    and exported as Parquet; the model (centres, scaling, names) and the profiles are logged to
+    the MLflow experiment `segments`.
     """
     settings = crm.get()
     with connect(settings.warehouse_path, threads=settings.threads) as con:
@@ -47,6 +51,15 @@ def customer_segments(crm: CrmSettings) -> dg.MaterializeResult:
             export_parquet(con, "serving", table, settings.exports_dir)
             for table in ("customer_segments", "segment_profiles")
         ]
+    run_id = log_unregistered_run(
+        replace(mlflow_config(settings), experiment="segments"),
+        params={**model.config.to_dict(), "as_of_date": str(as_of)},
+        metrics={"segments": float(model.n_segments), "customers": float(len(assigned))},
+        json_artifacts={
+            "segment_model.json": model.to_dict(),
+            "segment_profiles.json": profiles.astype({"as_of_date": str}).to_dict("records"),
+        },
+    )
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": len(assigned),
@@ -57,5 +70,6 @@ def customer_segments(crm: CrmSettings) -> dg.MaterializeResult:
             ),
             "table": "serving.customer_segments, serving.segment_profiles",
             "path": dg.MetadataValue.path(str(paths[0])),
+            "mlflow_run_id": run_id,
         }
     )
