@@ -19,9 +19,9 @@ from ml.warehouse import (
     publish_table,
 )
 from orchestration.defs.markdown import markdown_table
+from orchestration.defs.transform.checks import CUSTOMER_FEATURES
 from orchestration.resources import CrmSettings
 
-CUSTOMER_FEATURES = dg.AssetKey(["marts", "customer_features"])
 CHURN_LABELS = dg.AssetKey(["marts", "churn_labels"])
 IDENTITY_MAP = dg.AssetKey(["marts", "customer_identity_map"])
 

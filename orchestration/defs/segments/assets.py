@@ -8,11 +8,9 @@ from ml.datasets import read_scoring_features
 from ml.registry import log_unregistered_run
 from ml.segments import SegmentConfig, assign_segments, fit_segments, profile
 from ml.warehouse import connect, export_parquet, publish_table
-from orchestration.defs.churn.assets import customer_scores, mlflow_config
+from orchestration.defs.churn.assets import CUSTOMER_FEATURES, customer_scores, mlflow_config
 from orchestration.defs.markdown import markdown_table
 from orchestration.resources import CrmSettings
-
-CUSTOMER_FEATURES = dg.AssetKey(["marts", "customer_features"])
 
 
 @dg.asset(
