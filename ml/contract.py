@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-DuckType = Literal["VARCHAR", "INTEGER", "BIGINT", "DOUBLE", "DATE", "TIMESTAMP"]
+DuckType = Literal["VARCHAR", "INTEGER", "BIGINT", "DOUBLE", "BOOLEAN", "DATE", "TIMESTAMP"]
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,8 @@ class Table:
     key: str
     description: str
     columns: tuple[Column, ...]
+    optional: bool = False
+    """A CRM may not have this table; without a file it is loaded empty and its models skip."""
 
     @property
     def column_names(self) -> tuple[str, ...]:
@@ -152,8 +154,66 @@ RAW_TABLES: dict[str, Table] = {
                 Column("recorded_at", "TIMESTAMP", True, "When the choice was recorded."),
             ),
         ),
+        Table(
+            name="campaigns",
+            key="send_id",
+            description="One row per customer record in a randomised campaign test: the treated "
+            "arm was contacted, the control arm was held out. Uplift models learn from it.",
+            optional=True,
+            columns=(
+                Column("send_id", "VARCHAR", True, "Id of this customer's place in the test."),
+                Column("customer_record_id", "VARCHAR", True, "Customer record."),
+                Column("campaign_id", "VARCHAR", True, "Campaign (one wave of one test)."),
+                Column(
+                    "campaign_type",
+                    "VARCHAR",
+                    True,
+                    "What the treatment is: retention_offer.",
+                ),
+                Column("sent_at", "TIMESTAMP", True, "When the treated arm was contacted."),
+                Column("arm", "VARCHAR", True, "treatment or control."),
+                Column(
+                    "outcome",
+                    "INTEGER",
+                    False,
+                    "1 if the campaign's goal was met (retention_offer: still subscribed 90 "
+                    "days after sent_at), 0 if not; empty while not yet known.",
+                ),
+            ),
+        ),
     )
 }
+
+LEADS_TABLE = Table(
+    name="leads",
+    key="lead_id",
+    description="One row per lead (a prospect, not yet a customer). Unlike the tables above it "
+    "is loaded through a YAML column mapping (docs/lead-scoring.md): export columns are renamed "
+    "to these names, and every other kept column becomes a typed attribute ``attr_<name>``.",
+    optional=True,
+    columns=(
+        Column("lead_id", "VARCHAR", True, "Lead id in the source CRM."),
+        Column("created_at", "TIMESTAMP", False, "When the lead was created."),
+        Column("source", "VARCHAR", False, "Where the lead came from."),
+        Column("country", "VARCHAR", False, "Country name or code."),
+        Column("company_size", "VARCHAR", False, "Company size band."),
+        Column("role", "VARCHAR", False, "Job title or role."),
+        Column("email_opens", "INTEGER", False, "Marketing e-mails opened."),
+        Column("page_views", "INTEGER", False, "Web pages viewed."),
+        Column("website_visits", "INTEGER", False, "Website sessions."),
+        Column("time_on_site_minutes", "DOUBLE", False, "Total time on the website."),
+        Column(
+            "converted_at", "TIMESTAMP", False, "When the lead became a customer; empty if not."
+        ),
+        Column(
+            "converted",
+            "BOOLEAN",
+            False,
+            "Outcome flag for exports without a conversion date; else converted_at is not empty.",
+        ),
+    ),
+)
+"""The lead contract (after the column mapping); see ``ml.leads``."""
 
 PII_COLUMNS: frozenset[str] = frozenset(
     c.name for t in RAW_TABLES.values() for c in t.columns if c.pii

@@ -90,3 +90,144 @@ def read_reference_features(
         order by f.as_of_date, f.customer_id
     """
     return con.execute(sql, {"as_of_dates": list(as_of_dates)}).df()
+
+
+PRODUCT_LABELS_TABLE = "marts.product_purchase_labels"
+CAMPAIGN_SENDS_TABLE = "marts.campaign_sends"
+
+
+def read_product_candidates(
+    con: duckdb.DuckDBPyConnection, labelled: bool, last_as_of_dates: int | None = None
+) -> pd.DataFrame:
+    """Read (customer, as-of date, category not bought yet) rows with the customer's features.
+
+    Args:
+        con: Connection to the warehouse holding the marts.
+        labelled: True for the rows whose 90-day purchase window is observed (training, with
+            ``purchased_within_90d``); False for the newest as-of date (scoring).
+        last_as_of_dates: With ``labelled``, only the newest this many labelled as-of dates.
+
+    Returns:
+        Keys, ``product_category``, the allow-listed features (and the label when labelled),
+        ordered by as_of_date, customer_id and product_category.
+    """
+    label = ', p."purchased_within_90d"' if labelled else ""
+    if labelled:
+        dates = """p.as_of_date in (
+            select distinct as_of_date from {t} where label_available
+            order by as_of_date desc limit coalesce($n, 100000))"""
+    else:
+        dates = "p.as_of_date = (select max(as_of_date) from {t})"
+    sql = f"""
+        select {_quoted(KEY_COLUMNS, "f")}, p.product_category, {_quoted(CHURN_FEATURES, "f")}
+               {label}
+        from {PRODUCT_LABELS_TABLE} as p
+        join {FEATURES_TABLE} as f
+          on f.customer_id = p.customer_id and f.as_of_date = p.as_of_date
+        where {dates.format(t=PRODUCT_LABELS_TABLE)}
+        order by p.as_of_date, p.customer_id, p.product_category
+    """
+    return con.execute(sql, {"n": last_as_of_dates} if labelled else {}).df()
+
+
+def read_campaign_sends(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """Read the campaign sends with a known outcome and the customer's features before the send.
+
+    Returns:
+        ``send_id``, ``campaign_id``, ``campaign_type``, ``is_treated``, ``outcome``, the key
+        columns and the allow-listed features, ordered by sent_at and send_id. Sends whose
+        customer has no feature row at that as-of date (not yet active) are left out.
+    """
+    sql = f"""
+        select s.send_id, s.campaign_id, s.campaign_type, s.is_treated, s.outcome,
+               {_quoted(KEY_COLUMNS, "f")}, {_quoted(CHURN_FEATURES, "f")}
+        from {CAMPAIGN_SENDS_TABLE} as s
+        join {FEATURES_TABLE} as f
+          on f.customer_id = s.customer_id and f.as_of_date = s.as_of_date
+        where s.outcome is not null
+        order by s.sent_at, s.send_id
+    """
+    return con.execute(sql).df()
+
+
+def read_consent_in_force(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """The latest recorded consent choice per customer and channel.
+
+    Returns:
+        ``customer_id``, ``channel``, ``granted`` (bool).
+    """
+    sql = """
+        select customer_id, channel, arg_max(status, recorded_at) = 'granted' as granted
+        from marts.consents
+        group by customer_id, channel
+        order by customer_id, channel
+    """
+    return con.execute(sql).df()
+
+
+def _has_table(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
+    rows = con.execute(
+        "select 1 from information_schema.tables where table_schema = ? and table_name = ?",
+        [schema, table],
+    ).fetchall()
+    return bool(rows)
+
+
+# Serving table of an optional model -> (its column, name in the action inputs, SQL type).
+_ACTION_INPUTS: dict[str, tuple[tuple[str, str, str], ...]] = {
+    "customer_uplift": (("retention_uplift", "retention_uplift", "double"),),
+    "customer_value": (("expected_value_12m", "expected_order_value_12m", "double"),),
+    "next_product_offers": (
+        ("product_category", "product_category", "varchar"),
+        ("probability", "product_probability", "double"),
+    ),
+}
+
+
+def read_action_inputs(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """One row per customer of the newest churn scores, with every other model's output.
+
+    Outputs of models that have no serving table (uplift without campaign tests, for example)
+    are null, and the next-best-action rules count them as zero.
+
+    Returns:
+        The columns of ``ml.next_best_action.INPUT_COLUMNS``, ordered by customer_id.
+    """
+    columns: list[str] = []
+    joins: list[str] = []
+    for table, outputs in _ACTION_INPUTS.items():
+        present = _has_table(con, "serving", table)
+        for column, name, sql_type in outputs:
+            columns.append(
+                f"{table}.{column} as {name}" if present else f"null::{sql_type} as {name}"
+            )
+        if present:
+            joins.append(
+                f"left join serving.{table} on {table}.customer_id = s.customer_id "
+                f"and {table}.as_of_date = s.as_of_date"
+            )
+    sql = f"""
+        with latest as (
+            select * from serving.customer_scores
+            where as_of_date = (select max(as_of_date) from serving.customer_scores)
+        ),
+        category_value as (
+            select product_category, avg(amount) as category_order_value
+            from marts.orders
+            where status = 'completed' and amount > 0
+            group by product_category
+        ),
+        inputs as (
+            select s.customer_id, s.as_of_date, s.churn_probability,
+                   f.monthly_price as monthly_value, {", ".join(columns)}
+            from latest as s
+            join {FEATURES_TABLE} as f
+              on f.customer_id = s.customer_id and f.as_of_date = s.as_of_date
+            {" ".join(joins)}
+        )
+        select inputs.*, category_value.category_order_value
+        from inputs
+        left join category_value using (product_category)
+        order by inputs.customer_id
+    """
+    return con.execute(sql).df()

@@ -124,7 +124,8 @@ def evaluate(y_true: ArrayLike, proba: ArrayLike, top_fraction: float = 0.1) -> 
     )
 
 
-def _save(fig: Figure, path: Path) -> Path:
+def save_figure(fig: Figure, path: Path) -> Path:
+    """Write a matplotlib figure as PNG on the Agg canvas (no pyplot, no display)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     FigureCanvasAgg(fig)
     fig.savefig(path, format="png", dpi=100)
@@ -155,7 +156,7 @@ def plot_calibration_curve(y_true: ArrayLike, proba: ArrayLike, path: Path) -> P
     hist.set_xlabel("predicted churn probability")
     hist.set_ylabel("rows")
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_lift_chart(y_true: ArrayLike, proba: ArrayLike, path: Path) -> Path:
@@ -186,4 +187,4 @@ def plot_lift_chart(y_true: ArrayLike, proba: ArrayLike, path: Path) -> Path:
     ax.set_title(f"Lift by decile (base rate {y.mean():.3f}, n={len(y)})")
     ax.legend()
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)

@@ -284,6 +284,37 @@ def _write_parquet_atomically(con: duckdb.DuckDBPyConnection, sql: str, final: P
         tmp.unlink(missing_ok=True)
 
 
+def _load_empty(
+    con: duckdb.DuckDBPyConnection, table: Table, source_dir: Path, quarantine_dir: Path
+) -> IngestResult:
+    """An optional table without a file: an empty typed table, so downstream models still run."""
+    column_defs = ", ".join(f"{quote_ident(c.name)} {c.type}" for c in table.columns)
+    quarantine_defs = "source_file varchar, row_number bigint, reason varchar, raw_line varchar"
+    with transaction(con):
+        con.execute(f"create schema if not exists {RAW_SCHEMA}")
+        con.execute(f"create schema if not exists {QUARANTINE_SCHEMA}")
+        con.execute(
+            f"create or replace table {RAW_SCHEMA}.{quote_ident(table.name)} ({column_defs})"
+        )
+        con.execute(
+            f"create or replace table {QUARANTINE_SCHEMA}.{quote_ident(table.name)} "
+            f"({quarantine_defs})"
+        )
+    _write_parquet_atomically(
+        con,
+        f"select * from {QUARANTINE_SCHEMA}.{quote_ident(table.name)}",
+        quarantine_dir / f"{table.name}.parquet",
+    )
+    return IngestResult(
+        table=table.name,
+        source_file=source_dir / f"{table.name}.csv",
+        rows_read=0,
+        rows_loaded=0,
+        rows_quarantined=0,
+        problems=(f"{table.name}: no file in {source_dir}; optional table loaded empty",),
+    )
+
+
 def ingest_table(
     con: duckdb.DuckDBPyConnection, table: Table, source_dir: Path, quarantine_dir: Path
 ) -> IngestResult:
@@ -306,6 +337,8 @@ def ingest_table(
             Nothing is written in that case.
     """
     source_dir, quarantine_dir = Path(source_dir), Path(quarantine_dir)
+    if table.optional and not any((source_dir / f"{table.name}{s}").is_file() for s in _SUFFIXES):
+        return _load_empty(con, table, source_dir, quarantine_dir)
     path = find_source_file(table, source_dir)
     file_name = path.name
     if path.stat().st_size == 0:

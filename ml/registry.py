@@ -16,6 +16,7 @@ its :class:`MlflowConfig` first, so calls with different configs do not leak int
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib.metadata import version as installed_version
 from pathlib import Path
@@ -299,5 +300,157 @@ def log_and_register(
         model_version=model_version,
         alias=alias,
         champion_auc_before=champion_auc,
+        reason=reason,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Every other model of the suite (leads, CLV, uplift, next product): one registry life cycle.
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ModelRegistration:
+    """Outcome of :func:`log_and_register_model`.
+
+    Attributes:
+        run_id: MLflow run id.
+        model_version: Registered model version.
+        alias: ``champion`` or ``challenger``.
+        metric: Name of the promotion metric (higher is better).
+        score: The new version's promotion metric on the evaluation data.
+        champion_score_before: The previous champion's metric on the same data, or ``None``.
+        reason: The promotion decision in words, with the numbers.
+    """
+
+    run_id: str
+    model_version: str
+    alias: str
+    metric: str
+    score: float
+    champion_score_before: float | None
+    reason: str
+
+
+class ModelObjectPyfunc(PythonModel):
+    """pyfunc wrapper that carries a fitted model object (MLflow pickles it with cloudpickle).
+
+    The suite's models are small dataclasses around CatBoost boosters or fitted parameters, and
+    they pickle whole; ``predict`` calls the object's own ``predict``.
+    """
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+
+    def predict(
+        self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
+    ) -> Any:
+        return self.model.predict(model_input)
+
+
+def _load_object_version(config: MlflowConfig, version: str) -> Any:
+    loaded = mlflow.pyfunc.load_model(f"models:/{config.model_name}/{version}")
+    wrapper = loaded.unwrap_python_model()
+    if not isinstance(wrapper, ModelObjectPyfunc):
+        raise TypeError(f"{config.model_name} version {version} is not a model-object pyfunc")
+    return wrapper.model
+
+
+def load_champion_model(config: MlflowConfig) -> tuple[Any, str]:
+    """Load the model object behind ``models:/<model_name>@champion`` and its version.
+
+    Raises:
+        LookupError: If no version carries the champion alias.
+    """
+    client = _use(config)
+    version = _champion_version(client, config)
+    if version is None:
+        raise LookupError(
+            f"no champion for registered model {config.model_name!r} at {config.tracking_uri}: "
+            "train and register a model first"
+        )
+    return _load_object_version(config, version), version
+
+
+def log_and_register_model(
+    config: MlflowConfig,
+    model: Any,
+    *,
+    metric: str,
+    score: Callable[[Any], float],
+    params: dict[str, Any],
+    metrics: dict[str, float],
+    plot_paths: Sequence[Path] = (),
+    json_artifacts: dict[str, Any] | None = None,
+    promotion_margin: float = 0.0,
+) -> ModelRegistration:
+    """Log a fitted model, register it, and make it champion or challenger by rule.
+
+    The rule is the churn model's: the current champion is scored with ``score`` on the same
+    held-out data as the new model, and the new version becomes champion when
+    ``new >= champion - promotion_margin`` (higher is better).
+
+    Args:
+        config: Tracking and registry settings (experiment and registered model name).
+        model: The fitted model object; it must pickle and have ``predict(frame)``.
+        metric: Name of the promotion metric, e.g. ``roc_auc`` or ``qini``.
+        score: Held-out metric of a model object (closes over the evaluation data, which is
+            never logged).
+        params: Flat training settings.
+        metrics: Aggregate held-out metrics (finite numbers only are logged).
+        plot_paths: PNG files to log under ``plots/``.
+        json_artifacts: File name -> JSON-serialisable aggregates (never customer rows).
+        promotion_margin: How much lower than the champion's metric the new one may be.
+    """
+    client = _use(config)
+    experiment_id = _experiment_id(client, config)
+    previous = _champion_version(client, config)
+    champion_score = score(_load_object_version(config, previous)) if previous else None
+    new_score = float(score(model))
+
+    with mlflow.start_run(experiment_id=experiment_id) as run:
+        mlflow.log_params(_flat_params(params))
+        logged = {k: float(v) for k, v in metrics.items()}
+        logged[f"promotion_{metric}"] = new_score
+        if champion_score is not None:
+            logged[f"champion_{metric}_before"] = float(champion_score)
+        mlflow.log_metrics({k: v for k, v in logged.items() if np.isfinite(v)})
+        for plot in plot_paths:
+            mlflow.log_artifact(str(plot), artifact_path="plots")
+        for name, content in (json_artifacts or {}).items():
+            mlflow.log_dict(content, name)
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=ModelObjectPyfunc(model),
+            pip_requirements=_pip_requirements(),
+            registered_model_name=config.model_name,
+        )
+        model_version = str(info.registered_model_version)
+        if champion_score is None:
+            alias, reason = CHAMPION, f"first model: {metric} {new_score:.4f}, no champion"
+        elif new_score >= champion_score - promotion_margin:
+            alias = CHAMPION
+            reason = (
+                f"promoted: {metric} {new_score:.4f} >= champion v{previous} "
+                f"{champion_score:.4f} - margin {promotion_margin:.4f} on the same held-out data"
+            )
+        else:
+            alias = CHALLENGER
+            reason = (
+                f"kept as challenger: {metric} {new_score:.4f} < champion v{previous} "
+                f"{champion_score:.4f} - margin {promotion_margin:.4f} on the same held-out data"
+            )
+        mlflow.set_tags({"alias": alias, "promotion_reason": reason})
+
+    client.set_registered_model_alias(config.model_name, alias, model_version)
+    client.set_model_version_tag(config.model_name, model_version, metric, f"{new_score:.6f}")
+    client.set_model_version_tag(config.model_name, model_version, "promotion_reason", reason)
+    return ModelRegistration(
+        run_id=run.info.run_id,
+        model_version=model_version,
+        alias=alias,
+        metric=metric,
+        score=new_score,
+        champion_score_before=champion_score,
         reason=reason,
     )

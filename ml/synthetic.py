@@ -43,7 +43,7 @@ from ml.contract import RAW_TABLES
 BLOCK_PERSONS = 1_000
 """Persons per random-generator block. Fixed so that the data do not depend on ``chunk_size``."""
 
-TRUTH_TABLES: tuple[str, ...] = ("record_persons", "churn_truth")
+TRUTH_TABLES: tuple[str, ...] = ("record_persons", "churn_truth", "campaign_truth")
 """Files (``<name>.parquet``) written into the truth folder."""
 
 FileFormat = Literal["parquet", "csv"]
@@ -164,6 +164,22 @@ TICKET_PRIORITIES = np.array(["low", "normal", "high"])
 ORDER_CATEGORIES = np.array(["add_on", "service", "hardware"])
 ORDER_SHARE = (0.6, 0.25, 0.15)
 ORDER_MEDIAN_EUR = np.array([25.0, 80.0, 150.0])
+# Persons differ in what they buy: log-affinity per category (person noise plus plan effect).
+ORDER_AFFINITY_SD = 0.9
+PLAN_ORDER_AFFINITY = np.array([[0.5, 0.0, -0.6], [0.0, 0.2, 0.0], [-0.3, 0.3, 0.9]])
+
+# Randomised retention-offer tests (docs/synthetic-world.md, "Campaigns"). Every third month a
+# sample of active customers is split into a treated and a control arm; the offer changes the
+# churn log-odds of the treated for three months by the person's (hidden) response type.
+CAMPAIGN_FIRST_MONTH = 4
+CAMPAIGN_EVERY_MONTHS = 3
+CAMPAIGN_SAMPLE_SHARE = 0.30
+CAMPAIGN_TREATED_SHARE = 0.5
+CAMPAIGN_MONTHS_AFFECTED = 3
+RESPONSE_TYPES = np.array(["persuadable", "do_not_disturb", "sure_thing", "lost_cause"])
+# Log-odds change of the monthly churn hazard while treated, per response type.
+CAMPAIGN_EFFECT = np.array([-1.4, 1.0, 0.0, 0.0])
+LOST_CAUSE_CHURN_90D = 0.25  # unaffected persons at or above this 90-day risk are lost causes
 CONSENT_CHANNELS = np.array(["email", "phone", "sms"])
 CONSENT_GRANT_P = np.array([0.85, 0.45, 0.35])
 
@@ -301,13 +317,18 @@ class _Block:
     events: dict[str, np.ndarray]
     tickets: dict[str, np.ndarray]
     consents: dict[str, np.ndarray]
+    campaigns: dict[str, np.ndarray]
     record_person: np.ndarray  # local person index per local record
     truth: dict[str, np.ndarray]
+    campaign_truth: dict[str, np.ndarray]
 
 
 def _simulate_block(config: SyntheticConfig, grid: _Grid, block: int, first_person: int) -> _Block:
     n = min(BLOCK_PERSONS, config.customers - first_person)
     rng = np.random.default_rng([config.seed, block])
+    # Campaigns and purchase tastes draw from their own stream, so adding them left the rest of
+    # the world's random draws as they were.
+    crng = np.random.default_rng([config.seed, block, 1])
     M = grid.months
     b = grid.bounds
     lengths = grid.lengths
@@ -330,6 +351,7 @@ def _simulate_block(config: SyntheticConfig, grid: _Grid, block: int, first_pers
     decays = rng.random(n) < 0.55
     decay = np.where(decays, rng.uniform(0.02, 0.16, n), 0.0)
     frailty = rng.normal(0.0, HAZARD["person_sd"], n)
+    affinity = crng.normal(0.0, ORDER_AFFINITY_SD, (n, len(ORDER_CATEGORIES)))
 
     # ---- latent monthly path (all persons, churn ignored) ------------------------------------
     counts = {t: np.zeros((n, M), dtype=np.int32) for t in EVENT_TYPES}
@@ -338,6 +360,10 @@ def _simulate_block(config: SyntheticConfig, grid: _Grid, block: int, first_pers
     prev_logins = np.zeros(n)
     prev2_logins = np.zeros(n)
     prev_visits = np.zeros(n)
+    prev_opens = np.zeros(n)
+    Z = np.zeros((n, M))  # churn log-odds per month, campaign effect included
+    effect = np.zeros((n, M))  # campaign effect on the log-odds per month
+    send_parts: list[tuple[np.ndarray, ...]] = []
     tick_hist = np.zeros((n, 3))  # tickets opened in m-1, m-2, m-3
     sat_sum = np.zeros((n, 3))
     sat_cnt = np.zeros((n, 3))
@@ -391,6 +417,22 @@ def _simulate_block(config: SyntheticConfig, grid: _Grid, block: int, first_pers
             + frailty
             + rng.normal(0.0, HAZARD["month_sd"], n)
         )
+        wave = m >= CAMPAIGN_FIRST_MONTH and (m - CAMPAIGN_FIRST_MONTH) % CAMPAIGN_EVERY_MONTHS == 0
+        if wave and m < grid.data_months:
+            # Response type from the state an as-of date at the start of month m sees.
+            price_sensitive = (prev_visits >= 1) | ((m - price_bumped_at) <= 3)
+            persuadable = price_sensitive & (prev_logins >= 2)
+            do_not_disturb = ~persuadable & (tenure >= 12) & (prev_opens == 0)
+            kind = np.where(persuadable, 0, np.where(do_not_disturb, 1, 2))
+            sampled = np.flatnonzero(seasoned & (crng.random(n) < CAMPAIGN_SAMPLE_SHARE))
+            treated = crng.random(len(sampled)) < CAMPAIGN_TREATED_SHARE
+            sent = b[m] + (crng.random(len(sampled)) * 5 * _DAY).astype(np.int64)
+            send_parts.append((sampled, np.full(len(sampled), m), treated, sent, kind[sampled]))
+            contacted = sampled[treated]
+            until = min(m + CAMPAIGN_MONTHS_AFFECTED, M)
+            effect[contacted, m:until] = CAMPAIGN_EFFECT[kind[contacted]][:, None]
+        z = z + effect[:, m]
+        Z[:, m] = z
         H[:, m] = np.where(seasoned, _sigmoid(z), 0.0)
 
         # Activity of month m.
@@ -437,7 +479,9 @@ def _simulate_block(config: SyntheticConfig, grid: _Grid, block: int, first_pers
         n_ord = rng.poisson(0.05 * PLAN_ENGAGEMENT[plan] * np.sqrt(eng / 9.0) * frac)
         op = np.repeat(np.arange(n), n_ord)
         o_ts = _uniform_in(rng, lo[op], np.full(len(op), b[m + 1]))
-        o_cat = rng.choice(3, size=len(op), p=ORDER_SHARE)
+        taste = np.asarray(ORDER_SHARE) * np.exp(affinity + PLAN_ORDER_AFFINITY[plan])
+        cum = np.cumsum(taste / taste.sum(axis=1, keepdims=True), axis=1)[op]
+        o_cat = np.minimum((rng.random(len(op))[:, None] > cum).sum(axis=1), 2)
         o_amt = np.round(ORDER_MEDIAN_EUR[o_cat] * rng.lognormal(0.0, 0.5, len(op)), 2)
         order_parts.append((op, o_ts, o_cat, o_amt))
 
@@ -480,6 +524,7 @@ def _simulate_block(config: SyntheticConfig, grid: _Grid, block: int, first_pers
         prev2_logins = prev_logins
         prev_logins = logins.astype(float)
         prev_visits = visits.astype(float)
+        prev_opens = opens.astype(float)
         n_t = np.bincount(tp, minlength=n)
         tick_hist = np.column_stack([n_t, tick_hist[:, :2]])
         s_sum = np.bincount(tp, weights=np.where(score > 0, score, 0), minlength=n)
@@ -502,6 +547,7 @@ def _simulate_block(config: SyntheticConfig, grid: _Grid, block: int, first_pers
 
     # ---- truth --------------------------------------------------------------------------------
     truth = _truth(grid, H, signup_m, churn_m, churn_ts)
+    campaigns, campaign_truth = _campaign_sends(grid, send_parts, Z, effect, churn_ts, cut)
 
     # ---- records (duplicates) ------------------------------------------------------------------
     has_dup = rng.random(n) < config.duplicate_share
@@ -645,6 +691,7 @@ def _simulate_block(config: SyntheticConfig, grid: _Grid, block: int, first_pers
     o = o[keep[o]]
     consents = {"record": c_rec[o], "channel": c_ch[o], "status": c_st[o], "recorded_at": c_ts[o]}
 
+    campaigns["record"] = attach(campaigns["person"], campaigns["sent_at"])
     _add_dirt(rng, events, orders)
     return _Block(
         n_persons=n,
@@ -655,9 +702,55 @@ def _simulate_block(config: SyntheticConfig, grid: _Grid, block: int, first_pers
         events=events,
         tickets=tickets,
         consents=consents,
+        campaigns=campaigns,
         record_person=rec_person,
         truth=truth,
+        campaign_truth=campaign_truth,
     )
+
+
+def _campaign_sends(
+    grid: _Grid,
+    send_parts: list[tuple[np.ndarray, ...]],
+    Z: np.ndarray,
+    effect: np.ndarray,
+    churn_ts: np.ndarray,
+    cut: np.ndarray,
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Campaign rows (sends before the person left) and each send's true uplift in retention.
+
+    The true uplift is P(churn within the three affected months | control) minus the same under
+    treatment, both from the person's hazard without any campaign effect.
+    """
+    empty = np.zeros(0, dtype=np.int64)
+    if not send_parts:
+        parts: tuple[np.ndarray, ...] = (empty,) * 5
+    else:
+        parts = tuple(np.concatenate(x) for x in zip(*send_parts, strict=True))
+    person, month, treated, sent, kind = parts
+    keep = sent < cut[person]
+    person, month, treated, sent, kind = (x[keep] for x in (person, month, treated, sent, kind))
+    M = Z.shape[1]
+    months = np.minimum(month[:, None] + np.arange(CAMPAIGN_MONTHS_AFFECTED)[None, :], M - 1)
+    inside = (month[:, None] + np.arange(CAMPAIGN_MONTHS_AFFECTED)[None, :]) < M
+    base = Z[person[:, None], months] - effect[person[:, None], months]
+    tau = CAMPAIGN_EFFECT[kind][:, None]
+    stay_control = np.prod(np.where(inside, 1.0 - _sigmoid(base), 1.0), axis=1)
+    stay_treated = np.prod(np.where(inside, 1.0 - _sigmoid(base + tau), 1.0), axis=1)
+    unaffected = kind >= 2
+    kind = np.where(unaffected & (1.0 - stay_control >= LOST_CAUSE_CHURN_90D), 3, kind)
+    horizon_end = sent + 90 * _DAY
+    known = horizon_end <= grid.snapshot_end
+    retained = churn_ts[person] >= horizon_end
+    campaigns = {
+        "person": person,
+        "month": month,
+        "treated": treated,
+        "sent_at": sent,
+        "outcome": np.where(known, retained.astype(np.int64), -1),
+    }
+    truth = {"response_type": kind, "true_uplift": stay_treated - stay_control}
+    return campaigns, truth
 
 
 def _truth(
@@ -844,6 +937,7 @@ class _Counters:
     events: int = 0
     tickets: int = 0
     consents: int = 0
+    campaigns: int = 0
 
 
 def _block_tables(blk: _Block, c: _Counters, grid: _Grid, unit: str) -> dict[str, pa.Table]:
@@ -923,6 +1017,20 @@ def _block_tables(blk: _Block, c: _Counters, grid: _Grid, unit: str) -> dict[str
         "status": _labels(np.array(["granted", "withdrawn"]), co["status"]),
         "recorded_at": _ts_array(co["recorded_at"], unit),
     }
+    ca = blk.campaigns
+    n_ca = len(ca["sent_at"])
+    wave_names = np.array(
+        [f"retention-{datetime.fromtimestamp(t, UTC):%Y-%m}" for t in grid.bounds[:-1]]
+    )
+    cols["campaigns"] = {
+        "send_id": _ids("X", c.campaigns, n_ca, 8),
+        "customer_record_id": rid(ca["record"]),
+        "campaign_id": _labels(wave_names, ca["month"]),
+        "campaign_type": _labels(np.array(["retention_offer"]), np.zeros(n_ca, np.int64)),
+        "sent_at": _ts_array(ca["sent_at"], unit),
+        "arm": _labels(np.array(["control", "treatment"]), ca["treated"].astype(np.int64)),
+        "outcome": pa.array(ca["outcome"], pa.int32(), mask=ca["outcome"] < 0),
+    }
     out = {name: _to_table(name, cols[name]) for name in RAW_TABLES}
 
     tr = blk.truth
@@ -943,6 +1051,15 @@ def _block_tables(blk: _Block, c: _Counters, grid: _Grid, unit: str) -> dict[str
             "churned_within_90d": pa.array(tr["churned"], pa.bool_()),
         }
     )
+    ct = blk.campaign_truth
+    out["campaign_truth"] = pa.table(
+        {
+            "send_id": cols["campaigns"]["send_id"],
+            "person_id": pc.take(person_ids, pa.array(ca["person"].astype(np.int64))),
+            "response_type": _labels(RESPONSE_TYPES, ct["response_type"]),
+            "true_uplift": pa.array(ct["true_uplift"], pa.float64()),
+        }
+    )
     c.persons += blk.n_persons
     c.records += blk.n_records
     c.subscriptions += n_sub
@@ -950,6 +1067,7 @@ def _block_tables(blk: _Block, c: _Counters, grid: _Grid, unit: str) -> dict[str
     c.events += n_ev
     c.tickets += n_tk
     c.consents += n_co
+    c.campaigns += n_ca
     return out
 
 

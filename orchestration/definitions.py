@@ -3,7 +3,17 @@
 import dagster as dg
 
 from ml.settings import Settings
-from orchestration.defs import churn, ingest, monitoring, segments, source, transform
+from orchestration.defs import (
+    actions,
+    churn,
+    ingest,
+    monitoring,
+    next_product,
+    segments,
+    source,
+    transform,
+    uplift,
+)
 from orchestration.resources import CrmSettings, dbt_cli
 
 
@@ -17,6 +27,9 @@ def defs() -> dg.Definitions:
         churn.build_defs(settings),
         monitoring.defs,
         segments.defs,
+        uplift.defs,
+        next_product.defs,
+        actions.defs,
         dg.Definitions(
             resources={"crm": CrmSettings(), "dbt": dbt_cli()},
             # One step at a time in one process: DuckDB has one writer, and a process per step

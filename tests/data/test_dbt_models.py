@@ -127,6 +127,10 @@ def test_rejected_rows_are_listed_with_their_reason(query: Query) -> None:
         ("subscriptions", "S007", "unknown_customer_record"),
         ("support_tickets", "T005", "resolved_before_opened"),
         ("consents", "K004", "unknown_channel"),
+        ("campaigns", "X002", "exact_duplicate"),
+        ("campaigns", "X003", "unknown_arm"),
+        ("campaigns", "X004", "future_dated"),
+        ("campaigns", "X005", "unknown_customer_record"),
     }
     # The exact duplicate keeps one copy; the other dropped rows are gone from the marts.
     assert query("select count(*) from marts.events where event_id = 'E007'") == [(1,)]
@@ -287,3 +291,38 @@ def test_data_on_or_after_as_of_date_changes_no_feature(
             f"where as_of_date = date '{LEAKAGE_AS_OF}' order by customer_id"
         )
         assert after_con.execute(label_sql).fetchall() != before_con.execute(label_sql).fetchall()
+
+
+def test_campaign_sends_resolve_customers_and_their_feature_date(query: Query) -> None:
+    rows = query(
+        "select send_id, customer_id, arm, is_treated, outcome, as_of_date, campaign_type "
+        "from marts.campaign_sends order by send_id"
+    )
+    assert rows == [
+        ("X001", "C-R001", "treatment", True, 1, dt.date(2025, 3, 1), "retention_offer"),
+        ("X002", "C-R005", "control", False, 0, dt.date(2025, 3, 1), "retention_offer"),
+        ("X006", "C-R009", "treatment", True, None, dt.date(2025, 6, 1), "retention_offer"),
+    ]
+
+
+def test_product_candidates_leave_out_categories_bought_before(query: Query) -> None:
+    bought_before = query(
+        """
+        select count(*) from marts.product_purchase_labels p
+        join marts.orders o
+          on o.customer_id = p.customer_id and o.product_category = p.product_category
+         and o.status = 'completed' and o.amount > 0 and o.ordered_at < p.as_of_date
+        """
+    )
+    assert bought_before == [(0,)]
+    categories = {
+        r[0] for r in query("select distinct product_category from marts.product_purchase_labels")
+    }
+    ordered = {
+        r[0]
+        for r in query(
+            "select distinct product_category from marts.orders "
+            "where status = 'completed' and amount > 0"
+        )
+    }
+    assert categories == ordered

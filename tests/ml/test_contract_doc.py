@@ -5,7 +5,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from ml.contract import RAW_TABLES
+from ml.contract import LEADS_TABLE, RAW_TABLES
+
+DOCUMENTED = {**RAW_TABLES, LEADS_TABLE.name: LEADS_TABLE}
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "data-contract.md"
 
@@ -27,7 +29,7 @@ def _doc_tables() -> dict[str, list[list[str]]]:
 
 
 def test_doc_lists_every_table_and_nothing_else() -> None:
-    assert list(_doc_tables()) == list(RAW_TABLES)
+    assert list(_doc_tables()) == list(DOCUMENTED)
 
 
 def test_doc_columns_match_the_contract() -> None:
@@ -42,7 +44,7 @@ def test_doc_columns_match_the_contract() -> None:
                 yes_no[c.protected],
                 c.description,
             ]
-            for c in RAW_TABLES[name].columns
+            for c in DOCUMENTED[name].columns
         ]
         assert rows == expected, name
 

@@ -83,6 +83,7 @@ def test_files_follow_the_contract(tmp_path: Path, file_format: str) -> None:
         f"{n}.{file_format}" for n in RAW_TABLES
     )
     assert sorted(p.name for p in (tmp_path / "truth").iterdir()) == [
+        "campaign_truth.parquet",
         "churn_truth.parquet",
         "record_persons.parquet",
     ]
@@ -399,3 +400,57 @@ def test_cli_writes_both_folders(tmp_path: Path) -> None:
 def test_invalid_config_is_rejected(kwargs: dict[str, object]) -> None:
     with pytest.raises(ValueError):
         SyntheticConfig(**kwargs)  # type: ignore[arg-type]
+
+
+def test_campaign_tests_have_the_four_response_types(world: World) -> None:
+    raw, truth, _ = world
+    con = _connect(raw, truth)
+    rows = con.execute(
+        """
+        select response_type, count(*), min(true_uplift), max(true_uplift),
+               avg(outcome) filter (where arm = 'treatment')
+                 - avg(outcome) filter (where arm = 'control') as observed_uplift,
+               avg((arm = 'treatment')::int) as treated_share
+        from campaigns join campaign_truth using (send_id)
+        group by 1
+        """
+    ).fetchall()
+    by_type = {r[0]: r[1:] for r in rows}
+    assert set(by_type) == {"persuadable", "do_not_disturb", "sure_thing", "lost_cause"}
+    _, low, _, observed, treated = by_type["persuadable"]
+    assert low > 0 and observed > 0.03 and 0.4 < treated < 0.6
+    _, _, high, observed, _ = by_type["do_not_disturb"]
+    assert high < 0 and observed < 0
+    for kind in ("sure_thing", "lost_cause"):
+        assert by_type[kind][1] == by_type[kind][2] == 0.0
+    # Sends happen only while the customer is a customer: never after the churn.
+    late = _scalar(
+        con,
+        """
+        select count(*) from campaigns c
+        join record_persons rp using (customer_record_id)
+        join (select person_id, max(coalesce(ended_at, timestamp '9999-01-01')) as last_end
+              from subscriptions join record_persons using (customer_record_id)
+              group by 1) s using (person_id)
+        where c.sent_at >= s.last_end
+        """,
+    )
+    assert late == 0
+
+
+def test_product_taste_depends_on_the_plan(world: World) -> None:
+    raw, truth, _ = world
+    con = _connect(raw, truth)
+    share = dict(
+        con.execute(
+            """
+            select s.plan, avg((o.product_category = 'hardware')::int)
+            from orders o join subscriptions s
+              on o.customer_record_id = s.customer_record_id
+             and o.ordered_at >= s.started_at and (s.ended_at is null or o.ordered_at < s.ended_at)
+            where o.status = 'completed'
+            group by 1
+            """
+        ).fetchall()
+    )
+    assert share["premium"] > 2 * share["basic"]

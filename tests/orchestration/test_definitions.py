@@ -33,6 +33,13 @@ def test_asset_graph_runs_from_raw_files_to_drift() -> None:
         "serving/customer_scores",
         "exports/customer_scores",
         "churn_drift_report",
+        "marts/campaign_sends",
+        "marts/product_purchase_labels",
+        "retention_uplift_model",
+        "serving/customer_uplift",
+        "next_product_model",
+        "serving/next_product_offers",
+        "serving/next_best_actions",
     }
     assert expected <= keys
     # Lineage: scores depend (transitively) on the raw customers loaded by ingest.
@@ -54,3 +61,11 @@ def test_customer_features_gate_is_blocking() -> None:
 def test_schedule_crons_come_from_settings(monkeypatch) -> None:
     monkeypatch.setenv("CRM_SCORING_CRON", "15 2 * * *")
     assert load_defs().resolve_schedule_def("daily_churn_scoring").cron_schedule == "15 2 * * *"
+
+
+def test_scoring_job_trains_nothing() -> None:
+    defs = load_defs()
+    job = defs.resolve_job_def("churn_scoring_job")
+    selected = {key.to_user_string() for key in job.asset_layer.selected_asset_keys}
+    assert "serving/next_best_actions" in selected
+    assert not selected & {"churn_model", "retention_uplift_model", "next_product_model"}

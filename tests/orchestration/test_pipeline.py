@@ -161,3 +161,70 @@ def test_segment_model_is_logged_to_mlflow_without_customer_rows(pipeline_run) -
     assert run.data.metrics["segments"] >= 3
     model_json = Path(client.download_artifacts(run.info.run_id, "segment_model.json")).read_text()
     assert '"C-' not in model_json  # centres and names only, no customer ids
+
+
+def test_every_scored_customer_gets_one_action_within_consent(pipeline_run) -> None:
+    with _warehouse(pipeline_run) as con:
+        scored, actions, distinct, kinds = con.execute(
+            """
+            select (select count(*) from serving.customer_scores_latest),
+                   count(*), count(distinct customer_id), list(distinct action order by action)
+            from serving.next_best_actions
+            """
+        ).fetchall()[0]
+        assert actions == distinct == scored
+        assert set(kinds) <= {
+            "retention_call",
+            "retention_offer",
+            "cross_sell_offer",
+            "nurture_email",
+            "no_action",
+        }
+        assert "no_action" in kinds and len(kinds) >= 3
+        # The contact policy ran last: no action goes to a channel without consent in force.
+        violations = con.execute(
+            """
+            with consent as (
+                select customer_id, channel, arg_max(status, recorded_at) = 'granted' as granted
+                from marts.consents group by all
+            )
+            select count(*) from serving.next_best_actions a
+            left join consent c on c.customer_id = a.customer_id and c.channel = a.channel
+            where a.action <> 'no_action' and not coalesce(c.granted, false)
+            """
+        ).fetchall()[0][0]
+        assert violations == 0
+        empty_reasons = con.execute(
+            "select count(*) from serving.next_best_actions where coalesce(reason, '') = ''"
+        ).fetchall()[0][0]
+        assert empty_reasons == 0
+
+
+def test_next_product_offers_only_categories_not_bought(pipeline_run) -> None:
+    with _warehouse(pipeline_run) as con:
+        offers, already_bought = con.execute(
+            """
+            select count(*), count(*) filter (where exists (
+                select 1 from marts.orders o
+                where o.customer_id = n.customer_id and o.product_category = n.product_category
+                  and o.status = 'completed' and o.amount > 0 and o.ordered_at < n.as_of_date))
+            from serving.next_product_offers n
+            """
+        ).fetchall()[0]
+    assert offers > 0
+    assert already_bought == 0
+
+
+def test_uplift_and_next_product_models_are_registered_champions(pipeline_run) -> None:
+    client = mlflow.MlflowClient(tracking_uri=pipeline_run.settings.mlflow_tracking_uri)
+    for name in ("retention_uplift", "next_product"):
+        champion = client.get_model_version_by_alias(name, "champion")
+        run = client.get_run(champion.run_id)
+        assert "promotion_reason" in run.data.tags
+        artifacts = {a.path for a in client.list_artifacts(champion.run_id, "plots")}
+        assert artifacts, f"{name} has no plots in MLflow"
+    with _warehouse(pipeline_run) as con:
+        versions = con.execute(
+            "select distinct model_version from serving.customer_uplift"
+        ).fetchall()
+    assert versions == [("1",)]

@@ -40,6 +40,12 @@ base_consents as (
 
 ),
 
+base_campaigns as (
+
+    select * from {{ ref('base_crm__campaigns') }}
+
+),
+
 stg_subscriptions as (
 
     select * from {{ ref('stg_crm__subscriptions') }}
@@ -67,6 +73,12 @@ stg_support_tickets as (
 stg_consents as (
 
     select * from {{ ref('stg_crm__consents') }}
+
+),
+
+stg_campaigns as (
+
+    select * from {{ ref('stg_crm__campaigns') }}
 
 ),
 
@@ -133,6 +145,15 @@ rejected as (
     union all
 
     select
+        'campaigns' as table_name,
+        send_id as record_key,
+        rejection_reason
+    from base_campaigns
+    where rejection_reason is not null
+
+    union all
+
+    select
         'subscriptions' as table_name,
         subscription_id as record_key,
         'unknown_customer_record' as rejection_reason
@@ -173,6 +194,15 @@ rejected as (
         consent_id as record_key,
         'unknown_customer_record' as rejection_reason
     from stg_consents
+    where customer_record_id not in (select customer_record_id from identity_map)
+
+    union all
+
+    select
+        'campaigns' as table_name,
+        send_id as record_key,
+        'unknown_customer_record' as rejection_reason
+    from stg_campaigns
     where customer_record_id not in (select customer_record_id from identity_map)
 
 ),

@@ -19,6 +19,7 @@ from ml.warehouse import (
     publish_table,
 )
 from orchestration.defs.markdown import markdown_table
+from orchestration.defs.models import TRAINING_TAG
 from orchestration.defs.transform.checks import CUSTOMER_FEATURES
 from orchestration.resources import CrmSettings
 
@@ -61,6 +62,7 @@ class ChurnTrainingSettings(dg.Config):
     group_name="churn",
     kinds={"catboost", "mlflow"},
     deps=[CUSTOMER_FEATURES, CHURN_LABELS, IDENTITY_MAP],
+    tags=TRAINING_TAG,
 )
 def churn_model(
     context: dg.AssetExecutionContext, config: ChurnTrainingSettings, crm: CrmSettings

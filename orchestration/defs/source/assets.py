@@ -28,7 +28,8 @@ def crm_source_files(context: dg.AssetExecutionContext, crm: CrmSettings) -> dg.
 
     With CRM_SOURCE=synthetic the embedded generator writes them (once per generator config; the
     hidden truth goes to a separate folder the pipeline never reads). Otherwise the asset checks
-    that the export folder holds a file for every contract table.
+    that the export folder holds a file for every required contract table (an optional one, such
+    as campaigns, is loaded empty when absent).
     """
     settings = crm.get()
     source_dir = settings.source_dir
@@ -43,7 +44,7 @@ def crm_source_files(context: dg.AssetExecutionContext, crm: CrmSettings) -> dg.
             stamp.write_text(wanted)
             context.log.info(f"Generated synthetic CRM in {result.seconds:.1f} s")
     found = {name: sorted(p.name for p in source_dir.glob(f"{name}.*")) for name in RAW_TABLES}
-    missing = [name for name, files in found.items() if not files]
+    missing = [name for name, files in found.items() if not files and not RAW_TABLES[name].optional]
     if missing:
         raise dg.Failure(
             description=f"{source_dir}: no file for contract table(s) {', '.join(missing)} "

@@ -1,0 +1,80 @@
+-- One row per active customer, as_of_date and product category the customer has not bought
+-- before the as_of_date (the candidates of a cross-sell offer). purchased_within_90d: a completed
+-- order of that category in [as_of_date, as_of_date + churn_horizon_days). label_available: the
+-- window is observed. Refunded orders are not purchases.
+with
+
+customers_active as (
+
+    select * from {{ ref('int_as_of_customers_active') }}
+
+),
+
+as_of_dates as (
+
+    select * from {{ ref('int_as_of_dates') }}
+
+),
+
+orders as (
+
+    select * from {{ ref('orders') }}
+    where status = 'completed' and amount > 0 and product_category is not null
+
+),
+
+categories as (
+
+    select distinct product_category from orders
+
+),
+
+candidates as (
+
+    select
+        customers_active.customer_id,
+        customers_active.as_of_date,
+        categories.product_category
+    from customers_active
+    cross join categories
+
+),
+
+purchases as (
+
+    select
+        candidates.customer_id,
+        candidates.as_of_date,
+        candidates.product_category,
+        count(*) filter (where orders.ordered_at < candidates.as_of_date) as orders_before,
+        count(*) filter (
+            where orders.ordered_at >= candidates.as_of_date
+            and orders.ordered_at
+                < candidates.as_of_date + interval ({{ var('churn_horizon_days') }}) day
+        ) as orders_in_window
+    from candidates
+    left join orders
+        on candidates.customer_id = orders.customer_id
+        and candidates.product_category = orders.product_category
+    group by all
+
+),
+
+final as (
+
+    select
+        -- keys
+        purchases.customer_id,
+        purchases.as_of_date,
+        purchases.product_category,
+        -- label
+        purchases.orders_in_window > 0 as purchased_within_90d,
+        as_of_dates.label_available
+    from purchases
+    inner join as_of_dates
+        on purchases.as_of_date = as_of_dates.as_of_date
+    where purchases.orders_before = 0
+
+)
+
+select * from final

@@ -1,0 +1,92 @@
+"""Next best action per customer, the consent check applied last before publishing."""
+
+from dataclasses import asdict, fields
+
+import dagster as dg
+from pydantic import Field
+
+from ml.datasets import read_action_inputs, read_consent_in_force
+from ml.next_best_action import ActionSettings, allowed_by_consent, choose_actions
+from ml.warehouse import connect, export_parquet, publish_table
+from orchestration.defs.churn.assets import customer_scores
+from orchestration.defs.markdown import markdown_table
+from orchestration.defs.next_product.assets import next_product_offers
+from orchestration.defs.uplift.assets import customer_uplift
+from orchestration.resources import CrmSettings
+
+CONSENTS = dg.AssetKey(["marts", "consents"])
+_DEFAULTS = ActionSettings()
+
+
+class NextBestActionSettings(dg.Config):
+    """Costs (EUR) and assumptions of the actions; see ml/next_best_action.py."""
+
+    cost_retention_call: float = Field(default=_DEFAULTS.cost_retention_call)
+    cost_retention_offer: float = Field(default=_DEFAULTS.cost_retention_offer)
+    cost_cross_sell_offer: float = Field(default=_DEFAULTS.cost_cross_sell_offer)
+    cost_nurture_email: float = Field(default=_DEFAULTS.cost_nurture_email)
+    call_save_rate: float = Field(
+        default=_DEFAULTS.call_save_rate,
+        description="Share of would-be churners a call keeps (an assumption until tested).",
+    )
+    nurture_save_rate: float = Field(default=_DEFAULTS.nurture_save_rate)
+    offer_incrementality: float = Field(
+        default=_DEFAULTS.offer_incrementality,
+        description="Share of predicted purchases that a cross-sell offer causes.",
+    )
+    margin: float = Field(default=_DEFAULTS.margin, description="Gross margin on order value.")
+    min_gain: float = Field(
+        default=_DEFAULTS.min_gain, description="Smallest expected gain (EUR) worth a contact."
+    )
+
+    def to_action_settings(self) -> ActionSettings:
+        return ActionSettings(**{f.name: getattr(self, f.name) for f in fields(ActionSettings)})
+
+
+@dg.asset(
+    key=["serving", "next_best_actions"],
+    group_name="serving",
+    kinds={"duckdb", "parquet"},
+    deps=[customer_scores, customer_uplift, next_product_offers, CONSENTS],
+)
+def next_best_actions(
+    context: dg.AssetExecutionContext, config: NextBestActionSettings, crm: CrmSettings
+) -> dg.MaterializeResult:
+    """One action per customer by expected incremental value net of cost, or no action.
+
+    The contact policy is the last step before publishing: an action whose channel has no
+    consent in force is not allowed, and the customer gets the next best allowed action (or
+    none). Frequency caps join this step with the trust issue.
+    """
+    settings = crm.get()
+    action_settings = config.to_action_settings()
+    with connect(settings.warehouse_path, threads=settings.threads) as con:
+        inputs = read_action_inputs(con)
+        allowed = allowed_by_consent(inputs["customer_id"], read_consent_in_force(con))
+        actions = choose_actions(inputs, action_settings, allowed)
+        unrestricted = choose_actions(inputs, action_settings)
+        as_of = actions["as_of_date"].iloc[0]
+        publish_table(
+            con, actions, "serving", "next_best_actions", replace_where=f"as_of_date = '{as_of}'"
+        )
+        path = export_parquet(con, "serving", "next_best_actions", settings.exports_dir)
+    counts = actions["action"].value_counts().to_dict()
+    changed_by_consent = int((actions["action"] != unrestricted["action"]).sum())
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": len(actions),
+            "as_of_date": str(as_of),
+            "actions": dg.MetadataValue.json({str(k): int(v) for k, v in counts.items()}),
+            "expected_gain_eur": float(actions["expected_gain_eur"].sum()),
+            "changed_by_consent": changed_by_consent,
+            "settings": dg.MetadataValue.json(asdict(action_settings)),
+            "top_actions": dg.MetadataValue.md(
+                markdown_table(
+                    actions.nlargest(5, "expected_gain_eur")[
+                        ["customer_id", "action", "expected_gain_eur", "reason"]
+                    ]
+                )
+            ),
+            "path": dg.MetadataValue.path(str(path)),
+        }
+    )

@@ -1,0 +1,118 @@
+"""Next product: the category each customer is most likely to buy next among those not bought."""
+
+from datetime import date
+
+import dagster as dg
+from sklearn.metrics import roc_auc_score
+
+from ml.datasets import read_product_candidates
+from ml.evaluation import plot_calibration_curve, plot_lift_chart
+from ml.next_product import NextProductConfig, NextProductModel, recommend, train_next_product_model
+from ml.registry import load_champion_model, log_and_register_model
+from ml.warehouse import connect, export_parquet, publish_table
+from orchestration.defs.models import TRAINING_TAG, model_mlflow_config, registration_metadata
+from orchestration.defs.transform.checks import CUSTOMER_FEATURES
+from orchestration.resources import CrmSettings
+
+PRODUCT_LABELS = dg.AssetKey(["marts", "product_purchase_labels"])
+MODEL_NAME = "next_product"
+
+
+@dg.asset(
+    group_name="next_product",
+    kinds={"catboost", "mlflow"},
+    deps=[PRODUCT_LABELS, CUSTOMER_FEATURES],
+    tags=TRAINING_TAG,
+)
+def next_product_model(context: dg.AssetExecutionContext, crm: CrmSettings) -> dg.MaterializeResult:
+    """CatBoost propensity to buy a category within 90 days, out-of-time on the newest date.
+
+    Registered in MLflow as `next_product` (champion when its holdout ROC AUC is at least the
+    champion's on the same rows).
+    """
+    settings = crm.get()
+    config = NextProductConfig(thread_count=settings.threads)
+    with connect(settings.warehouse_path, read_only=True) as con:
+        labelled = read_product_candidates(
+            con, labelled=True, last_as_of_dates=config.training_as_of_dates
+        )
+    training = train_next_product_model(labelled, config)
+    plots_dir = settings.reports_dir / MODEL_NAME / context.run_id
+    plots = [
+        plot_calibration_curve(
+            training.holdout_labels,
+            training.holdout_probability,
+            plots_dir / "calibration_curve.png",
+        ),
+        plot_lift_chart(
+            training.holdout_labels, training.holdout_probability, plots_dir / "lift_chart.png"
+        ),
+    ]
+    holdout = labelled.loc[labelled["as_of_date"] == labelled["as_of_date"].max()]
+    labels = training.holdout_labels
+
+    def holdout_auc(model: NextProductModel) -> float:
+        return float(roc_auc_score(labels, model.predict(holdout)))
+
+    registration = log_and_register_model(
+        model_mlflow_config(settings, MODEL_NAME),
+        training.model,
+        metric="roc_auc",
+        score=holdout_auc,
+        params=config.as_params(),
+        metrics=training.holdout.as_metrics(),
+        plot_paths=plots,
+        json_artifacts={"split_summary.json": training.summary},
+    )
+    m = training.holdout
+    return dg.MaterializeResult(
+        metadata={
+            "roc_auc": m.roc_auc,
+            "pr_auc": m.pr_auc,
+            "lift_top_decile": m.lift_at_k,
+            "purchase_rate": m.base_rate,
+            "holdout_rows": m.n,
+            "holdout_as_of": str(training.summary["holdout_as_of_date"]),
+            **{p.stem: dg.MetadataValue.path(str(p)) for p in plots},
+            **registration_metadata(registration),
+        }
+    )
+
+
+@dg.asset(
+    key=["serving", "next_product_offers"],
+    group_name="serving",
+    kinds={"duckdb", "parquet"},
+    deps=[next_product_model, PRODUCT_LABELS, CUSTOMER_FEATURES],
+)
+def next_product_offers(
+    context: dg.AssetExecutionContext, crm: CrmSettings
+) -> dg.MaterializeResult:
+    """Per customer, the category not bought yet with the highest purchase probability."""
+    settings = crm.get()
+    model, version = load_champion_model(model_mlflow_config(settings, MODEL_NAME))
+    with connect(settings.warehouse_path, threads=settings.threads) as con:
+        candidates = read_product_candidates(con, labelled=False)
+        offers = recommend(model, candidates)
+        offers["model_version"] = version
+        if offers.empty:
+            context.log.warning("no candidate categories at the newest as-of date")
+            return dg.MaterializeResult(metadata={"dagster/row_count": 0})
+        as_of: date = offers["as_of_date"].iloc[0]
+        publish_table(
+            con, offers, "serving", "next_product_offers", replace_where=f"as_of_date = '{as_of}'"
+        )
+        path = export_parquet(con, "serving", "next_product_offers", settings.exports_dir)
+    by_category = offers["product_category"].value_counts().to_dict()
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": len(offers),
+            "as_of_date": str(as_of),
+            "model_version": version,
+            "offers_by_category": dg.MetadataValue.json(
+                {str(k): int(v) for k, v in by_category.items()}
+            ),
+            "mean_probability": float(offers["probability"].mean()),
+            "path": dg.MetadataValue.path(str(path)),
+        }
+    )

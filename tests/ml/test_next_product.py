@@ -1,0 +1,89 @@
+"""Next-product model: out-of-time training, ranking, one offer per customer."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ml.next_product import (
+    LABEL,
+    OFFER_COLUMNS,
+    NextProductConfig,
+    recommend,
+    train_next_product_model,
+)
+from tests.ml.conftest import make_feature_frame
+
+FAST = NextProductConfig(iterations=60, training_as_of_dates=3, thread_count=2)
+CATEGORIES = np.array(["add_on", "hardware", "service"])
+
+
+def _candidates(seed: int = 0) -> pd.DataFrame:
+    """Customers x categories with a planted taste: premium plans buy hardware, others add-ons."""
+    features = make_feature_frame(
+        customers_per_date=300,
+        as_of_dates=(date(2025, 1, 1), date(2025, 2, 1), date(2025, 3, 1)),
+        seed=seed,
+    ).drop(columns=["churned_within_90d"])
+    rows = features.loc[features.index.repeat(3)].reset_index(drop=True)
+    rows["product_category"] = np.tile(CATEGORIES, len(features))
+    premium = rows["plan"] == "premium"
+    logit = -3.0 + np.select(
+        [
+            premium & (rows["product_category"] == "hardware"),
+            ~premium & (rows["product_category"] == "add_on"),
+        ],
+        [3.0, 2.0],
+        0.0,
+    )
+    rng = np.random.default_rng(seed)
+    rows[LABEL] = rng.random(len(rows)) < 1 / (1 + np.exp(-logit))
+    return rows
+
+
+def test_holdout_is_the_newest_date_and_the_planted_taste_is_learned() -> None:
+    labelled = _candidates()
+    training = train_next_product_model(labelled, FAST)
+    assert training.summary["holdout_as_of_date"] == "2025-03-01"
+    assert training.holdout.n == int((labelled["as_of_date"] == labelled["as_of_date"].max()).sum())
+    assert training.holdout.roc_auc > 0.75
+    premium = labelled.loc[
+        (labelled["plan"] == "premium") & (labelled["as_of_date"] == labelled["as_of_date"].max())
+    ]
+    offers = recommend(training.model, premium)
+    assert (offers["product_category"] == "hardware").mean() > 0.9
+
+
+def test_recommend_gives_one_offer_per_customer_among_its_candidates() -> None:
+    labelled = _candidates(seed=1)
+    training = train_next_product_model(labelled, FAST)
+    latest = labelled.loc[labelled["as_of_date"] == labelled["as_of_date"].max()].drop(
+        columns=[LABEL]
+    )
+    # A customer who bought hardware already has only two candidates.
+    latest = latest.loc[
+        ~((latest["customer_id"] == "C000000") & (latest["product_category"] == "hardware"))
+    ]
+    offers = recommend(training.model, latest)
+    assert tuple(offers.columns) == OFFER_COLUMNS
+    assert offers["customer_id"].is_unique
+    assert set(offers["customer_id"]) == set(latest["customer_id"])
+    assert offers.loc[offers["customer_id"] == "C000000", "product_category"].item() != "hardware"
+    assert offers["probability"].between(0, 1).all()
+    # The offer is the candidate with the highest probability.
+    scored = latest.assign(p=training.model.predict(latest))
+    best = scored.sort_values("p", ascending=False).drop_duplicates("customer_id")
+    merged = offers.merge(best, on="customer_id")
+    assert (merged["product_category_x"] == merged["product_category_y"]).all()
+
+
+def test_training_needs_two_dates_and_both_classes() -> None:
+    labelled = _candidates()
+    one_date = labelled.loc[labelled["as_of_date"] == labelled["as_of_date"].max()]
+    with pytest.raises(ValueError, match="two labelled as-of dates"):
+        train_next_product_model(one_date, FAST)
+    with pytest.raises(ValueError, match="both purchases and non-purchases"):
+        train_next_product_model(labelled.assign(**{LABEL: False}), FAST)
