@@ -231,3 +231,18 @@ def read_action_inputs(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
         order by inputs.customer_id
     """
     return con.execute(sql).df()
+
+
+def read_transactions(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """Completed orders with a positive amount, the purchases of the CLV models.
+
+    Returns:
+        ``customer_id``, ``ordered_at``, ``amount``, ordered by customer_id and ordered_at.
+    """
+    sql = """
+        select customer_id, ordered_at, amount
+        from marts.orders
+        where status = 'completed' and amount > 0
+        order by customer_id, ordered_at
+    """
+    return con.execute(sql).df()

@@ -284,7 +284,7 @@ def _write_parquet_atomically(con: duckdb.DuckDBPyConnection, sql: str, final: P
         tmp.unlink(missing_ok=True)
 
 
-def _load_empty(
+def load_empty_table(
     con: duckdb.DuckDBPyConnection, table: Table, source_dir: Path, quarantine_dir: Path
 ) -> IngestResult:
     """An optional table without a file: an empty typed table, so downstream models still run."""
@@ -338,7 +338,7 @@ def ingest_table(
     """
     source_dir, quarantine_dir = Path(source_dir), Path(quarantine_dir)
     if table.optional and not any((source_dir / f"{table.name}{s}").is_file() for s in _SUFFIXES):
-        return _load_empty(con, table, source_dir, quarantine_dir)
+        return load_empty_table(con, table, source_dir, quarantine_dir)
     path = find_source_file(table, source_dir)
     file_name = path.name
     if path.stat().st_size == 0:

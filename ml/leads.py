@@ -30,7 +30,7 @@ import json
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import duckdb
 import numpy as np
@@ -40,9 +40,10 @@ from sklearn.model_selection import train_test_split
 
 from ml.contract import PII_COLUMNS, PROTECTED_COLUMNS
 from ml.evaluation import EvaluationResult, evaluate, plot_calibration_curve, plot_lift_chart
+from ml.frames import MISSING_CATEGORY, catboost_frame
 from ml.lead_mapping import ATTRIBUTE_PREFIX
 from ml.training import (
-    MISSING_CATEGORY,
+    CalibratedBooster,
     CalibrationMode,
     CalibrationReport,
     Calibrator,
@@ -288,7 +289,7 @@ class Typical:
     modes: dict[str, str] = field(default_factory=dict)
 
 
-class LeadModel:
+class LeadModel(CalibratedBooster):
     """A trained lead booster with its calibrator, feature kinds and typical values."""
 
     def __init__(
@@ -305,6 +306,8 @@ class LeadModel:
     ) -> None:
         self.booster = booster
         self.kinds = dict(kinds)
+        # A plain attribute, as CalibratedBooster declares it; kinds is not changed after this.
+        self.cat_features = tuple(n for n, k in self.kinds.items() if k == "category")
         self.config = config
         self.typical = typical or Typical(base_rate=float("nan"))
         self.calibrator = calibrator
@@ -320,51 +323,11 @@ class LeadModel:
         """Features in model order."""
         return tuple(self.kinds)
 
-    @property
-    def cat_features(self) -> tuple[str, ...]:
-        """Features CatBoost treats as categorical."""
-        return tuple(n for n, k in self.kinds.items() if k == "category")
-
     def prepare(self, frame: pd.DataFrame) -> pd.DataFrame:
         """The model's features in order: categories as strings (``"missing"`` for nulls),
         numbers and booleans as float64 (NaN for nulls)."""
-        missing = [c for c in self.feature_names if c not in frame.columns]
-        if missing:
-            raise ValueError(f"frame lacks lead model features {missing}")
-        columns: dict[str, Any] = {}
-        for name, kind in self.kinds.items():  # columns, never rows
-            col = frame[name]
-            if kind == "category":
-                columns[name] = (
-                    col.astype("object").where(col.notna(), MISSING_CATEGORY).astype(str)
-                )
-            elif kind == "boolean":
-                columns[name] = (
-                    col.astype("boolean").astype("Float64").to_numpy("float64", na_value=np.nan)
-                )
-            else:
-                columns[name] = pd.to_numeric(col).to_numpy(dtype="float64", na_value=np.nan)
-        return pd.DataFrame(columns, index=frame.index)
-
-    def _pool(self, frame: pd.DataFrame) -> Pool:
-        return Pool(self.prepare(frame), cat_features=list(self.cat_features))
-
-    def raw_logit(self, frame: pd.DataFrame) -> np.ndarray:
-        """Booster log-odds (before calibration)."""
-        return np.asarray(
-            self.booster.predict(self._pool(frame), prediction_type="RawFormulaVal"), dtype=float
-        )
-
-    def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
-        """Calibrated conversion probability per row, in [0, 1]."""
-        logit = self.raw_logit(frame)
-        proba = self.calibrator.apply(logit) if self.calibrator else _sigmoid(logit)
-        return np.clip(proba, 0.0, 1.0)
-
-    def shap_values(self, frame: pd.DataFrame) -> np.ndarray:
-        """SHAP contributions (rows x features, log-odds of the uncalibrated booster)."""
-        shap = self.booster.get_feature_importance(self._pool(frame), type="ShapValues")
-        return np.asarray(shap, dtype=float)[:, :-1]
+        bools = [n for n, k in self.kinds.items() if k == "boolean"]
+        return catboost_frame(frame, self.feature_names, self.cat_features, bools, "lead model")
 
     def save(self, directory: Path) -> Path:
         """Write the booster (CatBoost binary) and a JSON of everything else to ``directory``.
@@ -400,11 +363,7 @@ class LeadModel:
         booster = CatBoostClassifier()
         booster.load_model(str(directory / _MODEL_FILE))
         cal = meta["calibrator"]
-        calibrator = None
-        if cal:
-            cal["x_thresholds"] = tuple(cal["x_thresholds"])
-            cal["y_thresholds"] = tuple(cal["y_thresholds"])
-            calibrator = Calibrator(**cal)
+        calibrator = Calibrator.from_dict(cal) if cal else None
         labels, proba = meta["holdout_labels"], meta["holdout_proba"]
         return cls(
             booster,
@@ -476,7 +435,7 @@ def _typical(frame: pd.DataFrame, kinds: dict[str, FeatureKind], config: LeadCon
     return Typical(base_rate=float(y.mean()), medians=medians, rates=rates, modes=modes)
 
 
-def _holdout_split(frame: pd.DataFrame, config: LeadConfig) -> tuple[np.ndarray, np.ndarray]:
+def holdout_split(frame: pd.DataFrame, config: LeadConfig) -> tuple[np.ndarray, np.ndarray]:
     """Boolean masks (fit, holdout): newest leads by creation date, else stratified."""
     n = len(frame)
     if "created_at" in frame.columns and frame["created_at"].notna().all():
@@ -514,7 +473,7 @@ def train_lead_model(frame: pd.DataFrame, config: LeadConfig | None = None) -> L
     kinds = lead_feature_kinds(frame, config.use_attributes)
     if not kinds:
         raise ValueError("no usable lead feature: every candidate column is empty or constant")
-    fit_rows, holdout_rows = _holdout_split(frame, config)
+    fit_rows, holdout_rows = holdout_split(frame, config)
     fit_frame = frame.loc[fit_rows].reset_index(drop=True)
     holdout_frame = frame.loc[holdout_rows].reset_index(drop=True)
     y_holdout = _labels(holdout_frame)

@@ -19,7 +19,7 @@ from catboost import CatBoostClassifier, Pool
 
 from ml.evaluation import EvaluationResult, evaluate
 from ml.features import CATEGORICAL_FEATURES, CHURN_FEATURES
-from ml.training import MISSING_CATEGORY
+from ml.frames import catboost_frame
 
 CATEGORY_COLUMN = "product_category"
 LABEL = "purchased_within_90d"
@@ -58,16 +58,9 @@ class NextProductConfig:
         return dict(asdict(self))
 
 
-def _prepared(frame: pd.DataFrame) -> pd.DataFrame:
-    missing = [c for c in FEATURES if c not in frame.columns]
-    if missing:
-        raise ValueError(f"frame lacks next-product features {missing}")
-    out = frame.loc[:, list(FEATURES)].copy()
-    for name in CAT_FEATURES:  # columns, never rows
-        out[name] = (
-            out[name].astype("object").where(out[name].notna(), MISSING_CATEGORY).astype(str)
-        )
-    return out
+def _pool(frame: pd.DataFrame, labels: np.ndarray | None = None) -> Pool:
+    features = catboost_frame(frame, FEATURES, CAT_FEATURES, what="next-product")
+    return Pool(features, label=labels, cat_features=list(CAT_FEATURES))
 
 
 @dataclass(frozen=True, eq=False)
@@ -86,8 +79,7 @@ class NextProductModel:
 
     def predict(self, frame: pd.DataFrame) -> np.ndarray:
         """Purchase probability per candidate row."""
-        pool = Pool(_prepared(frame), cat_features=list(CAT_FEATURES))
-        return np.asarray(self.booster.predict_proba(pool)[:, 1], dtype=float)
+        return np.asarray(self.booster.predict_proba(_pool(frame))[:, 1], dtype=float)
 
 
 def _fit(frame: pd.DataFrame, config: NextProductConfig) -> CatBoostClassifier:
@@ -107,7 +99,7 @@ def _fit(frame: pd.DataFrame, config: NextProductConfig) -> CatBoostClassifier:
         allow_writing_files=False,
         verbose=False,
     )
-    booster.fit(Pool(_prepared(frame), label=labels, cat_features=list(CAT_FEATURES)))
+    booster.fit(_pool(frame, labels))
     return booster
 
 

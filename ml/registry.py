@@ -335,8 +335,9 @@ class ModelRegistration:
 class ModelObjectPyfunc(PythonModel):
     """pyfunc wrapper that carries a fitted model object (MLflow pickles it with cloudpickle).
 
-    The suite's models are small dataclasses around CatBoost boosters or fitted parameters, and
-    they pickle whole; ``predict`` calls the object's own ``predict``.
+    The suite's models are small objects around CatBoost boosters or fitted parameters, and
+    they pickle whole; ``predict`` calls the object's ``predict_proba`` (classifiers with a
+    calibrator) or else its ``predict``.
     """
 
     def __init__(self, model: Any) -> None:
@@ -345,7 +346,8 @@ class ModelObjectPyfunc(PythonModel):
     def predict(
         self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
     ) -> Any:
-        return self.model.predict(model_input)
+        predict = getattr(self.model, "predict_proba", None) or self.model.predict
+        return predict(model_input)
 
 
 def _load_object_version(config: MlflowConfig, version: str) -> Any:
@@ -377,7 +379,7 @@ def log_and_register_model(
     model: Any,
     *,
     metric: str,
-    score: Callable[[Any], float],
+    score: Callable[[Any], float] | None,
     params: dict[str, Any],
     metrics: dict[str, float],
     plot_paths: Sequence[Path] = (),
@@ -395,7 +397,9 @@ def log_and_register_model(
         model: The fitted model object; it must pickle and have ``predict(frame)``.
         metric: Name of the promotion metric, e.g. ``roc_auc`` or ``qini``.
         score: Held-out metric of a model object (closes over the evaluation data, which is
-            never logged).
+            never logged). ``None`` for a model refitted from scratch every run whose method
+            was already chosen on a holdout (CLV): the new version is champion, and
+            ``metrics[metric]`` is logged as its score.
         params: Flat training settings.
         metrics: Aggregate held-out metrics (finite numbers only are logged).
         plot_paths: PNG files to log under ``plots/``.
@@ -405,8 +409,11 @@ def log_and_register_model(
     client = _use(config)
     experiment_id = _experiment_id(client, config)
     previous = _champion_version(client, config)
-    champion_score = score(_load_object_version(config, previous)) if previous else None
-    new_score = float(score(model))
+    if score is None:
+        champion_score, new_score = None, float(metrics[metric])
+    else:
+        champion_score = score(_load_object_version(config, previous)) if previous else None
+        new_score = float(score(model))
 
     with mlflow.start_run(experiment_id=experiment_id) as run:
         mlflow.log_params(_flat_params(params))
@@ -426,7 +433,10 @@ def log_and_register_model(
             registered_model_name=config.model_name,
         )
         model_version = str(info.registered_model_version)
-        if champion_score is None:
+        if score is None:
+            alias = CHAMPION
+            reason = f"refitted every run: {metric} {new_score:.4f} on its holdout"
+        elif champion_score is None:
             alias, reason = CHAMPION, f"first model: {metric} {new_score:.4f}, no champion"
         elif new_score >= champion_score - promotion_margin:
             alias = CHAMPION

@@ -13,6 +13,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 SYNTHETIC = "synthetic"
+_REPOSITORY = Path(__file__).resolve().parent.parent
 
 
 class Settings(BaseSettings):
@@ -35,6 +36,12 @@ class Settings(BaseSettings):
     synthetic_end_date: date = Field(default=date(2026, 9, 30))
     threads: int = Field(default=2, ge=1, description="Threads for DuckDB and CatBoost.")
     duckdb_memory_limit: str = Field(default="6GB", description="DuckDB memory_limit.")
+    leads_mapping: Path | None = Field(
+        default=None,
+        description="YAML column mapping of the lead export <source>/leads.csv "
+        "(docs/lead-scoring.md). Default: <source>/leads_mapping.yaml, or the bundled mapping of "
+        "the synthetic lead export.",
+    )
     public_data: Path | None = Field(
         default=None, description="Folder of the public data sets (../shared/data)."
     )
@@ -98,6 +105,15 @@ class Settings(BaseSettings):
     def truth_dir(self) -> Path:
         """Where the generator writes the hidden truth; the pipeline never reads it."""
         return self.home / "synthetic" / "truth"
+
+    @property
+    def leads_mapping_path(self) -> Path:
+        """The lead mapping to use (see ``leads_mapping``)."""
+        if self.leads_mapping is not None:
+            return self.leads_mapping.expanduser().resolve()
+        if self.is_synthetic:
+            return _REPOSITORY / "examples" / "synthetic" / "leads_mapping.yaml"
+        return self.source_dir / "leads_mapping.yaml"
 
     @property
     def source_dir(self) -> Path:

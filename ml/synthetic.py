@@ -39,11 +39,15 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from ml.contract import RAW_TABLES
+from ml.synthetic_leads import LEAD_ID_COLUMN, generate_leads_with_truth
 
 BLOCK_PERSONS = 1_000
 """Persons per random-generator block. Fixed so that the data do not depend on ``chunk_size``."""
 
 TRUTH_TABLES: tuple[str, ...] = ("record_persons", "churn_truth", "campaign_truth")
+LEADS_FILE = "leads.csv"
+"""The synthetic lead export (HubSpot-style columns, loaded through a mapping like a real one)."""
+LEAD_TRUTH_FILE = "lead_truth.parquet"
 """Files (``<name>.parquet``) written into the truth folder."""
 
 FileFormat = Literal["parquet", "csv"]
@@ -59,6 +63,7 @@ class SyntheticConfig:
         start_date: First day of the simulated history (the product goes live).
         end_date: Snapshot date: the last day with data in the raw tables.
         duplicate_share: Share of persons with 2-3 customer records.
+        leads: Number of leads in the lead export (``ml.synthetic_leads``); 0 writes none.
         chunk_size: Persons held in memory before a row group is written (rounded up to whole
             blocks of ``BLOCK_PERSONS``). It bounds memory and does not change the data.
         file_format: ``parquet`` or ``csv`` for the raw tables (the truth is always Parquet).
@@ -70,6 +75,7 @@ class SyntheticConfig:
     start_date: date = date(2024, 10, 1)
     end_date: date = date(2026, 9, 30)
     duplicate_share: float = 0.06
+    leads: int = 20_000
     chunk_size: int = 50_000
     file_format: FileFormat = "parquet"
     progress: bool = False
@@ -77,6 +83,8 @@ class SyntheticConfig:
     def __post_init__(self) -> None:
         if self.customers < 1:
             raise ValueError("customers must be at least 1")
+        if self.leads < 0:
+            raise ValueError("leads must be >= 0")
         if not 0.0 <= self.duplicate_share <= 1.0:
             raise ValueError("duplicate_share must be in [0, 1]")
         if self.chunk_size < 1:
@@ -1195,6 +1203,8 @@ def generate(config: SyntheticConfig, raw_dir: Path, truth_dir: Path) -> Generat
         for other in ("parquet", "csv", "csv.gz"):
             if other != ext:
                 (raw_dir / f"{name}.{other}").unlink(missing_ok=True)
+    if config.leads:
+        _write_leads(config, raw_dir, truth_dir)
     probs = np.concatenate([p for p, _ in auc_parts])
     labels = np.concatenate([y for _, y in auc_parts])
     return GenerationResult(
@@ -1207,6 +1217,21 @@ def generate(config: SyntheticConfig, raw_dir: Path, truth_dir: Path) -> Generat
         oracle_auc=_auc(probs, labels),
         as_of_dates=grid.as_of_dates,
     )
+
+
+def _write_leads(config: SyntheticConfig, raw_dir: Path, truth_dir: Path) -> None:
+    """The lead export as CSV (as CRMs export it) and each lead's true log-odds, atomically."""
+    export, true_logit = generate_leads_with_truth(
+        config.leads, config.seed, config.start_date, config.end_date
+    )
+    final = raw_dir / LEADS_FILE
+    tmp = final.with_name(f".{final.name}.{os.getpid()}.tmp")
+    export.to_csv(tmp, index=False, date_format="%Y-%m-%d %H:%M:%S")
+    truth = pa.table(
+        {"lead_id": pa.array(export[LEAD_ID_COLUMN].astype(str)), "true_logit": true_logit}
+    )
+    pq.write_table(truth, truth_dir / LEAD_TRUTH_FILE)
+    os.replace(tmp, final)
 
 
 def _progress(config: SyntheticConfig, total: int) -> Any:

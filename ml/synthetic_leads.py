@@ -98,8 +98,9 @@ MISSING_SHARES: dict[str, tuple[float, str]] = {
     "Preferred Language": (0.05, ""),
 }
 
+LEAD_ID_COLUMN = "Lead ID"
 EXPORT_COLUMNS: tuple[str, ...] = (
-    "Lead ID",
+    LEAD_ID_COLUMN,
     "First Name",
     "Email",
     "Create Date",

@@ -38,9 +38,10 @@ from ml.features import (
     LABEL_COLUMN,
     RISK_NEVER_FALLS_WITH,
 )
+from ml.frames import MISSING_CATEGORY as MISSING_CATEGORY  # re-exported: its old home
+from ml.frames import catboost_frame
 
 CalibrationMode = Literal["auto", "none", "sigmoid", "isotonic"]
-MISSING_CATEGORY = "missing"
 LABEL_HORIZON_DAYS = 90
 
 _MODEL_FILE = "model.cbm"
@@ -237,6 +238,17 @@ class Calibrator:
             y_thresholds=tuple(float(v) for v in iso.y_thresholds_),
         )
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Calibrator:
+        """Inverse of ``dataclasses.asdict`` (JSON turns the threshold tuples into lists)."""
+        return cls(
+            **{
+                **data,
+                "x_thresholds": tuple(data["x_thresholds"]),
+                "y_thresholds": tuple(data["y_thresholds"]),
+            }
+        )
+
 
 @dataclass(frozen=True)
 class CalibrationReport:
@@ -289,7 +301,46 @@ class TrainingWindow:
         )
 
 
-class ChurnModel:
+class CalibratedBooster:
+    """Prediction and explanation shared by the calibrated binary CatBoost models.
+
+    A subclass sets ``booster``, ``calibrator`` and ``cat_features`` and defines ``prepare``.
+    """
+
+    booster: CatBoostClassifier
+    calibrator: Calibrator | None
+    cat_features: tuple[str, ...]
+
+    def prepare(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """The model's features in order, with the dtypes CatBoost expects."""
+        raise NotImplementedError
+
+    def _pool(self, frame: pd.DataFrame) -> Pool:
+        return Pool(self.prepare(frame), cat_features=list(self.cat_features))
+
+    def raw_logit(self, frame: pd.DataFrame) -> np.ndarray:
+        """Booster log-odds (before calibration)."""
+        return np.asarray(
+            self.booster.predict(self._pool(frame), prediction_type="RawFormulaVal"), dtype=float
+        )
+
+    def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
+        """Calibrated probability of the positive class per row, in [0, 1]."""
+        logit = self.raw_logit(frame)
+        proba = self.calibrator.apply(logit) if self.calibrator else _sigmoid(logit)
+        return np.clip(proba, 0.0, 1.0)
+
+    def shap_values(self, frame: pd.DataFrame) -> np.ndarray:
+        """SHAP contributions per row and feature, in log-odds of the uncalibrated booster.
+
+        Returns:
+            Array of shape (rows, features), columns in model order (bias dropped).
+        """
+        shap = self.booster.get_feature_importance(self._pool(frame), type="ShapValues")
+        return np.asarray(shap, dtype=float)[:, :-1]
+
+
+class ChurnModel(CalibratedBooster):
     """A trained churn booster with its optional calibrator and provenance.
 
     ``predict_proba`` returns calibrated probabilities. ``shap_values`` explains the uncalibrated
@@ -329,44 +380,7 @@ class ChurnModel:
         Categoricals become strings with ``"missing"`` for nulls; numerics become float64 with NaN
         for nulls (nullable integer columns from DuckDB included).
         """
-        missing = [c for c in self.feature_names if c not in frame.columns]
-        if missing:
-            raise ValueError(f"frame lacks model features {missing}")
-        cats = set(self.cat_features)
-        columns: dict[str, Any] = {}
-        for name in self.feature_names:  # ~20 columns, never rows
-            col = frame[name]
-            if name in cats:
-                columns[name] = (
-                    col.astype("object").where(col.notna(), MISSING_CATEGORY).astype(str)
-                )
-            else:
-                columns[name] = pd.to_numeric(col).to_numpy(dtype="float64", na_value=np.nan)
-        return pd.DataFrame(columns, index=frame.index)
-
-    def _pool(self, frame: pd.DataFrame) -> Pool:
-        return Pool(self.prepare(frame), cat_features=list(self.cat_features))
-
-    def raw_logit(self, frame: pd.DataFrame) -> np.ndarray:
-        """Booster log-odds (before calibration)."""
-        return np.asarray(
-            self.booster.predict(self._pool(frame), prediction_type="RawFormulaVal"), dtype=float
-        )
-
-    def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
-        """Calibrated churn probability per row, in [0, 1]."""
-        logit = self.raw_logit(frame)
-        proba = self.calibrator.apply(logit) if self.calibrator else _sigmoid(logit)
-        return np.clip(proba, 0.0, 1.0)
-
-    def shap_values(self, frame: pd.DataFrame) -> np.ndarray:
-        """SHAP contributions per row and feature, in log-odds of the uncalibrated booster.
-
-        Returns:
-            Array of shape (rows, features), columns in ``feature_names`` order (bias dropped).
-        """
-        shap = self.booster.get_feature_importance(self._pool(frame), type="ShapValues")
-        return np.asarray(shap, dtype=float)[:, :-1]
+        return catboost_frame(frame, self.feature_names, self.cat_features)
 
     def save(self, directory: Path) -> Path:
         """Write the booster (CatBoost binary) and a JSON of everything else to ``directory``."""
@@ -389,11 +403,7 @@ class ChurnModel:
         booster = CatBoostClassifier()
         booster.load_model(str(directory / _MODEL_FILE))
         cal = meta["calibrator"]
-        calibrator = None
-        if cal:
-            cal["x_thresholds"] = tuple(cal["x_thresholds"])
-            cal["y_thresholds"] = tuple(cal["y_thresholds"])
-            calibrator = Calibrator(**cal)
+        calibrator = Calibrator.from_dict(cal) if cal else None
         return cls(
             booster,
             feature_names=tuple(meta["feature_names"]),

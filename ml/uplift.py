@@ -49,7 +49,7 @@ import pandas as pd
 from catboost import CatBoostClassifier, CatBoostRegressor, Pool
 from numpy.typing import ArrayLike
 
-from ml.training import MISSING_CATEGORY
+from ml.frames import catboost_frame
 
 Learner = Literal["t", "x"]
 DEFAULT_K = 0.3
@@ -579,29 +579,6 @@ class UpliftConfig:
         return CatBoostRegressor(loss_function="RMSE", **self._params())
 
 
-def _prepare(
-    frame: pd.DataFrame, feature_names: tuple[str, ...], cat_features: tuple[str, ...]
-) -> pd.DataFrame:
-    """Features in order, categoricals as strings (``"missing"`` for nulls), numerics as float64."""
-    missing = [c for c in feature_names if c not in frame.columns]
-    if missing:
-        raise ValueError(f"frame lacks model features {missing}")
-    cats = set(cat_features)
-    columns: dict[str, Any] = {}
-    for name in feature_names:  # columns, never rows
-        col = frame[name]
-        if name in cats:
-            columns[name] = col.astype("object").where(col.notna(), MISSING_CATEGORY).astype(str)
-        else:
-            try:
-                columns[name] = pd.to_numeric(col).to_numpy(dtype="float64", na_value=np.nan)
-            except (TypeError, ValueError):
-                raise ValueError(
-                    f"feature {name!r} is not numeric; list it in cat_features"
-                ) from None
-    return pd.DataFrame(columns, index=frame.index)
-
-
 @dataclass(frozen=True, eq=False)
 class _Design:
     """Checked training data: prepared features, arms and outcomes."""
@@ -649,7 +626,7 @@ def _design(
                 f"outcome is {arm_y[0]} for every {name} row; cannot learn P(y | {name})"
             )
     names = tuple(str(c) for c in features.columns)
-    prepared = _prepare(features, names, cats).reset_index(drop=True)
+    prepared = catboost_frame(features, names, cats).reset_index(drop=True)
     return _Design(prepared, t, y, names, cats)
 
 
@@ -664,7 +641,7 @@ class _OutcomeModels:
     config: UpliftConfig
 
     def _pool(self, frame: pd.DataFrame) -> Pool:
-        prepared = _prepare(frame, self.feature_names, self.cat_features)
+        prepared = catboost_frame(frame, self.feature_names, self.cat_features)
         return Pool(prepared, cat_features=list(self.cat_features))
 
     def predict_outcomes(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:

@@ -7,12 +7,14 @@ from orchestration.defs import (
     actions,
     churn,
     ingest,
+    leads,
     monitoring,
     next_product,
     segments,
     source,
     transform,
     uplift,
+    value,
 )
 from orchestration.resources import CrmSettings, dbt_cli
 
@@ -28,6 +30,8 @@ def defs() -> dg.Definitions:
         monitoring.defs,
         segments.defs,
         uplift.defs,
+        leads.defs,
+        value.defs,
         next_product.defs,
         actions.defs,
         dg.Definitions(

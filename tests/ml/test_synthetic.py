@@ -80,11 +80,12 @@ def test_files_follow_the_contract(tmp_path: Path, file_format: str) -> None:
                 assert nulls == 0, f"{name}.{col.name} is required but has {nulls} nulls"
     # Only one format per table in the folder, and no temporary files left behind.
     assert sorted(p.name for p in (tmp_path / "raw").iterdir()) == sorted(
-        f"{n}.{file_format}" for n in RAW_TABLES
+        [*(f"{n}.{file_format}" for n in RAW_TABLES), synthetic.LEADS_FILE]
     )
     assert sorted(p.name for p in (tmp_path / "truth").iterdir()) == [
         "campaign_truth.parquet",
         "churn_truth.parquet",
+        synthetic.LEAD_TRUTH_FILE,
         "record_persons.parquet",
     ]
 

@@ -40,6 +40,10 @@ def test_asset_graph_runs_from_raw_files_to_drift() -> None:
         "next_product_model",
         "serving/next_product_offers",
         "serving/next_best_actions",
+        "raw/leads",
+        "lead_model",
+        "serving/lead_scores",
+        "serving/customer_value",
     }
     assert expected <= keys
     # Lineage: scores depend (transitively) on the raw customers loaded by ingest.
@@ -68,4 +72,11 @@ def test_scoring_job_trains_nothing() -> None:
     job = defs.resolve_job_def("churn_scoring_job")
     selected = {key.to_user_string() for key in job.asset_layer.selected_asset_keys}
     assert "serving/next_best_actions" in selected
-    assert not selected & {"churn_model", "retention_uplift_model", "next_product_model"}
+    trained = {
+        "churn_model",
+        "retention_uplift_model",
+        "next_product_model",
+        "lead_model",
+        "serving/customer_value",
+    }
+    assert not selected & trained

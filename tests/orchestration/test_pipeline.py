@@ -124,9 +124,14 @@ def test_bad_file_fails_clearly_quarantines_and_keeps_last_good_scores(
     result = job.execute_in_process(instance=pipeline_run.instance, raise_on_error=False)
 
     assert not result.success
-    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
-    message = str(failure.event_specific_data.error)  # type: ignore[union-attr]
-    assert "customers.csv" in message and "signed_up_at" in message
+    messages = [
+        str(e.event_specific_data.error)  # type: ignore[union-attr]
+        for e in result.all_events
+        if e.event_type_value == "STEP_FAILURE"
+    ]
+    assert any("customers.csv" in m and "signed_up_at" in m for m in messages)
+    # The copied folder has the lead export but not its mapping: a clear error too.
+    assert any("leads.csv: no column mapping" in m for m in messages)
     with duckdb.connect(str(settings.warehouse_path), read_only=True) as after:
         assert after.execute("select count(*) from quarantine.events").fetchall()[0] == (3,)
         pd_after = after.sql("select * from serving.customer_scores order by all").df()

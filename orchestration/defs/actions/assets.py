@@ -12,6 +12,7 @@ from orchestration.defs.churn.assets import customer_scores
 from orchestration.defs.markdown import markdown_table
 from orchestration.defs.next_product.assets import next_product_offers
 from orchestration.defs.uplift.assets import customer_uplift
+from orchestration.defs.value.assets import customer_value
 from orchestration.resources import CrmSettings
 
 CONSENTS = dg.AssetKey(["marts", "consents"])
@@ -47,7 +48,7 @@ class NextBestActionSettings(dg.Config):
     key=["serving", "next_best_actions"],
     group_name="serving",
     kinds={"duckdb", "parquet"},
-    deps=[customer_scores, customer_uplift, next_product_offers, CONSENTS],
+    deps=[customer_scores, customer_uplift, customer_value, next_product_offers, CONSENTS],
 )
 def next_best_actions(
     context: dg.AssetExecutionContext, config: NextBestActionSettings, crm: CrmSettings
