@@ -41,7 +41,15 @@ UPLIFT_COLUMNS: tuple[str, ...] = (
     "p_retained_if_treated",
     "p_retained_if_not",
     "uplift_segment",
+    "uplift_reason",
 )
+
+_SEGMENT_REASON = {
+    "persuadable": "the offer is predicted to raise the chance to stay",
+    "do_not_disturb": "contact is predicted to lower the chance to stay",
+    "sure_thing": "likely to stay without an offer",
+    "lost_cause": "likely to leave with or without an offer",
+}
 
 
 @dataclass(frozen=True)
@@ -198,6 +206,21 @@ def predict_retention_uplift(model: CampaignUpliftModel, features: pd.DataFrame)
         The columns :data:`UPLIFT_COLUMNS`, one row per input row.
     """
     p_treated, p_control = model.learner.predict_outcomes(features)
+    segments = pd.Series(
+        np.asarray(segment_customers(p_treated, p_control, model.segments), dtype=object)
+    )
+
+    def pct(p: np.ndarray) -> pd.Series:
+        return pd.Series(np.round(100 * p).astype(int)).astype(str) + "%"
+
+    reason = (
+        segments.map(_SEGMENT_REASON)
+        + ": "
+        + pct(p_control)
+        + " without an offer, "
+        + pct(p_treated)
+        + " with one"
+    )
     return pd.DataFrame(
         {
             "customer_id": features["customer_id"].to_numpy(),
@@ -207,9 +230,8 @@ def predict_retention_uplift(model: CampaignUpliftModel, features: pd.DataFrame)
             "retention_uplift": model.predict(features),
             "p_retained_if_treated": p_treated,
             "p_retained_if_not": p_control,
-            "uplift_segment": np.asarray(
-                segment_customers(p_treated, p_control, model.segments), dtype=object
-            ),
+            "uplift_segment": segments.to_numpy(),
+            "uplift_reason": reason.to_numpy(dtype=object),
         }
     )
 

@@ -25,7 +25,13 @@ CATEGORY_COLUMN = "product_category"
 LABEL = "purchased_within_90d"
 FEATURES: tuple[str, ...] = (CATEGORY_COLUMN, *CHURN_FEATURES)
 CAT_FEATURES: tuple[str, ...] = (CATEGORY_COLUMN, *CATEGORICAL_FEATURES)
-OFFER_COLUMNS: tuple[str, ...] = ("customer_id", "as_of_date", CATEGORY_COLUMN, "probability")
+OFFER_COLUMNS: tuple[str, ...] = (
+    "customer_id",
+    "as_of_date",
+    CATEGORY_COLUMN,
+    "probability",
+    "offer_reason",
+)
 
 
 @dataclass(frozen=True)
@@ -71,11 +77,14 @@ class NextProductModel:
         booster: CatBoost classifier of ``P(buys category within 90 days | customer, category)``.
         categories: The categories seen in training.
         config: Settings it was fitted with.
+        purchase_rates: Share of training candidates that bought, per category (the "average"
+            the offer reasons compare with).
     """
 
     booster: CatBoostClassifier
     categories: tuple[str, ...]
     config: NextProductConfig
+    purchase_rates: dict[str, float]
 
     def predict(self, frame: pd.DataFrame) -> np.ndarray:
         """Purchase probability per candidate row."""
@@ -141,18 +150,19 @@ def train_next_product_model(
     is_holdout = (labelled["as_of_date"] == dates[-1]).to_numpy()
     train, holdout = labelled.loc[~is_holdout], labelled.loc[is_holdout]
     categories = tuple(sorted(labelled[CATEGORY_COLUMN].astype(str).unique()))
-    first = NextProductModel(_fit(train, config), categories, config)
+    rates = labelled.groupby(CATEGORY_COLUMN)[LABEL].mean()
+    purchase_rates = {str(k): float(v) for k, v in rates.items()}
+    first = NextProductModel(_fit(train, config), categories, config, purchase_rates)
     y = holdout[LABEL].astype(int).to_numpy()
     proba = first.predict(holdout)
     metrics = evaluate(y, proba)
-    served = NextProductModel(_fit(labelled, config), categories, config)
-    rates = labelled.groupby(CATEGORY_COLUMN)[LABEL].mean()
+    served = NextProductModel(_fit(labelled, config), categories, config, purchase_rates)
     summary: dict[str, object] = {
         "training_as_of_dates": [_iso(d) for d in dates[:-1]],
         "holdout_as_of_date": _iso(dates[-1]),
         "training_rows": len(train),
         "holdout_rows": len(holdout),
-        "purchase_rate_by_category": {str(k): float(v) for k, v in rates.items()},
+        "purchase_rate_by_category": purchase_rates,
     }
     return NextProductTraining(served, metrics, y, proba, summary)
 
@@ -171,7 +181,9 @@ def recommend(model: NextProductModel, candidates: pd.DataFrame) -> pd.DataFrame
 
     Returns:
         One row per customer with a candidate: ``customer_id``, ``as_of_date``,
-        ``product_category``, ``probability``; customers who bought every category have no row.
+        ``product_category``, ``probability`` and ``offer_reason`` (the probability against the
+        category's average purchase rate, in words); customers who bought every category have
+        no row.
     """
     if candidates.empty:
         return pd.DataFrame({c: pd.Series(dtype="object") for c in OFFER_COLUMNS})
@@ -184,4 +196,15 @@ def recommend(model: NextProductModel, candidates: pd.DataFrame) -> pd.DataFrame
     best = scored.drop_duplicates("customer_id", keep="first").reset_index(drop=True)
     # Dates, not timestamps: DuckDB then stores DATE, as docs/output-tables.md says.
     best["as_of_date"] = pd.to_datetime(best["as_of_date"]).dt.date.to_numpy(dtype=object)
+    average = best[CATEGORY_COLUMN].astype(str).map(model.purchase_rates).astype(float)
+    ratio = (best["probability"] / average).round(1).astype(str)
+    percent = (100 * best["probability"]).round(1).astype(str)
+    best["offer_reason"] = (
+        percent
+        + "% chance to buy "
+        + best[CATEGORY_COLUMN].astype(str)
+        + " within 90 days, "
+        + ratio
+        + "x the average customer who has not bought it"
+    )
     return best.loc[:, list(OFFER_COLUMNS)]

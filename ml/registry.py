@@ -379,7 +379,8 @@ def log_and_register_model(
     model: Any,
     *,
     metric: str,
-    score: Callable[[Any], float] | None,
+    new_score: float,
+    champion_score: Callable[[Any], float] | None,
     params: dict[str, Any],
     metrics: dict[str, float],
     plot_paths: Sequence[Path] = (),
@@ -388,18 +389,20 @@ def log_and_register_model(
 ) -> ModelRegistration:
     """Log a fitted model, register it, and make it champion or challenger by rule.
 
-    The rule is the churn model's: the current champion is scored with ``score`` on the same
-    held-out data as the new model, and the new version becomes champion when
-    ``new >= champion - promotion_margin`` (higher is better).
+    The rule is the churn model's: the current champion is scored on the same held-out data as
+    the new model, and the new version becomes champion when
+    ``new_score >= champion - promotion_margin`` (higher is better). ``new_score`` is measured
+    before any refit on the held-out rows; the champion may have been refitted on them in its
+    own run, which favours the champion: the rule errs on the side of keeping it.
 
     Args:
         config: Tracking and registry settings (experiment and registered model name).
         model: The fitted model object; it must pickle and have ``predict(frame)``.
         metric: Name of the promotion metric, e.g. ``roc_auc`` or ``qini``.
-        score: Held-out metric of a model object (closes over the evaluation data, which is
-            never logged). ``None`` for a model refitted from scratch every run whose method
-            was already chosen on a holdout (CLV): the new version is champion, and
-            ``metrics[metric]`` is logged as its score.
+        new_score: The new model's held-out metric, from before any refit on those rows.
+        champion_score: Held-out metric of the champion's model object (closes over the
+            evaluation data, which is never logged). ``None`` for a model refitted from scratch
+            every run whose method was chosen on a holdout (CLV): the new version is champion.
         params: Flat training settings.
         metrics: Aggregate held-out metrics (finite numbers only are logged).
         plot_paths: PNG files to log under ``plots/``.
@@ -409,18 +412,17 @@ def log_and_register_model(
     client = _use(config)
     experiment_id = _experiment_id(client, config)
     previous = _champion_version(client, config)
-    if score is None:
-        champion_score, new_score = None, float(metrics[metric])
-    else:
-        champion_score = score(_load_object_version(config, previous)) if previous else None
-        new_score = float(score(model))
+    before: float | None = None
+    if champion_score is not None and previous is not None:
+        before = float(champion_score(_load_object_version(config, previous)))
+    new_score = float(new_score)
 
     with mlflow.start_run(experiment_id=experiment_id) as run:
         mlflow.log_params(_flat_params(params))
         logged = {k: float(v) for k, v in metrics.items()}
         logged[f"promotion_{metric}"] = new_score
-        if champion_score is not None:
-            logged[f"champion_{metric}_before"] = float(champion_score)
+        if before is not None:
+            logged[f"champion_{metric}_before"] = before
         mlflow.log_metrics({k: v for k, v in logged.items() if np.isfinite(v)})
         for plot in plot_paths:
             mlflow.log_artifact(str(plot), artifact_path="plots")
@@ -433,22 +435,22 @@ def log_and_register_model(
             registered_model_name=config.model_name,
         )
         model_version = str(info.registered_model_version)
-        if score is None:
+        if champion_score is None:
             alias = CHAMPION
             reason = f"refitted every run: {metric} {new_score:.4f} on its holdout"
-        elif champion_score is None:
+        elif before is None:
             alias, reason = CHAMPION, f"first model: {metric} {new_score:.4f}, no champion"
-        elif new_score >= champion_score - promotion_margin:
+        elif new_score >= before - promotion_margin:
             alias = CHAMPION
             reason = (
                 f"promoted: {metric} {new_score:.4f} >= champion v{previous} "
-                f"{champion_score:.4f} - margin {promotion_margin:.4f} on the same held-out data"
+                f"{before:.4f} - margin {promotion_margin:.4f} on the same held-out data"
             )
         else:
             alias = CHALLENGER
             reason = (
                 f"kept as challenger: {metric} {new_score:.4f} < champion v{previous} "
-                f"{champion_score:.4f} - margin {promotion_margin:.4f} on the same held-out data"
+                f"{before:.4f} - margin {promotion_margin:.4f} on the same held-out data"
             )
         mlflow.set_tags({"alias": alias, "promotion_reason": reason})
 
@@ -461,6 +463,6 @@ def log_and_register_model(
         alias=alias,
         metric=metric,
         score=new_score,
-        champion_score_before=champion_score,
+        champion_score_before=before,
         reason=reason,
     )

@@ -74,6 +74,12 @@ def test_predictions_and_segments(training) -> None:
     )
     assert (uplift.loc[visitors, "uplift_segment"] == "persuadable").mean() > 0.8
     assert (uplift.loc[~visitors, "uplift_segment"] == "do_not_disturb").mean() > 0.5
+    row = uplift.loc[uplift["uplift_segment"] == "persuadable"].iloc[0]
+    assert row["uplift_reason"] == (
+        "the offer is predicted to raise the chance to stay: "
+        f"{round(100 * row['p_retained_if_not'])}% without an offer, "
+        f"{round(100 * row['p_retained_if_treated'])}% with one"
+    )
 
 
 def test_qini_plot_is_written(training, tmp_path) -> None:

@@ -73,6 +73,12 @@ def test_recommend_gives_one_offer_per_customer_among_its_candidates() -> None:
     assert set(offers["customer_id"]) == set(latest["customer_id"])
     assert offers.loc[offers["customer_id"] == "C000000", "product_category"].item() != "hardware"
     assert offers["probability"].between(0, 1).all()
+    first = offers.iloc[0]
+    ratio = first["probability"] / training.model.purchase_rates[first["product_category"]]
+    assert first["offer_reason"] == (
+        f"{round(100 * first['probability'], 1)}% chance to buy {first['product_category']} "
+        f"within 90 days, {round(ratio, 1)}x the average customer who has not bought it"
+    )
     # The offer is the candidate with the highest probability.
     scored = latest.assign(p=training.model.predict(latest))
     best = scored.sort_values("p", ascending=False).drop_duplicates("customer_id")

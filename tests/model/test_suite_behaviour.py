@@ -10,6 +10,8 @@ from __future__ import annotations
 import mlflow
 import pandas as pd
 
+from ml.datasets import read_product_candidates
+from ml.registry import MlflowConfig, load_champion_model
 from ml.warehouse import connect
 
 
@@ -36,20 +38,27 @@ def test_uplift_ranks_persuadables_above_do_not_disturbs(default_run) -> None:
     harm = frame.loc[do_not_disturb, "retention_uplift"].mean()
     assert lift > 0.01
     assert lift > harm + 0.02
-    assert (frame.loc[persuadable, "uplift_segment"] == "persuadable").mean() > 0.5
+    # About half of them on the default CRM (0.53 measured): the rest sit under min_uplift.
+    assert (frame.loc[persuadable, "uplift_segment"] == "persuadable").mean() > 0.4
 
 
 def test_next_product_follows_the_plan_taste(default_run) -> None:
-    frame = _read(
-        default_run,
-        """
-        select o.product_category, f.plan
-        from serving.next_product_offers o
-        join marts.customer_features f using (customer_id, as_of_date)
-        """,
+    # The world plants a plan taste (docs/synthetic-world.md): premium leans to hardware, basic
+    # to add-ons. Hardware is the rarest category, so it is seldom the top offer; the model's
+    # probabilities for it must still follow the plan.
+    config = MlflowConfig(
+        tracking_uri=default_run.settings.mlflow_tracking_uri,
+        artifacts_dir=default_run.settings.mlflow_artifacts_dir,
+        experiment="next_product",
+        model_name="next_product",
     )
-    hardware = frame.assign(hw=frame["product_category"] == "hardware").groupby("plan")["hw"].mean()
-    assert hardware["premium"] > hardware["basic"] + 0.2
+    model, _ = load_champion_model(config)
+    with connect(default_run.settings.warehouse_path, read_only=True) as con:
+        candidates = read_product_candidates(con, labelled=False)
+    candidates["p"] = model.predict(candidates)
+    mean = candidates.groupby(["product_category", "plan"])["p"].mean()
+    assert mean["hardware", "premium"] > 2 * mean["hardware", "basic"]
+    assert mean["add_on", "basic"] > mean["add_on", "premium"]
 
 
 def test_lead_model_is_close_to_the_oracle(default_run) -> None:
@@ -66,21 +75,26 @@ def test_lead_model_is_close_to_the_oracle(default_run) -> None:
     assert p["A"] > p["B"] > p["C"] > p["D"]
 
 
-def test_customer_value_grows_with_purchase_history(default_run) -> None:
+def test_customer_value_follows_plan_and_beats_the_baseline(default_run) -> None:
     frame = _read(
         default_run,
         """
-        select v.expected_value_12m, v.method, f.orders_90d
+        select v.expected_value_12m, v.method, f.plan
         from serving.customer_value v
         join marts.customer_features f using (customer_id, as_of_date)
         """,
     )
-    assert frame["method"].nunique() == 1 and frame["method"].iloc[0] in ("bgnbd", "catboost")
-    recent = frame["orders_90d"] > 0
-    assert (
-        frame.loc[recent, "expected_value_12m"].mean()
-        > 1.5 * frame.loc[~recent, "expected_value_12m"].mean()
-    )
+    # Order rates rise with the plan's engagement, and premium buys the expensive hardware.
+    by_plan = frame.groupby("plan")["expected_value_12m"].mean()
+    assert by_plan["premium"] > 1.2 * by_plan["basic"]
+    # Orders depend on plan and engagement, which BG/NBD cannot see and CatBoost can: CatBoost
+    # wins the out-of-time comparison and ranks the future value of customers.
+    client = mlflow.MlflowClient(default_run.settings.mlflow_tracking_uri)
+    version = client.get_model_version_by_alias("customer_value", "champion")
+    metrics = client.get_run(version.run_id).data.metrics
+    assert frame["method"].unique().tolist() == ["catboost"]
+    assert metrics["catboost_value_mae"] < metrics["bgnbd_value_mae"]
+    assert metrics["catboost_value_spearman"] > 0.2
 
 
 def test_retention_offers_go_to_customers_the_offer_helps(default_run) -> None:

@@ -10,7 +10,6 @@ from ml.ingest import ContractError, load_empty_table
 from ml.lead_mapping import MappingError, load_leads, load_mapping, read_leads
 from ml.leads import (
     LeadConfig,
-    LeadModel,
     holdout_split,
     lead_feature_importance,
     lead_training_frame,
@@ -99,18 +98,15 @@ def lead_model(context: dg.AssetExecutionContext, crm: CrmSettings) -> dg.Materi
     assert model.holdout is not None and model.holdout_labels is not None
     labels, new_auc = model.holdout_labels, model.holdout.roc_auc
 
-    def holdout_auc(candidate: LeadModel) -> float:
-        # The new model's figure is from before its refit; an older champion never saw these.
-        if candidate is model:
-            return new_auc
-        return float(roc_auc_score(labels, candidate.predict_proba(holdout)))
-
     importance = lead_feature_importance(model)
     registration = log_and_register_model(
         model_mlflow_config(settings, MODEL_NAME),
         model,
         metric="roc_auc",
-        score=holdout_auc,
+        new_score=new_auc,
+        champion_score=lambda champion: float(
+            roc_auc_score(labels, champion.predict_proba(holdout))
+        ),
         params=config.as_params(),
         metrics=model.holdout.as_metrics(),
         plot_paths=list(plots.values()),

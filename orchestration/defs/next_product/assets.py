@@ -7,7 +7,7 @@ from sklearn.metrics import roc_auc_score
 
 from ml.datasets import read_product_candidates
 from ml.evaluation import plot_calibration_curve, plot_lift_chart
-from ml.next_product import NextProductConfig, NextProductModel, recommend, train_next_product_model
+from ml.next_product import NextProductConfig, recommend, train_next_product_model
 from ml.registry import load_champion_model, log_and_register_model
 from ml.warehouse import connect, export_parquet, publish_table
 from orchestration.defs.models import TRAINING_TAG, model_mlflow_config, registration_metadata
@@ -51,14 +51,12 @@ def next_product_model(context: dg.AssetExecutionContext, crm: CrmSettings) -> d
     holdout = labelled.loc[labelled["as_of_date"] == labelled["as_of_date"].max()]
     labels = training.holdout_labels
 
-    def holdout_auc(model: NextProductModel) -> float:
-        return float(roc_auc_score(labels, model.predict(holdout)))
-
     registration = log_and_register_model(
         model_mlflow_config(settings, MODEL_NAME),
         training.model,
         metric="roc_auc",
-        score=holdout_auc,
+        new_score=training.holdout.roc_auc,
+        champion_score=lambda champion: float(roc_auc_score(labels, champion.predict(holdout))),
         params=config.as_params(),
         metrics=training.holdout.as_metrics(),
         plot_paths=plots,
