@@ -6,17 +6,40 @@ run from a notebook, a test or another orchestrator.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
+from ml.contract import PII_COLUMNS, PROTECTED_COLUMNS
 from ml.drift import DriftResult, drift_report
-from ml.evaluation import EvaluationResult, evaluate, plot_calibration_curve, plot_lift_chart
+from ml.evaluation import (
+    EvaluationResult,
+    capacity_metrics,
+    evaluate,
+    plot_calibration_curve,
+    plot_lift_chart,
+)
+from ml.fairness import (
+    PROTECTED_ATTRIBUTES,
+    FairnessConfig,
+    FairnessReport,
+    fairness_report,
+    protected_groups,
+    proxy_check,
+)
 from ml.features import CATEGORICAL_FEATURES, CHURN_FEATURES, LABEL_COLUMN
+from ml.model_card import FairnessGate, ModelCard, write_model_card
 from ml.oracle import oracle_auc
-from ml.registry import MlflowConfig, RegistrationResult, load_champion, log_and_register
+from ml.registry import (
+    MlflowConfig,
+    RegistrationResult,
+    load_champion,
+    log_and_register,
+    log_artifact_dir,
+)
 from ml.scoring import RiskBands, score_customers, validate_scores
 from ml.training import ChurnModel, TimeSplit, TrainingConfig, split_out_of_time, train_churn_model
 
@@ -30,6 +53,65 @@ class ChurnTrainingOutcome:
     oracle_auc: float | None
     registration: RegistrationResult
     plots: tuple[Path, ...]
+    capacity: dict[str, float] = field(default_factory=dict)
+    fairness: FairnessReport | None = None
+    proxies: pd.DataFrame | None = None
+    model_card: tuple[Path, Path] | None = None
+
+
+BUSINESS_SLICES: tuple[str, ...] = ("plan", "contract_type", "country_code")
+"""Slices the fairness audit reports next to the protected attributes (reported, not gated)."""
+
+
+@dataclass(frozen=True)
+class ChurnGovernance:
+    """Settings of the trust checks of a churn training run.
+
+    Attributes:
+        action_threshold: Churn probability from which a customer is acted on (the high band).
+        capacity: Customers the team can act on per cycle (precision and lift are reported
+            there).
+        fairness: Fairness gate and proxy settings.
+    """
+
+    action_threshold: float = 0.4
+    capacity: int = 500
+    fairness: FairnessConfig = field(default_factory=FairnessConfig)
+
+
+def audit_fairness(
+    validation: pd.DataFrame,
+    proba: np.ndarray,
+    customers: pd.DataFrame,
+    governance: ChurnGovernance,
+) -> tuple[FairnessReport, pd.DataFrame]:
+    """The fairness report of the validation decisions and the proxy check of the features.
+
+    Protected attributes come from ``customers`` (``marts.customers``) and are joined to the
+    validation rows only here; they never reach a model.
+    """
+    as_of_year = pd.Timestamp(validation["as_of_date"].max()).year
+    groups = protected_groups(customers, as_of_year, governance.fairness)
+    rows = validation[["customer_id", *BUSINESS_SLICES]].merge(
+        groups, on="customer_id", how="left", validate="many_to_one"
+    )
+    sensitive = rows[[*PROTECTED_ATTRIBUTES, *BUSINESS_SLICES]]
+    report = fairness_report(
+        validation[LABEL_COLUMN].to_numpy(),
+        proba,
+        governance.action_threshold,
+        sensitive,
+        governance.fairness,
+    )
+    raw = validation[["customer_id"]].merge(
+        customers[["customer_id", *sorted(PROTECTED_COLUMNS)]], on="customer_id", how="left"
+    )
+    proxies = proxy_check(
+        validation[list(CHURN_FEATURES)].reset_index(drop=True),
+        raw[sorted(PROTECTED_COLUMNS)],
+        governance.fairness,
+    )
+    return report, proxies
 
 
 def train_and_register(
@@ -40,8 +122,14 @@ def train_and_register(
     plots_dir: Path,
     truth_dir: Path | None,
     promotion_margin: float = 0.0,
+    customers: pd.DataFrame | None = None,
+    governance: ChurnGovernance | None = None,
 ) -> ChurnTrainingOutcome:
     """Train on past as-of dates, evaluate out of time, log to MLflow and promote by rule.
+
+    With ``customers`` (``marts.customers``: the protected attributes) the validation decisions
+    are audited for fairness; a failed gate keeps the new version a challenger whatever its AUC.
+    A model card (Markdown and HTML) is written next to the plots and logged with the run.
 
     Args:
         labelled: ``marts.customer_features`` joined with available ``marts.churn_labels``.
@@ -51,7 +139,10 @@ def train_and_register(
         plots_dir: Folder for the calibration curve and lift chart.
         truth_dir: Synthetic truth folder (oracle AUC), or None for real data.
         promotion_margin: How much worse than the champion a new model may be and still win.
+        customers: Customers with their protected attributes, for the fairness audit only.
+        governance: Action threshold, capacity and fairness settings.
     """
+    governance = governance or ChurnGovernance()
     split = split_out_of_time(labelled, config.training_as_of_dates)
     model = train_churn_model(split, config)
     y_true = split.validation[LABEL_COLUMN].to_numpy()
@@ -66,6 +157,17 @@ def train_and_register(
     if truth_dir is not None:
         keys = split.validation[["customer_id", "as_of_date", LABEL_COLUMN]]
         oracle = oracle_auc(keys, identity_map, truth_dir)
+    capacity = capacity_metrics(y_true, proba, governance.capacity)
+    extra = {**capacity, **({"oracle_auc": oracle} if oracle is not None else {})}
+    fairness, proxies, artifacts = None, None, {}
+    if customers is not None:
+        fairness, proxies = audit_fairness(split.validation, proba, customers, governance)
+        extra.update(fairness.as_metrics())
+        extra["proxy_features_flagged"] = float(proxies["flagged"].sum())
+        artifacts = {
+            "fairness_report.json": fairness.to_dict(),
+            "proxy_check.json": proxies.to_dict("records"),
+        }
     registration = log_and_register(
         mlflow,
         model,
@@ -75,9 +177,81 @@ def train_and_register(
         plot_paths=list(plots),
         validation_frame=split.validation,
         promotion_margin=promotion_margin,
-        extra_metrics={"oracle_auc": oracle} if oracle is not None else None,
+        extra_metrics=extra,
+        gate_failures=tuple(f"fairness gate: {r}" for r in fairness.reasons)
+        if fairness is not None and not fairness.gate_passed
+        else (),
+        json_artifacts=artifacts,
     )
-    return ChurnTrainingOutcome(split, metrics, oracle, registration, plots)
+    card = _model_card(model, split, metrics, capacity, plots, fairness, proxies, registration)
+    card_paths = write_model_card(card, plots_dir / "model_card")
+    log_artifact_dir(mlflow, registration.run_id, plots_dir / "model_card", "model_card")
+    return ChurnTrainingOutcome(
+        split, metrics, oracle, registration, plots, capacity, fairness, proxies, card_paths
+    )
+
+
+def _model_card(
+    model: ChurnModel,
+    split: TimeSplit,
+    metrics: EvaluationResult,
+    capacity: dict[str, float],
+    plots: tuple[Path, ...],
+    fairness: FairnessReport | None,
+    proxies: pd.DataFrame | None,
+    registration: RegistrationResult,
+) -> ModelCard:
+    summary = split.summary()
+    flagged = (
+        proxies.loc[proxies["flagged"], ["feature", "protected", "association"]]
+        if proxies is not None
+        else pd.DataFrame()
+    )
+    limits = [
+        "Trained on monthly snapshots of the last year: a change in pricing, product or market "
+        "makes the scores drift (the drift report and sensor watch for it).",
+        "Ranks customers by risk; it does not say what keeps them (serving.customer_uplift does).",
+        "Calibrated on one month: probabilities in small segments can be off by a few points.",
+    ]
+    limits += [
+        f"{row.feature} is associated with {row.protected} ({row.association:.2f}): a possible "
+        "proxy; its use is reviewed, not blocked."
+        for row in flagged.itertuples()  # the few flagged proxies, not customer rows
+    ]
+    return ModelCard(
+        model_name="churn",
+        model_version=registration.model_version,
+        alias=registration.alias,
+        created_at=datetime.now(UTC),
+        intended_use="Rank active customers by the probability of cancelling within 90 days, "
+        "so retention teams spend their capacity on the customers most at risk.",
+        not_intended_for=(
+            "Pricing, credit or eligibility decisions about a person.",
+            "Any decision about a customer without a human or an explicit policy in the loop.",
+        ),
+        data_window={k: str(v) for k, v in summary.items()},
+        features=tuple(
+            (name, "categorical" if name in CATEGORICAL_FEATURES else "numeric", "")
+            for name in CHURN_FEATURES
+        ),
+        excluded=tuple((c, "personal data (PII)") for c in sorted(PII_COLUMNS))
+        + tuple((c, "protected attribute: audit only") for c in sorted(PROTECTED_COLUMNS)),
+        metrics={k: v for k, v in metrics.as_metrics().items() if k not in ("n", "top_fraction")},
+        plots={p.stem.replace("_", " ").capitalize(): p for p in plots},
+        calibration={
+            "method": model.calibration_report.method,
+            "brier": metrics.brier,
+            "ece": metrics.ece,
+        },
+        capacity=capacity,
+        fairness_table=fairness.groups if fairness is not None else None,
+        fairness_gate=FairnessGate(fairness.gate_passed, fairness.reasons)
+        if fairness is not None
+        else None,
+        drift=None,
+        promotion=registration.reason,
+        known_limits=tuple(limits),
+    )
 
 
 def score_latest(

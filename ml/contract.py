@@ -149,7 +149,12 @@ RAW_TABLES: dict[str, Table] = {
             columns=(
                 Column("consent_id", "VARCHAR", True, "Consent record id."),
                 Column("customer_record_id", "VARCHAR", True, "Customer record."),
-                Column("channel", "VARCHAR", True, "email, phone or sms."),
+                Column(
+                    "channel",
+                    "VARCHAR",
+                    True,
+                    "email, phone or sms; all for a do-not-contact request (withdrawn) or its end.",
+                ),
                 Column("status", "VARCHAR", True, "granted or withdrawn."),
                 Column("recorded_at", "TIMESTAMP", True, "When the choice was recorded."),
             ),
@@ -179,6 +184,20 @@ RAW_TABLES: dict[str, Table] = {
                     "1 if the campaign's goal was met (retention_offer: still subscribed 90 "
                     "days after sent_at), 0 if not; empty while not yet known.",
                 ),
+            ),
+        ),
+        Table(
+            name="contacts",
+            key="contact_id",
+            description="One row per outbound contact of a customer record (the contact log): "
+            "campaign e-mails, calls, text messages. Frequency caps count it.",
+            optional=True,
+            columns=(
+                Column("contact_id", "VARCHAR", True, "Contact id."),
+                Column("customer_record_id", "VARCHAR", True, "Customer record contacted."),
+                Column("channel", "VARCHAR", True, "email, phone or sms."),
+                Column("contacted_at", "TIMESTAMP", True, "When the contact was made."),
+                Column("purpose", "VARCHAR", False, "Why: newsletter, retention_offer, ..."),
             ),
         ),
     )

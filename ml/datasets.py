@@ -246,3 +246,24 @@ def read_transactions(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
         order by customer_id, ordered_at
     """
     return con.execute(sql).df()
+
+
+def read_recent_contacts(
+    con: duckdb.DuckDBPyConnection, as_of: date, periods_days: Sequence[int]
+) -> pd.DataFrame:
+    """Contacts per customer and channel in each period before ``as_of`` (frequency caps).
+
+    Returns:
+        ``customer_id``, ``channel``, ``period_days``, ``contacts`` (contacts in
+        ``[as_of - period_days, as_of)``); customers without contacts have no row.
+    """
+    sql = """
+        select c.customer_id, c.channel, p.period_days, count(*) as contacts
+        from marts.contacts as c
+        cross join (select unnest($periods::integer[]) as period_days) as p
+        where c.contacted_at >= $as_of::timestamp - to_days(p.period_days)
+          and c.contacted_at < $as_of::timestamp
+        group by all
+        order by all
+    """
+    return con.execute(sql, {"as_of": as_of, "periods": sorted(set(periods_days))}).df()

@@ -88,6 +88,27 @@ def expected_calibration_error(
     return float(np.abs(sum_true - sum_prob).sum() / counts.sum())
 
 
+def capacity_metrics(y_true: ArrayLike, proba: ArrayLike, capacity: int) -> dict[str, float]:
+    """Precision and lift among the ``capacity`` highest scores: what a team that can act on
+    that many customers gets (ties broken by position, as a stable sort does).
+
+    Returns:
+        ``capacity``, ``precision_at_capacity``, ``lift_at_capacity``, ``recall_at_capacity``.
+    """
+    y, p = _checked(y_true, proba)
+    if capacity < 1:
+        raise ValueError(f"capacity must be >= 1, got {capacity}")
+    k = min(capacity, len(y))
+    top = np.argsort(-p, kind="stable")[:k]
+    precision = float(y[top].mean())
+    return {
+        "capacity": float(k),
+        "precision_at_capacity": precision,
+        "lift_at_capacity": precision / float(y.mean()),
+        "recall_at_capacity": float(y[top].sum() / y.sum()),
+    }
+
+
 def evaluate(y_true: ArrayLike, proba: ArrayLike, top_fraction: float = 0.1) -> EvaluationResult:
     """Score probabilities against labels.
 

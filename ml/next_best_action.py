@@ -19,10 +19,10 @@ docs/output-tables.md):
 ``value_at_risk`` is the customer's expected value over 12 months: 12 x the monthly subscription
 price plus the CLV model's expected order value when it is available.
 
-The contact policy (consent per channel, frequency caps; the trust issue) is applied by the
-caller as the last step before publishing: :func:`choose_actions` takes a mask of the actions
-allowed per customer, and every action it does not allow falls back to the next best allowed
-one or to ``no_action``.
+The contact policy (``ml.contact_policy``: do-not-contact, consent per channel, frequency caps)
+is applied by the caller as the last step before publishing: :func:`choose_actions` takes a mask
+of the actions allowed per customer, and every action it does not allow falls back to the next
+best allowed one or to ``no_action``.
 """
 
 from __future__ import annotations
@@ -255,33 +255,4 @@ def choose_actions(
                 inputs, action, shown_gain, blocked, wanted, unrestricted_best, settings
             ),
         }
-    )
-
-
-def allowed_by_consent(customer_ids: pd.Series, consent_in_force: pd.DataFrame) -> pd.DataFrame:
-    """Actions each customer may receive given the consent in force per channel.
-
-    Args:
-        customer_ids: The customers to decide for.
-        consent_in_force: ``ml.datasets.read_consent_in_force``: ``customer_id``, ``channel``,
-            ``granted`` (the latest recorded choice per customer and channel).
-
-    Returns:
-        One boolean column per action of :data:`ACTIONS`, aligned with ``customer_ids``: an
-        action is allowed only when its channel's latest choice is a grant. No record means no
-        consent.
-    """
-    granted = consent_in_force.loc[consent_in_force["granted"].astype(bool)]
-    channels = pd.crosstab(granted["customer_id"], granted["channel"]).gt(0)
-    by_customer = channels.reindex(customer_ids.to_numpy(), fill_value=False)
-    return pd.DataFrame(
-        {
-            action: (
-                by_customer[channel].to_numpy(dtype=bool)
-                if channel in by_customer.columns
-                else np.zeros(len(customer_ids), dtype=bool)
-            )
-            for action, channel in ACTION_CHANNEL.items()
-        },
-        index=customer_ids.index,
     )

@@ -202,6 +202,8 @@ def log_and_register(
     validation_frame: pd.DataFrame,
     promotion_margin: float = 0.0,
     extra_metrics: dict[str, float] | None = None,
+    gate_failures: tuple[str, ...] = (),
+    json_artifacts: dict[str, Any] | None = None,
 ) -> RegistrationResult:
     """Log a trained model to MLflow, register it, and set champion or challenger.
 
@@ -219,6 +221,9 @@ def log_and_register(
             compare with the champion, never logged.
         promotion_margin: How much lower than the champion's AUC the new AUC may be.
         extra_metrics: More aggregate metrics to log (e.g. ``oracle_auc``).
+        gate_failures: Why blocking checks (the fairness gate) failed; any failure keeps the
+            new version a challenger whatever its AUC.
+        json_artifacts: File name -> JSON-serialisable aggregates (e.g. the fairness report).
 
     Returns:
         Run id, version, alias, the champion's AUC before, and the reason.
@@ -260,6 +265,8 @@ def log_and_register(
         for plot in plot_paths:
             mlflow.log_artifact(str(plot), artifact_path="plots")
         mlflow.log_dict(split_summary, "split_summary.json")
+        for name, content in (json_artifacts or {}).items():
+            mlflow.log_dict(content, name)
 
         with tempfile.TemporaryDirectory() as tmp:
             model_dir = model.save(Path(tmp) / _ARTIFACT_KEY)
@@ -272,7 +279,10 @@ def log_and_register(
             )
         model_version = str(info.registered_model_version)
 
-        if champion_auc is None:
+        if gate_failures:
+            alias = CHALLENGER
+            reason = "kept as challenger: blocked by " + "; ".join(gate_failures)
+        elif champion_auc is None:
             alias = CHAMPION
             reason = f"first model: AUC {new_auc:.4f}, no champion to compare"
         elif new_auc >= champion_auc - promotion_margin:
@@ -466,3 +476,11 @@ def log_and_register_model(
         champion_score_before=before,
         reason=reason,
     )
+
+
+def log_artifact_dir(
+    config: MlflowConfig, run_id: str, directory: Path, artifact_path: str
+) -> None:
+    """Add a folder (e.g. a model card) to an existing run's artifacts."""
+    client = _use(config)
+    client.log_artifacts(run_id, str(directory), artifact_path)

@@ -42,6 +42,25 @@ class Settings(BaseSettings):
         "(docs/lead-scoring.md). Default: <source>/leads_mapping.yaml, or the bundled mapping of "
         "the synthetic lead export.",
     )
+    capacity_top_k: int = Field(
+        default=500,
+        ge=1,
+        description="Customers the team can act on per cycle; precision and lift are reported "
+        "at this capacity.",
+    )
+    fairness_min_selection_rate_ratio: float = Field(
+        default=0.8,
+        gt=0,
+        le=1,
+        description="Fairness gate: the lowest selection rate of a protected group divided by "
+        "the highest must reach this (0.8 is the four-fifths rule), or the model stays a "
+        "challenger.",
+    )
+    contact_caps: dict[str, tuple[int, int]] = Field(
+        default={"email": (2, 30), "phone": (1, 30), "sms": (2, 30)},
+        description="Frequency caps per channel: (most contacts, in this many days), as JSON, "
+        'e.g. CRM_CONTACT_CAPS=\'{"email": [2, 30], "phone": [1, 30]}\'.',
+    )
     public_data: Path | None = Field(
         default=None, description="Folder of the public data sets (../shared/data)."
     )

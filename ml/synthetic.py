@@ -189,6 +189,14 @@ RESPONSE_TYPES = np.array(["persuadable", "do_not_disturb", "sure_thing", "lost_
 CAMPAIGN_EFFECT = np.array([-1.4, 1.0, 0.0, 0.0])
 LOST_CAUSE_CHURN_90D = 0.25  # unaffected persons at or above this 90-day risk are lost causes
 CONSENT_CHANNELS = np.array(["email", "phone", "sms"])
+CONSENT_CHANNEL_LABELS = np.array(["email", "phone", "sms", "all"])  # all: do not contact at all
+DO_NOT_CONTACT_P = 0.015  # records that ask not to be contacted at all, at some point
+# The contact log: newsletters to e-mail-consented records, service calls, and the treated arm of
+# every campaign test. Frequency caps count it.
+NEWSLETTER_P = 0.5  # per record and month
+SERVICE_CALL_P = 0.03  # per record and month
+CONTACT_PURPOSES = np.array(["newsletter", "service_call", "retention_offer"])
+CONTACT_CHANNELS = np.array(["email", "phone", "sms"])
 CONSENT_GRANT_P = np.array([0.85, 0.45, 0.35])
 
 # Dirt rates (see docs/synthetic-world.md).
@@ -326,6 +334,7 @@ class _Block:
     tickets: dict[str, np.ndarray]
     consents: dict[str, np.ndarray]
     campaigns: dict[str, np.ndarray]
+    contacts: dict[str, np.ndarray]
     record_person: np.ndarray  # local person index per local record
     truth: dict[str, np.ndarray]
     campaign_truth: dict[str, np.ndarray]
@@ -697,10 +706,19 @@ def _simulate_block(config: SyntheticConfig, grid: _Grid, block: int, first_pers
     keep = c_ts < grid.snapshot_end
     o = np.lexsort((c_ts, c_rec))
     o = o[keep[o]]
+    # A few records ask not to be contacted at all (channel "all", withdrawn).
+    dnc = np.flatnonzero(crng.random(len(rec_person)) < DO_NOT_CONTACT_P)
+    dnc_ts = _uniform_in(crng, rec_created[dnc], np.full(len(dnc), grid.snapshot_end))
+    c_rec = np.concatenate([c_rec[o], dnc])
+    c_ch = np.concatenate([c_ch[o], np.full(len(dnc), 3)])
+    c_st = np.concatenate([c_st[o], np.ones(len(dnc), np.int8)])
+    c_ts = np.concatenate([c_ts[o], dnc_ts])
+    o = np.lexsort((c_ts, c_rec))
     consents = {"record": c_rec[o], "channel": c_ch[o], "status": c_st[o], "recorded_at": c_ts[o]}
 
     campaigns["record"] = attach(campaigns["person"], campaigns["sent_at"])
     _add_dirt(rng, events, orders)
+    contacts = _contact_log(crng, grid, rec_person, rec_created, cut, campaigns)
     return _Block(
         n_persons=n,
         n_records=len(rec_person),
@@ -711,10 +729,53 @@ def _simulate_block(config: SyntheticConfig, grid: _Grid, block: int, first_pers
         tickets=tickets,
         consents=consents,
         campaigns=campaigns,
+        contacts=contacts,
         record_person=rec_person,
         truth=truth,
         campaign_truth=campaign_truth,
     )
+
+
+def _contact_log(
+    crng: np.random.Generator,
+    grid: _Grid,
+    rec_person: np.ndarray,
+    rec_created: np.ndarray,
+    cut: np.ndarray,
+    campaigns: dict[str, np.ndarray],
+) -> dict[str, np.ndarray]:
+    """Outbound contacts per record: monthly newsletters, service calls, treated campaign sends.
+
+    Newsletters ignore consent on purpose (a real contact log holds mistakes too); the policy
+    reads consent from the consents table, not from this log.
+    """
+    months = grid.data_months
+    n_rec = len(rec_person)
+    record = np.repeat(np.arange(n_rec), months)
+    month = np.tile(np.arange(months), n_rec)
+    u = crng.random((2, len(record)))
+    purpose = np.where(u[0] < NEWSLETTER_P, 0, np.where(u[1] < SERVICE_CALL_P, 1, -1))
+    keep = purpose >= 0
+    record, month, purpose = record[keep], month[keep], purpose[keep]
+    lo = np.maximum(grid.bounds[month], rec_created[record])
+    hi = np.full(len(record), 0) + grid.bounds[month + 1]
+    ok = lo < np.minimum(hi, cut[rec_person[record]])
+    record, purpose, lo, hi = record[ok], purpose[ok], lo[ok], hi[ok]
+    at = _uniform_in(crng, lo, hi)
+    ok = at < cut[rec_person[record]]
+    record, purpose, at = record[ok], purpose[ok], at[ok]
+    treated = campaigns["treated"].astype(bool)
+    record = np.concatenate([record, campaigns["record"][treated]])
+    purpose = np.concatenate([purpose, np.full(int(treated.sum()), 2)])
+    at = np.concatenate([at, campaigns["sent_at"][treated]])
+    channel = np.where(purpose == 1, 1, 0)  # service calls by phone, the rest by e-mail
+    o = np.lexsort((at, record))
+    return {
+        "record": record[o],
+        "channel": channel[o],
+        "purpose": purpose[o],
+        "contacted_at": at[o],
+    }
 
 
 def _campaign_sends(
@@ -946,6 +1007,7 @@ class _Counters:
     tickets: int = 0
     consents: int = 0
     campaigns: int = 0
+    contacts: int = 0
 
 
 def _block_tables(blk: _Block, c: _Counters, grid: _Grid, unit: str) -> dict[str, pa.Table]:
@@ -1021,7 +1083,7 @@ def _block_tables(blk: _Block, c: _Counters, grid: _Grid, unit: str) -> dict[str
     cols["consents"] = {
         "consent_id": _ids("C", c.consents, n_co, 8),
         "customer_record_id": rid(co["record"]),
-        "channel": _labels(CONSENT_CHANNELS, co["channel"]),
+        "channel": _labels(CONSENT_CHANNEL_LABELS, co["channel"]),
         "status": _labels(np.array(["granted", "withdrawn"]), co["status"]),
         "recorded_at": _ts_array(co["recorded_at"], unit),
     }
@@ -1038,6 +1100,15 @@ def _block_tables(blk: _Block, c: _Counters, grid: _Grid, unit: str) -> dict[str
         "sent_at": _ts_array(ca["sent_at"], unit),
         "arm": _labels(np.array(["control", "treatment"]), ca["treated"].astype(np.int64)),
         "outcome": pa.array(ca["outcome"], pa.int32(), mask=ca["outcome"] < 0),
+    }
+    ct = blk.contacts
+    n_ct = len(ct["contacted_at"])
+    cols["contacts"] = {
+        "contact_id": _ids("M", c.contacts, n_ct, 9),
+        "customer_record_id": rid(ct["record"]),
+        "channel": _labels(CONTACT_CHANNELS, ct["channel"]),
+        "contacted_at": _ts_array(ct["contacted_at"], unit),
+        "purpose": _labels(CONTACT_PURPOSES, ct["purpose"]),
     }
     out = {name: _to_table(name, cols[name]) for name in RAW_TABLES}
 
@@ -1076,6 +1147,7 @@ def _block_tables(blk: _Block, c: _Counters, grid: _Grid, unit: str) -> dict[str
     c.tickets += n_tk
     c.consents += n_co
     c.campaigns += n_ca
+    c.contacts += n_ct
     return out
 
 

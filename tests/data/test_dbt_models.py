@@ -131,6 +131,9 @@ def test_rejected_rows_are_listed_with_their_reason(query: Query) -> None:
         ("campaigns", "X003", "unknown_arm"),
         ("campaigns", "X004", "future_dated"),
         ("campaigns", "X005", "unknown_customer_record"),
+        ("contacts", "M003", "unknown_channel"),
+        ("contacts", "M004", "future_dated"),
+        ("contacts", "M005", "unknown_customer_record"),
     }
     # The exact duplicate keeps one copy; the other dropped rows are gone from the marts.
     assert query("select count(*) from marts.events where event_id = 'E007'") == [(1,)]
@@ -326,3 +329,12 @@ def test_product_candidates_leave_out_categories_bought_before(query: Query) -> 
         )
     }
     assert categories == ordered
+
+
+def test_contacts_resolve_customers_and_standardise(query: Query) -> None:
+    assert query(
+        "select contact_id, customer_id, channel, purpose from marts.contacts order by 1"
+    ) == [
+        ("M001", "C-R001", "email", "newsletter"),
+        ("M002", "C-R005", "phone", "service_call"),
+    ]

@@ -9,11 +9,9 @@ import pandas as pd
 import pytest
 
 from ml.next_best_action import (
-    ACTIONS,
     NBA_COLUMNS,
     NO_ACTION,
     ActionSettings,
-    allowed_by_consent,
     choose_actions,
     expected_gains,
 )
@@ -94,26 +92,18 @@ def test_do_not_disturb_customers_are_not_called() -> None:
     assert choose_actions(frame, SETTINGS).loc[0, "action"] != "retention_call"
 
 
-def test_consent_mask_moves_to_the_next_allowed_action_or_none() -> None:
+def test_a_mask_moves_to_the_next_allowed_action_or_none() -> None:
     frame = _inputs(
         churn_probability=[0.6, 0.6], monthly_value=[35.0, 35.0], retention_uplift=[0.25, 0.25]
     )
-    consent = pd.DataFrame(
+    allowed = pd.DataFrame(
         {
-            "customer_id": ["C0", "C0", "C1"],
-            "channel": ["email", "phone", "email"],
-            "granted": [False, True, False],
+            "retention_call": [True, False],
+            "retention_offer": [False, False],
+            "cross_sell_offer": [False, False],
+            "nurture_email": [False, False],
         }
     )
-    allowed = allowed_by_consent(frame["customer_id"], consent)
-    assert list(allowed.columns) == list(ACTIONS)
-    assert allowed.loc[0].to_dict() == {
-        "retention_call": True,
-        "retention_offer": False,
-        "cross_sell_offer": False,
-        "nurture_email": False,
-    }
-    assert not allowed.loc[1].any()  # withdrawn e-mail, no phone record: nothing allowed
     actions = choose_actions(frame, SETTINGS, allowed)
     assert list(actions["action"]) == ["retention_call", NO_ACTION]
     assert actions.loc[1, "reason"].startswith(

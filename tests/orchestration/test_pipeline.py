@@ -168,7 +168,9 @@ def test_segment_model_is_logged_to_mlflow_without_customer_rows(pipeline_run) -
     assert '"C-' not in model_json  # centres and names only, no customer ids
 
 
-def test_every_scored_customer_gets_one_action_within_consent(pipeline_run) -> None:
+def test_every_scored_customer_gets_one_action_within_the_contact_policy(pipeline_run) -> None:
+    settings = pipeline_run.settings
+    export = settings.exports_dir / "serving.next_best_actions.parquet"
     with _warehouse(pipeline_run) as con:
         scored, actions, distinct, kinds = con.execute(
             """
@@ -186,19 +188,57 @@ def test_every_scored_customer_gets_one_action_within_consent(pipeline_run) -> N
             "no_action",
         }
         assert "no_action" in kinds and len(kinds) >= 3
-        # The contact policy ran last: no action goes to a channel without consent in force.
-        violations = con.execute(
+        # The policy ran last, in the table and in its export: nobody is contacted through a
+        # channel without consent in force, after a do-not-contact request, or over a cap.
+        caps = settings.contact_caps
+        (as_of,) = con.execute("select max(as_of_date) from serving.next_best_actions").fetchall()[
+            0
+        ]
+        for source in ("serving.next_best_actions", f"read_parquet('{export}')"):
+            violations = con.execute(
+                f"""
+                with consent as (
+                    select customer_id, channel, arg_max(status, recorded_at) = 'granted' as granted
+                    from marts.consents group by all
+                ),
+                recent as (
+                    select customer_id, channel, count(*) as n from marts.contacts
+                    where contacted_at >= date '{as_of}' - interval 30 day
+                      and contacted_at < date '{as_of}'
+                    group by all
+                ),
+                caps as (
+                    select * from (values ('email', {caps["email"][0]}), ('phone', {caps["phone"][0]}))
+                        as t(channel, max_contacts)
+                )
+                select count(*) from {source} a
+                left join consent c on c.customer_id = a.customer_id and c.channel = a.channel
+                left join consent dnc on dnc.customer_id = a.customer_id and dnc.channel = 'all'
+                left join recent r on r.customer_id = a.customer_id and r.channel = a.channel
+                left join caps on caps.channel = a.channel
+                where a.action <> 'no_action' and (
+                    not coalesce(c.granted, false)
+                    or dnc.granted = false
+                    or coalesce(r.n, 0) >= caps.max_contacts)
+                """
+            ).fetchall()[0][0]
+            assert violations == 0, source
+        # Every suppression that mattered is in the audit table with its reason, and none of the
+        # suppressed actions was published.
+        audit = con.execute(
             """
-            with consent as (
-                select customer_id, channel, arg_max(status, recorded_at) = 'granted' as granted
-                from marts.consents group by all
-            )
-            select count(*) from serving.next_best_actions a
-            left join consent c on c.customer_id = a.customer_id and c.channel = a.channel
-            where a.action <> 'no_action' and not coalesce(c.granted, false)
+            select split_part(p.reason, ':', 1) as rule, count(*),
+                   count(*) filter (where a.action = p.suppressed_action)
+            from serving.contact_policy_audit p
+            join serving.next_best_actions a using (customer_id, as_of_date)
+            group by 1
             """
-        ).fetchall()[0][0]
-        assert violations == 0
+        ).fetchall()
+        rules = {r[0]: r[1] for r in audit}
+        assert "do-not-contact request in force" in rules
+        assert "no email consent in force" in rules
+        assert "frequency cap" in rules
+        assert all(r[2] == 0 for r in audit)
         empty_reasons = con.execute(
             "select count(*) from serving.next_best_actions where coalesce(reason, '') = ''"
         ).fetchall()[0][0]

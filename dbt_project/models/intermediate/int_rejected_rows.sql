@@ -40,6 +40,12 @@ base_consents as (
 
 ),
 
+base_contacts as (
+
+    select * from {{ ref('base_crm__contacts') }}
+
+),
+
 base_campaigns as (
 
     select * from {{ ref('base_crm__campaigns') }}
@@ -73,6 +79,12 @@ stg_support_tickets as (
 stg_consents as (
 
     select * from {{ ref('stg_crm__consents') }}
+
+),
+
+stg_contacts as (
+
+    select * from {{ ref('stg_crm__contacts') }}
 
 ),
 
@@ -154,6 +166,15 @@ rejected as (
     union all
 
     select
+        'contacts' as table_name,
+        contact_id as record_key,
+        rejection_reason
+    from base_contacts
+    where rejection_reason is not null
+
+    union all
+
+    select
         'subscriptions' as table_name,
         subscription_id as record_key,
         'unknown_customer_record' as rejection_reason
@@ -203,6 +224,15 @@ rejected as (
         send_id as record_key,
         'unknown_customer_record' as rejection_reason
     from stg_campaigns
+    where customer_record_id not in (select customer_record_id from identity_map)
+
+    union all
+
+    select
+        'contacts' as table_name,
+        contact_id as record_key,
+        'unknown_customer_record' as rejection_reason
+    from stg_contacts
     where customer_record_id not in (select customer_record_id from identity_map)
 
 ),

@@ -5,8 +5,9 @@ from dataclasses import asdict, fields
 import dagster as dg
 from pydantic import Field
 
-from ml.datasets import read_action_inputs, read_consent_in_force
-from ml.next_best_action import ActionSettings, allowed_by_consent, choose_actions
+from ml.contact_policy import audit_rows, caps_from_settings, decide_contacts
+from ml.datasets import read_action_inputs, read_consent_in_force, read_recent_contacts
+from ml.next_best_action import ActionSettings, choose_actions, expected_gains
 from ml.warehouse import connect, export_parquet, publish_table
 from orchestration.defs.churn.assets import customer_scores
 from orchestration.defs.markdown import markdown_table
@@ -16,6 +17,7 @@ from orchestration.defs.value.assets import customer_value
 from orchestration.resources import CrmSettings
 
 CONSENTS = dg.AssetKey(["marts", "consents"])
+CONTACTS = dg.AssetKey(["marts", "contacts"])
 _DEFAULTS = ActionSettings()
 
 
@@ -48,38 +50,59 @@ class NextBestActionSettings(dg.Config):
     key=["serving", "next_best_actions"],
     group_name="serving",
     kinds={"duckdb", "parquet"},
-    deps=[customer_scores, customer_uplift, customer_value, next_product_offers, CONSENTS],
+    deps=[
+        customer_scores,
+        customer_uplift,
+        customer_value,
+        next_product_offers,
+        CONSENTS,
+        CONTACTS,
+    ],
 )
 def next_best_actions(
     context: dg.AssetExecutionContext, config: NextBestActionSettings, crm: CrmSettings
 ) -> dg.MaterializeResult:
     """One action per customer by expected incremental value net of cost, or no action.
 
-    The contact policy is the last step before publishing: an action whose channel has no
-    consent in force is not allowed, and the customer gets the next best allowed action (or
-    none). Frequency caps join this step with the trust issue.
+    The contact policy is the last step before publishing (ml/contact_policy.py): a
+    do-not-contact request, a channel without consent in force, or a channel whose frequency cap
+    (CRM_CONTACT_CAPS) is reached blocks an action, and the customer gets the next best allowed
+    action or none. Every action worth its cost that the policy blocked is written with its
+    reason to serving.contact_policy_audit.
     """
     settings = crm.get()
     action_settings = config.to_action_settings()
+    caps = caps_from_settings(settings.contact_caps)
     with connect(settings.warehouse_path, threads=settings.threads) as con:
         inputs = read_action_inputs(con)
-        allowed = allowed_by_consent(inputs["customer_id"], read_consent_in_force(con))
-        actions = choose_actions(inputs, action_settings, allowed)
-        unrestricted = choose_actions(inputs, action_settings)
-        as_of = actions["as_of_date"].iloc[0]
-        publish_table(
-            con, actions, "serving", "next_best_actions", replace_where=f"as_of_date = '{as_of}'"
+        as_of = inputs["as_of_date"].iloc[0]
+        decision = decide_contacts(
+            inputs["customer_id"],
+            read_consent_in_force(con),
+            read_recent_contacts(con, as_of, [cap.period_days for cap in caps]),
+            caps,
         )
+        actions = choose_actions(inputs, action_settings, decision.allowed)
+        audit = audit_rows(
+            expected_gains(inputs, action_settings), decision, actions, action_settings.min_gain
+        )
+        where = f"as_of_date = '{actions['as_of_date'].iloc[0]}'"
+        publish_table(con, actions, "serving", "next_best_actions", replace_where=where)
+        publish_table(con, audit, "serving", "contact_policy_audit", replace_where=where)
         path = export_parquet(con, "serving", "next_best_actions", settings.exports_dir)
+        export_parquet(con, "serving", "contact_policy_audit", settings.exports_dir)
     counts = actions["action"].value_counts().to_dict()
-    changed_by_consent = int((actions["action"] != unrestricted["action"]).sum())
+    suppressed = audit["reason"].str.split(":").str[0].value_counts().to_dict()
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": len(actions),
             "as_of_date": str(as_of),
             "actions": dg.MetadataValue.json({str(k): int(v) for k, v in counts.items()}),
             "expected_gain_eur": float(actions["expected_gain_eur"].sum()),
-            "changed_by_consent": changed_by_consent,
+            "suppressed_by_policy": dg.MetadataValue.json(
+                {str(k): int(v) for k, v in suppressed.items()}
+            ),
+            "audit_rows": len(audit),
             "settings": dg.MetadataValue.json(asdict(action_settings)),
             "top_actions": dg.MetadataValue.md(
                 markdown_table(

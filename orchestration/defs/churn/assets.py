@@ -5,8 +5,9 @@ from datetime import UTC, datetime
 import dagster as dg
 from pydantic import Field
 
-from ml.churn import score_latest, train_and_register
+from ml.churn import ChurnGovernance, score_latest, train_and_register
 from ml.datasets import read_labelled_features, read_scoring_features
+from ml.fairness import FairnessConfig
 from ml.registry import MlflowConfig
 from ml.scoring import RiskBands
 from ml.settings import Settings
@@ -72,6 +73,8 @@ def churn_model(
     with connect(settings.warehouse_path, read_only=True) as con:
         labelled = read_labelled_features(con)
         identity_map = con.sql("select * from marts.customer_identity_map").df()
+        # Protected attributes, for the fairness audit only (never features).
+        customers = con.sql("select customer_id, birth_year, gender from marts.customers").df()
     training = TrainingConfig(
         iterations=config.iterations,
         depth=config.depth,
@@ -89,6 +92,15 @@ def churn_model(
         plots_dir=settings.reports_dir / "churn" / context.run_id,
         truth_dir=settings.truth_dir if settings.is_synthetic else None,
         promotion_margin=config.promotion_margin,
+        customers=customers,
+        governance=ChurnGovernance(
+            action_threshold=RiskBands().high,
+            capacity=settings.capacity_top_k,
+            fairness=FairnessConfig(
+                min_selection_rate_ratio=settings.fairness_min_selection_rate_ratio,
+                capacity_k=settings.capacity_top_k,
+            ),
+        ),
     )
     m, reg = outcome.metrics, outcome.registration
     metadata: dict[str, dg.RawMetadataValue] = {
@@ -111,6 +123,25 @@ def churn_model(
         metadata["auc_gap_to_oracle"] = outcome.oracle_auc - m.roc_auc
     for plot in outcome.plots:
         metadata[plot.stem] = dg.MetadataValue.path(str(plot))
+    metadata.update(
+        {
+            "precision_at_capacity": outcome.capacity["precision_at_capacity"],
+            "lift_at_capacity": outcome.capacity["lift_at_capacity"],
+            "capacity": int(outcome.capacity["capacity"]),
+        }
+    )
+    if outcome.fairness is not None and outcome.proxies is not None:
+        flagged = outcome.proxies.loc[outcome.proxies["flagged"]]
+        metadata["fairness_gate"] = "passed" if outcome.fairness.gate_passed else "FAILED"
+        metadata["fairness"] = dg.MetadataValue.md(outcome.fairness.table_markdown())
+        metadata["proxy_features"] = dg.MetadataValue.md(
+            markdown_table(flagged[["feature", "protected", "method", "association"]])
+            if len(flagged)
+            else "none above the threshold"
+        )
+    if outcome.model_card is not None:
+        metadata["model_card"] = dg.MetadataValue.path(str(outcome.model_card[1]))
+        metadata["model_card_markdown"] = dg.MetadataValue.path(str(outcome.model_card[0]))
     return dg.MaterializeResult(metadata=metadata)
 
 

@@ -26,7 +26,7 @@ flagged as (
         row(customer_record_id, channel, status, recorded_at) as row_content,
         case
             when recorded_at > {{ max_valid_timestamp() }} then 'future_dated'
-            when channel not in ('email', 'phone', 'sms') then 'unknown_channel'
+            when channel not in ('email', 'phone', 'sms', 'all') then 'unknown_channel'
             when status not in ('granted', 'withdrawn') then 'unknown_status'
         end as invalid_reason
     from standardized

@@ -1,0 +1,19 @@
+-- The kept rows of raw.contacts: standardised, no duplicates, no future-dated or invalid rows
+-- (those are listed with their reason in int_rejected_rows).
+with
+
+base as (
+
+    select * from {{ ref('base_crm__contacts') }}
+
+),
+
+final as (
+
+    select * exclude (rejection_reason)
+    from base
+    where rejection_reason is null
+
+)
+
+select * from final

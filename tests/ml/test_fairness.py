@@ -1,0 +1,299 @@
+"""Fairness audit: hand-computed group metrics, the gate, small groups, proxies, audit groups."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ml.fairness import (
+    FairnessConfig,
+    fairness_report,
+    protected_groups,
+    proxy_check,
+)
+
+# Ten rows, two groups of five; decisions at 0.5, capacity 4 (worked out in the test below).
+Y10 = np.array([1, 1, 0, 0, 1, 0, 1, 0, 0, 0])
+P10 = np.array([0.9, 0.4, 0.7, 0.2, 0.6, 0.8, 0.3, 0.1, 0.55, 0.05])
+G10 = pd.DataFrame({"g": ["a"] * 5 + ["b"] * 5})
+
+
+def _world(n: int, seed: int = 0) -> tuple[np.ndarray, pd.DataFrame]:
+    rng = np.random.default_rng(seed)
+    sensitive = pd.DataFrame(
+        {
+            "gender": rng.choice(["female", "male"], n),
+            "plan": rng.choice(["basic", "premium"], n),
+        }
+    )
+    return rng.uniform(0.0, 1.0, n), sensitive
+
+
+def _labels(proba: np.ndarray, seed: int = 1) -> np.ndarray:
+    return (np.random.default_rng(seed).uniform(size=len(proba)) < proba).astype(int)
+
+
+def test_group_metrics_match_hand_computed_values() -> None:
+    report = fairness_report(
+        Y10,
+        P10,
+        0.5,
+        G10,
+        FairnessConfig(min_group_size=1, capacity_k=4, significance_level=None),
+        gated=["g"],
+    )
+    a, b = (report.groups.set_index("group").loc[name] for name in ("a", "b"))
+    # a: y 1 1 0 0 1, selected (p >= 0.5) 1 0 1 0 1.
+    assert a["n"] == 5
+    assert a["selection_rate"] == pytest.approx(3 / 5)
+    assert a["tpr"] == pytest.approx(2 / 3)
+    assert a["fpr"] == pytest.approx(1 / 2)
+    # b: y 0 1 0 0 0, selected 1 0 0 1 0; its only positive (p 0.3) is missed.
+    assert b["selection_rate"] == pytest.approx(2 / 5)
+    assert b["tpr"] == 0.0
+    assert b["fpr"] == pytest.approx(2 / 4)
+    # Top 4 overall: 0.9 (a, 1), 0.8 (b, 0), 0.7 (a, 0), 0.6 (a, 1).
+    assert a["precision_at_k"] == pytest.approx(2 / 3)
+    assert b["precision_at_k"] == 0.0
+    # Calibration of a: mean p 2.8 / 5, observed 3 / 5; Brier (.01 + .36 + .49 + .04 + .16) / 5.
+    assert a["mean_predicted"] == pytest.approx(0.56)
+    assert a["observed_rate"] == pytest.approx(0.6)
+    assert a["calibration_gap"] == pytest.approx(-0.04)
+    assert a["brier"] == pytest.approx(0.212)
+    summary = report.attributes[0]
+    assert summary.selection_rate_ratio == pytest.approx(0.4 / 0.6)
+    assert summary.tpr_difference == pytest.approx(2 / 3)
+    assert report.reasons == ("g: selection-rate ratio 0.67 (b 0.400 vs a 0.600) < 0.8",)
+
+
+def test_tpr_is_undefined_not_zero_for_a_group_without_positives() -> None:
+    y = np.array([0, 0, 1, 0])
+    report = fairness_report(
+        y, np.array([0.9, 0.1, 0.9, 0.1]), 0.5, pd.DataFrame({"g": ["a", "a", "b", "b"]}),
+        FairnessConfig(min_group_size=1, significance_level=None), gated=["g"],
+    )  # fmt: skip
+    assert math.isnan(report.groups.set_index("group")["tpr"]["a"])
+    # Only b has a TPR, so no difference can be formed.
+    assert math.isnan(report.attributes[0].tpr_difference)
+
+
+def test_fair_scores_pass_the_gate() -> None:
+    proba, sensitive = _world(4000)
+    report = fairness_report(
+        _labels(proba), proba, 0.5, sensitive, FairnessConfig(capacity_k=400), gated=["gender"]
+    )
+    assert report.gate_passed, report.reasons
+    assert report.attributes[0].selection_rate_ratio > 0.9
+    assert report.as_metrics()["fairness.gate_passed"] == 1.0
+
+
+def test_planted_disparity_fails_with_a_reason_naming_attribute_and_groups() -> None:
+    proba, sensitive = _world(4000)
+    proba = np.where(sensitive["gender"] == "female", proba * 0.6, proba)
+    report = fairness_report(_labels(proba), proba, 0.5, sensitive, gated=["gender"])
+    assert not report.gate_passed
+    (reason,) = report.reasons
+    assert reason.startswith("gender: selection-rate ratio 0.")
+    assert "female" in reason and "male" in reason and "< 0.8" in reason
+    assert report.as_metrics()["fairness.gender.selection_rate_ratio"] < 0.8
+
+
+def test_business_slices_are_reported_but_do_not_block() -> None:
+    proba, sensitive = _world(4000)
+    proba = np.where(sensitive["plan"] == "basic", proba * 0.5, proba)
+    report = fairness_report(_labels(proba), proba, 0.5, sensitive, gated=["gender"])
+    plan = next(a for a in report.attributes if a.attribute == "plan")
+    assert not plan.gated and plan.violations  # the disparity is measured and shown ...
+    assert report.gate_passed  # ... but only protected attributes gate
+    assert "plan" in report.table_markdown()
+
+
+def test_optional_tpr_gate() -> None:
+    proba, sensitive = _world(4000)
+    # Equal selection rates by construction, but the female labels ignore the score.
+    y = np.where(sensitive["gender"] == "female", _labels(np.full(4000, 0.5)), _labels(proba))
+    lenient = fairness_report(y, proba, 0.5, sensitive, gated=["gender"])
+    strict = fairness_report(
+        y, proba, 0.5, sensitive, FairnessConfig(max_tpr_difference=0.1), gated=["gender"]
+    )
+    assert lenient.gate_passed
+    assert not strict.gate_passed and "gender: TPR difference" in strict.reasons[0]
+
+
+def test_small_groups_are_reported_but_not_gated() -> None:
+    proba, sensitive = _world(2000)
+    # Five "diverse" customers, none selected: a ratio of 0 on five rows is noise.
+    sensitive.loc[:4, "gender"] = "diverse"
+    proba[:5] = 0.1
+    y = _labels(proba)
+    report = fairness_report(y, proba, 0.5, sensitive, gated=["gender"])
+    diverse = report.groups[report.groups["group"] == "diverse"].iloc[0]
+    assert diverse["n"] == 5 and diverse["selection_rate"] == 0.0 and not diverse["in_gate"]
+    assert report.attributes[0].n_groups == 3 and report.attributes[0].n_groups_in_gate == 2
+    assert report.gate_passed
+    # The same group does block once it is large enough to count.
+    strict = fairness_report(
+        y,
+        proba,
+        0.5,
+        sensitive,
+        FairnessConfig(min_group_size=5, significance_level=None),
+        ["gender"],
+    )
+    assert not strict.gate_passed and "diverse 0.000" in strict.reasons[0]
+
+
+def test_missing_attribute_values_form_an_unknown_group() -> None:
+    sensitive = pd.DataFrame({"g": ["a", None, "a", None]})
+    report = fairness_report(
+        np.array([0, 1, 1, 0]), np.array([0.2, 0.7, 0.6, 0.1]), 0.5, sensitive, gated=["g"]
+    )
+    assert set(report.groups["group"]) == {"a", "unknown"}
+
+
+def test_a_misspelt_gated_attribute_is_an_error_not_a_silent_pass() -> None:
+    with pytest.raises(ValueError, match="gendr"):
+        fairness_report(Y10, P10, 0.5, G10, gated=["gendr"])
+
+
+def test_outputs_are_aggregates_and_json_serialisable() -> None:
+    report = fairness_report(
+        Y10,
+        P10,
+        0.5,
+        G10,
+        FairnessConfig(min_group_size=1, capacity_k=4, significance_level=None),
+        gated=["g"],
+    )
+    metrics = report.as_metrics()
+    assert set(metrics) == {
+        "fairness.gate_passed",
+        "fairness.g.selection_rate_ratio",
+        "fairness.g.tpr_difference",
+        "fairness.g.n_groups_in_gate",
+        "fairness.g.passed",
+    }
+    assert metrics["fairness.gate_passed"] == 0.0
+    payload = json.loads(json.dumps(report.to_dict(), allow_nan=False))
+    assert payload["gate_passed"] is False and len(payload["groups"]) == 2
+    markdown = report.table_markdown()
+    assert "FAILED" in markdown and "| g | a | 5 |" in markdown
+
+
+def test_proxy_check_flags_a_noisy_copy_of_gender_only() -> None:
+    rng = np.random.default_rng(3)
+    n = 3000
+    gender = rng.choice(["female", "male"], n)
+    birth_year = rng.integers(1950, 2005, n)
+    features = pd.DataFrame(
+        {
+            # 85% copies of gender, 15% random: still a strong proxy.
+            "noisy_gender": np.where(rng.uniform(size=n) < 0.85, gender, rng.choice(["x", "y"], n)),
+            "spend_by_gender": rng.normal(size=n) + 1.5 * (gender == "male"),
+            "tenure_by_age": (2026 - birth_year) + rng.normal(scale=5.0, size=n),
+            "independent_cat": rng.choice(["a", "b", "c"], n),
+            "independent_num": rng.normal(size=n),
+        }
+    )
+    sensitive = pd.DataFrame({"gender": gender, "birth_year": birth_year})
+    result = proxy_check(features, sensitive).set_index(["feature", "protected"])
+    flagged = set(result.index[result["flagged"]])
+    assert flagged == {
+        ("noisy_gender", "gender"),
+        ("spend_by_gender", "gender"),
+        ("tenure_by_age", "birth_year"),
+    }
+    assert result.loc[("noisy_gender", "gender"), "method"] == "cramers_v"
+    assert result.loc[("spend_by_gender", "gender"), "method"] == "correlation_ratio"
+    assert result.loc[("tenure_by_age", "birth_year"), "method"] == "spearman"
+    assert result["association"][("independent_cat", "gender")] < 0.1
+    assert result["association"][("independent_num", "birth_year")] < 0.1
+
+
+def test_correlation_ratio_by_hand() -> None:
+    # Group means 1 and 3 around a grand mean of 2: between SS 2 * 1 + 2 * 1 = 4, total SS
+    # 4 + 0 + 0 + 4 = 8 -> eta = sqrt(1/2).
+    features = pd.DataFrame({"x": [0.0, 2.0, 2.0, 4.0]})
+    result = proxy_check(features, pd.DataFrame({"gender": ["f", "f", "m", "m"]}))
+    assert result.loc[0, "association"] == pytest.approx(math.sqrt(1 / 2))
+
+
+@pytest.mark.parametrize("leaked", ["gender", "birth_year"])
+def test_proxy_check_refuses_protected_columns_as_features(leaked: str) -> None:
+    features = pd.DataFrame({leaked: [1, 2], "x": [0.0, 1.0]})
+    with pytest.raises(ValueError, match="never be features"):
+        proxy_check(features, pd.DataFrame({"gender": ["f", "m"]}))
+
+
+def test_protected_groups_age_bands_and_unknowns() -> None:
+    customers = pd.DataFrame(
+        {
+            "customer_id": list("abcdefgh"),
+            "birth_year": [2002, 2001, 1992, 1991, 1962, 1961, None, 2030],
+            "gender": [" Female ", "male", None, "", "diverse", "MALE", "female", "male"],
+        }
+    )
+    groups = protected_groups(customers, as_of_year=2026)
+    assert list(groups.columns) == ["customer_id", "gender", "age_band"]
+    assert groups["customer_id"].tolist() == list("abcdefgh")
+    # Ages 24, 25, 34, 35, 64, 65; missing and future birth years are unknown.
+    assert groups["age_band"].tolist() == [
+        "<25", "25-34", "25-34", "35-44", "55-64", "65+", "unknown", "unknown",
+    ]  # fmt: skip
+    assert groups["gender"].tolist() == [
+        "female", "male", "unknown", "unknown", "diverse", "male", "female", "male",
+    ]  # fmt: skip
+    assert "birth_year" not in groups.columns
+
+
+def test_custom_age_bands() -> None:
+    customers = pd.DataFrame({"customer_id": ["a", "b"], "birth_year": [1990, 1960], "gender": "f"})
+    config = FairnessConfig(age_bands=(40,))
+    assert config.age_band_labels == ("<40", "40+")
+    assert protected_groups(customers, 2026, config)["age_band"].tolist() == ["<40", "40+"]
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"min_selection_rate_ratio": 0.0},
+        {"min_selection_rate_ratio": 1.2},
+        {"max_tpr_difference": -0.1},
+        {"min_group_size": 0},
+        {"capacity_k": 0},
+        {"proxy_threshold": 0.0},
+        {"age_bands": (35, 25)},
+        {"age_bands": ()},
+    ],
+)
+def test_config_rejects_invalid_settings(kwargs: dict[str, object]) -> None:
+    with pytest.raises(ValueError):
+        FairnessConfig(**kwargs)  # type: ignore[arg-type]
+
+
+def test_a_low_ratio_on_few_selected_rows_is_noted_not_gated() -> None:
+    # 100 per group, 6 against 9 selected: ratio 0.67 < 0.8, but chance explains it.
+    n = 100
+    proba = np.r_[np.where(np.arange(n) < 6, 0.9, 0.1), np.where(np.arange(n) < 9, 0.9, 0.1)]
+    y = (proba > 0.5).astype(int)
+    sensitive = pd.DataFrame({"gender": ["female"] * n + ["male"] * n})
+    lenient = fairness_report(y, proba, 0.5, sensitive, FairnessConfig(), gated=["gender"])
+    assert lenient.gate_passed
+    assert "but not significant (p = " in lenient.table_markdown()
+    strict = fairness_report(
+        y, proba, 0.5, sensitive, FairnessConfig(significance_level=None), gated=["gender"]
+    )
+    assert not strict.gate_passed
+    # The same rates on 20x the rows are significant and fail.
+    big = pd.DataFrame({"gender": np.repeat(["female", "male"], 20 * n)})
+    big_proba = np.r_[
+        np.where(np.arange(20 * n) < 120, 0.9, 0.1), np.where(np.arange(20 * n) < 180, 0.9, 0.1)
+    ]
+    failed = fairness_report(
+        (big_proba > 0.5).astype(int), big_proba, 0.5, big, FairnessConfig(), gated=["gender"]
+    )
+    assert not failed.gate_passed and "p = " in failed.reasons[0]
