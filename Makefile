@@ -17,7 +17,7 @@ BIN := $(VENV)/bin
 DBT_MANIFEST := dbt_project/target/manifest.json
 DBT_SOURCES := $(shell find dbt_project -path dbt_project/target -prune -o -type f \( -name '*.sql' -o -name '*.yml' -o -name '*.csv' \) -print)
 
-.PHONY: run ui test lint format clean env bench
+.PHONY: run ui test lint format clean env bench rollback
 
 env: $(VENV)/.synced
 
@@ -49,6 +49,10 @@ test: env $(DBT_MANIFEST)
 ## bench: wall time, peak memory and time per step of the pipeline (benchmarks/results/)
 bench: env $(DBT_MANIFEST)
 	$(BIN)/python benchmarks/pipeline.py $(BENCH_ARGS)
+
+## rollback: make an earlier model version champion again: make rollback MODEL=churn VERSION=3 REASON="..."
+rollback: env
+	$(BIN)/python -m orchestration.rollback "$(MODEL)" "$(VERSION)" --reason "$(or $(REASON),manual rollback)"
 
 ## lint: ruff (lint + format check) and mypy
 lint: env

@@ -484,3 +484,35 @@ def log_artifact_dir(
     """Add a folder (e.g. a model card) to an existing run's artifacts."""
     client = _use(config)
     client.log_artifacts(run_id, str(directory), artifact_path)
+
+
+def roll_back(config: MlflowConfig, version: str, reason: str) -> str:
+    """Make an earlier registered version the champion again, and record why.
+
+    The version must exist; the previous champion keeps its version and becomes ``challenger``
+    (so rolling forward is the same call with its number). The decision is written as tags on
+    the version (``promotion_reason``) like every promotion.
+
+    Returns:
+        The version that was champion before, or ``"none"``.
+
+    Raises:
+        LookupError: If the model or the version does not exist.
+    """
+    client = _use(config)
+    try:
+        client.get_model_version(config.model_name, version)
+    except MlflowException as missing:
+        raise LookupError(
+            f"registered model {config.model_name!r} has no version {version!r}"
+        ) from missing
+    previous = _champion_version(client, config) or "none"
+    if previous == version:
+        return previous
+    client.set_registered_model_alias(config.model_name, CHAMPION, version)
+    if previous != "none":
+        client.set_registered_model_alias(config.model_name, CHALLENGER, previous)
+    client.set_model_version_tag(
+        config.model_name, version, "promotion_reason", f"rolled back from v{previous}: {reason}"
+    )
+    return previous
