@@ -21,6 +21,7 @@ from ml.evaluation import (
     evaluate,
     plot_calibration_curve,
     plot_lift_chart,
+    plot_shap_summary,
 )
 from ml.fairness import (
     PROTECTED_ATTRIBUTES,
@@ -149,9 +150,15 @@ def train_and_register(
     proba = model.predict_proba(split.validation)
     metrics = evaluate(y_true, proba)
     plots_dir.mkdir(parents=True, exist_ok=True)
+    shap_plot, importance = plot_shap_summary(
+        model.shap_values(split.validation),
+        model.prepare(split.validation),
+        plots_dir / "shap_summary.png",
+    )
     plots = (
         plot_calibration_curve(y_true, proba, plots_dir / "calibration_curve.png"),
         plot_lift_chart(y_true, proba, plots_dir / "lift_chart.png"),
+        shap_plot,
     )
     oracle = None
     if truth_dir is not None:
@@ -159,15 +166,14 @@ def train_and_register(
         oracle = oracle_auc(keys, identity_map, truth_dir)
     capacity = capacity_metrics(y_true, proba, governance.capacity)
     extra = {**capacity, **({"oracle_auc": oracle} if oracle is not None else {})}
-    fairness, proxies, artifacts = None, None, {}
+    fairness, proxies = None, None
+    artifacts: dict[str, object] = {"feature_importance.json": importance}
     if customers is not None:
         fairness, proxies = audit_fairness(split.validation, proba, customers, governance)
         extra.update(fairness.as_metrics())
         extra["proxy_features_flagged"] = float(proxies["flagged"].sum())
-        artifacts = {
-            "fairness_report.json": fairness.to_dict(),
-            "proxy_check.json": proxies.to_dict("records"),
-        }
+        artifacts["fairness_report.json"] = fairness.to_dict()
+        artifacts["proxy_check.json"] = proxies.to_dict("records")
     registration = log_and_register(
         mlflow,
         model,

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from numpy.typing import ArrayLike
@@ -209,3 +210,59 @@ def plot_lift_chart(y_true: ArrayLike, proba: ArrayLike, path: Path) -> Path:
     ax.legend()
     fig.tight_layout()
     return save_figure(fig, path)
+
+
+def plot_shap_summary(
+    shap: np.ndarray,
+    features: pd.DataFrame,
+    path: Path,
+    max_features: int = 12,
+    max_rows: int = 3000,
+    seed: int = 0,
+) -> tuple[Path, dict[str, float]]:
+    """SHAP summary (beeswarm-style) of a model version and its global importance.
+
+    One row of dots per feature, the features with the largest mean |SHAP| on top; a dot is one
+    customer at its contribution, coloured by the feature's value (low blue to high red; grey
+    for categories and missing values). The importance is the mean |SHAP| per feature, in
+    log-odds, over all rows given.
+
+    Args:
+        shap: SHAP values, rows x features, columns in the order of ``features``.
+        features: The rows' feature values (same order).
+        path: PNG to write.
+        max_features: Features shown.
+        max_rows: Rows drawn (a fixed random sample; the importance uses all rows).
+        seed: Seed of the sample and the vertical jitter.
+
+    Returns:
+        The PNG path and ``{feature: mean |SHAP|}``, largest first.
+    """
+    if shap.shape != features.shape:
+        raise ValueError(f"shap {shap.shape} and features {features.shape} differ in shape")
+    importance = np.abs(shap).mean(axis=0)
+    order = np.argsort(-importance, kind="stable")
+    names = [str(features.columns[i]) for i in order]
+    rng = np.random.default_rng(seed)
+    rows = rng.choice(len(shap), size=min(max_rows, len(shap)), replace=False)
+    shown = order[:max_features][::-1]  # the most important on top
+    fig = Figure(figsize=(7.5, 0.45 * len(shown) + 1.5))
+    ax = fig.add_subplot()
+    for y, column in enumerate(shown):  # a dozen features, never rows
+        values = pd.to_numeric(features.iloc[rows, column], errors="coerce").to_numpy(float)
+        finite = np.isfinite(values)
+        colour = np.full(len(rows), 0.5)
+        if finite.any():
+            lo, hi = np.nanpercentile(values, [5, 95])
+            colour[finite] = np.clip((values[finite] - lo) / (hi - lo or 1.0), 0, 1)
+        jitter = rng.uniform(-0.3, 0.3, len(rows))
+        ax.scatter(shap[rows, column], y + jitter, c=colour, cmap="coolwarm", s=4, alpha=0.6)
+        ax.scatter(shap[rows, column][~finite], (y + jitter)[~finite], c="lightgrey", s=4)
+    ax.axvline(0.0, color="grey", linewidth=0.8)
+    ax.set_yticks(range(len(shown)), [str(features.columns[c]) for c in shown])
+    ax.set_xlabel("SHAP contribution (log-odds; right raises the score)")
+    ax.set_title("SHAP summary: colour = feature value, low (blue) to high (red)")
+    fig.tight_layout()
+    return save_figure(fig, path), {
+        names[i]: float(importance[order[i]]) for i in range(len(order))
+    }

@@ -66,7 +66,15 @@ def test_fair_model_is_promoted_with_a_card(
     )
     assert run.data.metrics["fairness.gate_passed"] == 1.0
     artifacts = {a.path for a in client.list_artifacts(outcome.registration.run_id)}
-    assert {"model_card", "fairness_report.json", "proxy_check.json"} <= artifacts
+    assert {
+        "model_card",
+        "fairness_report.json",
+        "proxy_check.json",
+        "feature_importance.json",
+    } <= artifacts
+    plots = {a.path for a in client.list_artifacts(outcome.registration.run_id, "plots")}
+    assert "plots/shap_summary.png" in plots
+    assert "![Shap summary](plots/shap_summary.png)" in text
     card_files = {a.path for a in client.list_artifacts(outcome.registration.run_id, "model_card")}
     assert {"model_card/model_card.md", "model_card/model_card.html"} <= card_files
 

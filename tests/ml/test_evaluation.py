@@ -14,6 +14,7 @@ from ml.evaluation import (
     expected_calibration_error,
     plot_calibration_curve,
     plot_lift_chart,
+    plot_shap_summary,
 )
 from ml.oracle import oracle_auc
 
@@ -140,3 +141,16 @@ def test_oracle_auc_is_none_without_truth(tmp_path: Path) -> None:
     )
     identity_map = pd.DataFrame({"customer_record_id": ["r1"], "customer_id": ["c1"]})
     assert oracle_auc(keys, identity_map, tmp_path / "no-truth") is None
+
+
+def test_shap_summary_ranks_the_planted_drivers_first(
+    tmp_path, trained_model, feature_frame
+) -> None:
+    frame = feature_frame.iloc[:2000]
+    path, importance = plot_shap_summary(
+        trained_model.shap_values(frame), trained_model.prepare(frame), tmp_path / "shap.png"
+    )
+    assert path.read_bytes()[:4] == b"\x89PNG"
+    # The tiny world's churn depends on contract type, tickets and logins only.
+    assert set(list(importance)[:3]) == {"contract_type", "tickets_30d", "logins_30d"}
+    assert list(importance.values()) == sorted(importance.values(), reverse=True)
