@@ -117,6 +117,42 @@ NUMERIC_TEMPLATES: dict[str, Template] = {
     "days_since_last_order": _days("no order for", "no orders on record"),
 }
 
+# Counts, durations and amounts: their phrase also says what is typical today (the median of the
+# customers scored with them), e.g. "4 support tickets in the last 30 days (typical: 0)".
+TYPICAL_FEATURES: frozenset[str] = frozenset(
+    {
+        "tenure_days",
+        "monthly_price",
+        "plan_changes_365d",
+        "downgrades_90d",
+        "logins_30d",
+        "logins_31_60d",
+        "days_since_last_login",
+        "feature_uses_30d",
+        "email_opens_30d",
+        "email_clicks_30d",
+        "pricing_page_visits_30d",
+        "tickets_30d",
+        "tickets_90d",
+        "open_tickets",
+        "orders_90d",
+        "order_value_90d",
+        "days_since_last_order",
+    }
+)
+
+
+def typical_values(frame: pd.DataFrame) -> dict[str, float]:
+    """The median of each typical-value feature over ``frame`` (missing values left out)."""
+    present = [c for c in sorted(TYPICAL_FEATURES) if c in frame.columns]
+    medians = frame[present].apply(_numeric_or_missing).median()
+    return {str(k): float(v) for k, v in medians.items() if pd.notna(v)}
+
+
+def _typical_text(value: float) -> str:
+    return f"{value:.0f}" if abs(value) >= 10 or value == round(value) else f"{value:.1f}"
+
+
 CATEGORICAL_TEMPLATES: dict[str, Template] = {
     "plan": _category("on the ", " plan", "plan unknown"),
     "contract_type": _category("", " plan", "contract type unknown"),
@@ -218,11 +254,13 @@ def top_drivers(model: ChurnModel, frame: pd.DataFrame, n: int = 3) -> pd.DataFr
     )
 
 
-def reason_phrases(drivers: pd.DataFrame) -> pd.Series:
+def reason_phrases(drivers: pd.DataFrame, typical: dict[str, float] | None = None) -> pd.Series:
     """Plain words for each driver that raises the risk.
 
     Args:
         drivers: Long frame from :func:`top_drivers` (needs feature, value, contribution).
+        typical: Typical value per feature (:func:`typical_values`); a count, duration or
+            amount then reads "... (typical: 0)".
 
     Returns:
         A string per driver row with a positive contribution (e.g. ``"4 support tickets in the
@@ -236,7 +274,11 @@ def reason_phrases(drivers: pd.DataFrame) -> pd.Series:
         mask = raising & (features == feature)
         values = drivers.loc[mask, "value"]
         if feature in NUMERIC_TEMPLATES:
-            text = NUMERIC_TEMPLATES[feature](_numeric_or_missing(values))
+            numbers = _numeric_or_missing(values)
+            text = NUMERIC_TEMPLATES[feature](numbers)
+            if typical is not None and feature in typical:
+                note = f" (typical: {_typical_text(typical[feature])})"
+                text = text.where(numbers.isna(), text + note)
         elif feature in CATEGORICAL_TEMPLATES:
             text = CATEGORICAL_TEMPLATES[feature](values)
         else:
@@ -295,7 +337,8 @@ def explain_scores(model: ChurnModel, frame: pd.DataFrame, n: int = 3) -> pd.Dat
                 "value": drivers.value,
                 "contribution": drivers.contribution,
             }
-        )
+        ),
+        typical_values(frame),
     )
     # Typed value columns for DuckDB; pandas NA becomes SQL NULL (a NaN would be invalid JSON).
     long = pd.DataFrame(

@@ -158,3 +158,14 @@ def test_empty_frame_gives_empty_explanations(
 ) -> None:
     assert explain_scores(trained_model, rows.iloc[:0]).empty
     assert top_drivers(trained_model, rows.iloc[:0]).empty
+
+
+def test_reasons_say_what_is_typical(trained_model: ChurnModel, rows: pd.DataFrame) -> None:
+    risky = rows.iloc[[0]].assign(tickets_30d=6, tickets_90d=6, contract_type="month-to-month")
+    population = pd.concat([risky, rows.iloc[1:200]])
+    explained = explain_scores(trained_model, population, n=3)
+    median = float(pd.to_numeric(population["tickets_30d"]).median())
+    expected = f"6 support tickets in the last 30 days (typical: {median:.0f})"
+    assert expected in explained["churn_reason"].iloc[0]
+    # Categories have no typical value.
+    assert "month-to-month plan (typical" not in explained["churn_reason"].iloc[0]
