@@ -1,8 +1,14 @@
-"""What the model assets of the suite share: the MLflow config per model, the training tag."""
+"""What the model assets of the suite share: MLflow config, the training tag, model cards."""
 
 from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
-from ml.registry import MlflowConfig, ModelRegistration
+import dagster as dg
+
+from ml.model_card import ModelCard, write_model_card
+from ml.registry import MlflowConfig, ModelRegistration, log_artifact_dir
 from ml.settings import Settings
 
 # Training assets carry this tag; the scoring job selects everything else.
@@ -23,4 +29,30 @@ def registration_metadata(registration: ModelRegistration) -> dict[str, str]:
         "alias": registration.alias,
         "promotion": registration.reason,
         "mlflow_run_id": registration.run_id,
+    }
+
+
+def model_card_metadata(
+    config: MlflowConfig, registration: ModelRegistration, directory: Path, **card: Any
+) -> dict[str, dg.MetadataValue]:
+    """Write the version's model card (Markdown and HTML), log it to its MLflow run, link it.
+
+    ``card`` holds the :class:`ml.model_card.ModelCard` fields other than name, version, alias,
+    creation time and promotion, which come from the registration.
+    """
+    md, html = write_model_card(
+        ModelCard(
+            model_name=config.model_name,
+            model_version=registration.model_version,
+            alias=registration.alias,
+            created_at=datetime.now(UTC),
+            promotion=registration.reason,
+            **card,
+        ),
+        directory,
+    )
+    log_artifact_dir(config, registration.run_id, directory, "model_card")
+    return {
+        "model_card": dg.MetadataValue.path(str(html)),
+        "model_card_markdown": dg.MetadataValue.path(str(md)),
     }

@@ -308,14 +308,16 @@ def test_next_product_offers_only_categories_not_bought(pipeline_run) -> None:
     assert already_bought == 0
 
 
-def test_uplift_and_next_product_models_are_registered_champions(pipeline_run) -> None:
+def test_every_model_is_a_registered_champion_with_plots_and_a_card(pipeline_run) -> None:
     client = mlflow.MlflowClient(tracking_uri=pipeline_run.settings.mlflow_tracking_uri)
-    for name in ("retention_uplift", "next_product"):
+    for name in ("churn", "retention_uplift", "next_product", "lead_scoring", "customer_value"):
         champion = client.get_model_version_by_alias(name, "champion")
         run = client.get_run(champion.run_id)
         assert "promotion_reason" in run.data.tags
         artifacts = {a.path for a in client.list_artifacts(champion.run_id, "plots")}
         assert artifacts, f"{name} has no plots in MLflow"
+        card = {a.path for a in client.list_artifacts(champion.run_id, "model_card")}
+        assert {"model_card/model_card.md", "model_card/model_card.html"} <= card, name
     with _warehouse(pipeline_run) as con:
         versions = con.execute(
             "select distinct model_version from serving.customer_uplift"

@@ -20,7 +20,12 @@ from ml.leads import (
 from ml.registry import load_champion_model, log_and_register_model
 from ml.warehouse import connect, export_parquet, publish_table
 from orchestration.defs.markdown import markdown_table
-from orchestration.defs.models import TRAINING_TAG, model_mlflow_config, registration_metadata
+from orchestration.defs.models import (
+    TRAINING_TAG,
+    model_card_metadata,
+    model_mlflow_config,
+    registration_metadata,
+)
 from orchestration.defs.source.assets import crm_source_files
 from orchestration.resources import CrmSettings
 
@@ -99,8 +104,9 @@ def lead_model(context: dg.AssetExecutionContext, crm: CrmSettings) -> dg.Materi
     labels, new_auc = model.holdout_labels, model.holdout.roc_auc
 
     importance = lead_feature_importance(model)
+    mlflow_config = model_mlflow_config(settings, MODEL_NAME)
     registration = log_and_register_model(
-        model_mlflow_config(settings, MODEL_NAME),
+        mlflow_config,
         model,
         metric="roc_auc",
         new_score=new_auc,
@@ -113,6 +119,24 @@ def lead_model(context: dg.AssetExecutionContext, crm: CrmSettings) -> dg.Materi
         json_artifacts={"feature_importance.json": importance},
     )
     top = sorted(importance.items(), key=lambda kv: -kv[1])[:8]
+    card = model_card_metadata(
+        mlflow_config,
+        registration,
+        settings.reports_dir / MODEL_NAME / context.run_id / "model_card",
+        intended_use="Rank open leads by the chance of converting within the conversion "
+        "window, so sales call the most promising first.",
+        not_intended_for=("Deciding whether a person may buy or at what price.",),
+        data_window={"training_leads": str(len(training)), "holdout": "newest 20% by creation"},
+        features=tuple((name, kind, "") for name, kind in model.kinds.items()),
+        metrics={k: v for k, v in model.holdout.as_metrics().items() if k != "top_fraction"},
+        plots={name.capitalize(): p for name, p in plots.items()},
+        calibration={"method": model.calibration_report.method, "brier": model.holdout.brier},
+        known_limits=(
+            "Columns sales fill in after contact are leakage and must be dropped in the mapping.",
+            "Without creation dates the holdout is random and the scores of open leads are "
+            "in-sample.",
+        ),
+    )
     return dg.MaterializeResult(
         metadata={
             "trained": True,
@@ -128,6 +152,7 @@ def lead_model(context: dg.AssetExecutionContext, crm: CrmSettings) -> dg.Materi
             ),
             **{f"{name}_plot": dg.MetadataValue.path(str(p)) for name, p in plots.items()},
             **registration_metadata(registration),
+            **card,
         }
     )
 

@@ -10,7 +10,12 @@ from ml.evaluation import plot_calibration_curve, plot_lift_chart
 from ml.next_product import NextProductConfig, recommend, train_next_product_model
 from ml.registry import load_champion_model, log_and_register_model
 from ml.warehouse import connect, export_parquet, publish_table
-from orchestration.defs.models import TRAINING_TAG, model_mlflow_config, registration_metadata
+from orchestration.defs.models import (
+    TRAINING_TAG,
+    model_card_metadata,
+    model_mlflow_config,
+    registration_metadata,
+)
 from orchestration.defs.transform.checks import CUSTOMER_FEATURES
 from orchestration.resources import CrmSettings
 
@@ -51,8 +56,9 @@ def next_product_model(context: dg.AssetExecutionContext, crm: CrmSettings) -> d
     holdout = labelled.loc[labelled["as_of_date"] == labelled["as_of_date"].max()]
     labels = training.holdout_labels
 
+    mlflow_config = model_mlflow_config(settings, MODEL_NAME)
     registration = log_and_register_model(
-        model_mlflow_config(settings, MODEL_NAME),
+        mlflow_config,
         training.model,
         metric="roc_auc",
         new_score=training.holdout.roc_auc,
@@ -63,6 +69,23 @@ def next_product_model(context: dg.AssetExecutionContext, crm: CrmSettings) -> d
         json_artifacts={"split_summary.json": training.summary},
     )
     m = training.holdout
+    card = model_card_metadata(
+        mlflow_config,
+        registration,
+        plots_dir / "model_card",
+        intended_use="Rank, per customer, the product categories not bought yet by the chance of "
+        "a purchase within 90 days, to choose what a cross-sell offer shows.",
+        not_intended_for=("Pricing or credit decisions.",),
+        data_window={k: str(v) for k, v in training.summary.items()},
+        metrics={k: v for k, v in m.as_metrics().items() if k not in ("n", "top_fraction")},
+        plots={p.stem.replace("_", " ").capitalize(): p for p in plots},
+        calibration={"brier": m.brier, "ece": m.ece},
+        known_limits=(
+            "Predicts purchases, not purchases caused by an offer: the next best action scales "
+            "it by an assumed incrementality.",
+            "Only categories the customer has never bought are candidates.",
+        ),
+    )
     return dg.MaterializeResult(
         metadata={
             "roc_auc": m.roc_auc,
@@ -73,6 +96,7 @@ def next_product_model(context: dg.AssetExecutionContext, crm: CrmSettings) -> d
             "holdout_as_of": str(training.summary["holdout_as_of_date"]),
             **{p.stem: dg.MetadataValue.path(str(p)) for p in plots},
             **registration_metadata(registration),
+            **card,
         }
     )
 

@@ -15,7 +15,12 @@ from ml.registry import load_champion_model, log_and_register_model
 from ml.uplift import qini_coefficient
 from ml.warehouse import connect, export_parquet, publish_table
 from orchestration.defs.markdown import markdown_table
-from orchestration.defs.models import TRAINING_TAG, model_mlflow_config, registration_metadata
+from orchestration.defs.models import (
+    TRAINING_TAG,
+    model_card_metadata,
+    model_mlflow_config,
+    registration_metadata,
+)
 from orchestration.defs.transform.checks import CUSTOMER_FEATURES
 from orchestration.resources import CrmSettings
 
@@ -58,8 +63,9 @@ def retention_uplift_model(
     holdout = sends.loc[sends["campaign_id"].isin(held_out)]
     y = holdout["outcome"].astype(int).to_numpy()
     t = holdout["is_treated"].astype(int).to_numpy()
+    mlflow_config = model_mlflow_config(settings, MODEL_NAME)
     registration = log_and_register_model(
-        model_mlflow_config(settings, MODEL_NAME),
+        mlflow_config,
         training.model,
         metric="qini",
         new_score=training.metrics["qini"],
@@ -70,6 +76,23 @@ def retention_uplift_model(
         json_artifacts={"split_summary.json": training.summary},
     )
     i = training.interval
+    card = model_card_metadata(
+        mlflow_config,
+        registration,
+        plot.parent / "model_card",
+        intended_use="Estimate, per customer, how much a retention offer raises the chance to "
+        "stay, from the CRM's randomised offer tests, to offer it where it changes the outcome.",
+        not_intended_for=("Other treatments than the tested retention offer.",),
+        data_window={k: str(v) for k, v in training.summary.items()},
+        metrics=training.metrics,
+        plots={"Qini curve": plot},
+        known_limits=(
+            "Learns only from randomised tests: a campaign without a random control arm "
+            "must not be added to the campaigns table.",
+            "Uplift is a small difference of two probabilities; single-customer values are "
+            "noisy, segments and rankings are what to use.",
+        ),
+    )
     return dg.MaterializeResult(
         metadata={
             "trained": True,
@@ -82,6 +105,7 @@ def retention_uplift_model(
             "holdout_rows": int(training.metrics["holdout_rows"]),
             "qini_curve": dg.MetadataValue.path(str(plot)),
             **registration_metadata(registration),
+            **card,
         }
     )
 

@@ -9,7 +9,12 @@ from ml.clv import ClvConfig, compare_on_holdout, fit_clv, plot_clv_holdout, pre
 from ml.datasets import read_reference_features, read_transactions
 from ml.registry import log_and_register_model
 from ml.warehouse import connect, export_parquet, fetch_row, publish_table
-from orchestration.defs.models import TRAINING_TAG, model_mlflow_config, registration_metadata
+from orchestration.defs.models import (
+    TRAINING_TAG,
+    model_card_metadata,
+    model_mlflow_config,
+    registration_metadata,
+)
 from orchestration.defs.transform.checks import CUSTOMER_FEATURES
 from orchestration.resources import CrmSettings
 
@@ -70,8 +75,9 @@ def customer_value(context: dg.AssetExecutionContext, crm: CrmSettings) -> dg.Ma
     )
     metrics = comparison.as_metrics()
     winner_mae = getattr(comparison, comparison.winner).value_mae
+    mlflow_config = model_mlflow_config(settings, MODEL_NAME)
     registration = log_and_register_model(
-        model_mlflow_config(settings, MODEL_NAME),
+        mlflow_config,
         model,
         metric="neg_value_mae",
         new_score=-winner_mae,
@@ -79,6 +85,25 @@ def customer_value(context: dg.AssetExecutionContext, crm: CrmSettings) -> dg.Ma
         params={**served_config.as_params(), "method": comparison.winner},
         metrics={**metrics, "neg_value_mae": -winner_mae},
         plot_paths=[plot],
+    )
+    card = model_card_metadata(
+        mlflow_config,
+        registration,
+        plot.parent / "model_card",
+        intended_use="Expected order value and purchases over the next 12 months per customer, "
+        "to weigh retention and cross-sell actions by what is at stake.",
+        not_intended_for=("Credit limits or any decision about what a person may buy.",),
+        data_window={
+            "comparison_cutoff": str(cutoff.date()),
+            "comparison_days": str(compare_config.horizon_days),
+            "method": comparison.winner,
+        },
+        metrics=metrics,
+        plots={"Predicted vs actual value by decile": plot},
+        known_limits=(
+            "Order value only: subscription fees are not in it.",
+            "BG/NBD's probability alive is 1 for customers without a repeat purchase.",
+        ),
     )
     values["model_version"] = registration.model_version
     with connect(settings.warehouse_path, threads=settings.threads) as con:
@@ -100,5 +125,6 @@ def customer_value(context: dg.AssetExecutionContext, crm: CrmSettings) -> dg.Ma
             "clv_holdout": dg.MetadataValue.path(str(plot)),
             "path": dg.MetadataValue.path(str(path)),
             **registration_metadata(registration),
+            **card,
         }
     )
