@@ -157,9 +157,8 @@ def read_consent_in_force(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
         ``customer_id``, ``channel``, ``granted`` (bool).
     """
     sql = """
-        select customer_id, channel, arg_max(status, recorded_at) = 'granted' as granted
-        from marts.consents
-        group by customer_id, channel
+        select customer_id, channel, granted
+        from marts.consent_in_force
         order by customer_id, channel
     """
     return con.execute(sql).df()

@@ -16,7 +16,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from ml.features import KEY_COLUMNS
+from ml.features import KEY_COLUMNS, NUMERIC_FEATURES
 from ml.training import MISSING_CATEGORY, ChurnModel
 
 NO_RISK_SIGNALS = "no strong risk signals"
@@ -119,27 +119,13 @@ NUMERIC_TEMPLATES: dict[str, Template] = {
 
 # Counts, durations and amounts: their phrase also says what is typical today (the median of the
 # customers scored with them), e.g. "4 support tickets in the last 30 days (typical: 0)".
-TYPICAL_FEATURES: frozenset[str] = frozenset(
-    {
-        "tenure_days",
-        "monthly_price",
-        "plan_changes_365d",
-        "downgrades_90d",
-        "logins_30d",
-        "logins_31_60d",
-        "days_since_last_login",
-        "feature_uses_30d",
-        "email_opens_30d",
-        "email_clicks_30d",
-        "pricing_page_visits_30d",
-        "tickets_30d",
-        "tickets_90d",
-        "open_tickets",
-        "orders_90d",
-        "order_value_90d",
-        "days_since_last_order",
-    }
-)
+TYPICAL_FEATURES: frozenset[str] = frozenset(NUMERIC_FEATURES) - {
+    # Changes, ratios and ratings read on their own; a typical value would not help.
+    "price_change_90d",
+    "months_to_renewal",
+    "login_trend",
+    "avg_satisfaction_90d",
+}
 
 
 def typical_values(frame: pd.DataFrame) -> dict[str, float]:

@@ -125,6 +125,16 @@ def _champion_version(client: MlflowClient, config: MlflowConfig) -> str | None:
         return None
 
 
+def _required_champion_version(config: MlflowConfig) -> str:
+    version = _champion_version(_use(config), config)
+    if version is None:
+        raise LookupError(
+            f"no champion for registered model {config.model_name!r} at {config.tracking_uri}: "
+            "train and register a model first"
+        )
+    return version
+
+
 def _load_version(config: MlflowConfig, version: str) -> ChurnModel:
     loaded = mlflow.pyfunc.load_model(f"models:/{config.model_name}/{version}")
     wrapper = loaded.unwrap_python_model()
@@ -145,13 +155,7 @@ def load_champion(config: MlflowConfig) -> tuple[ChurnModel, str]:
     Raises:
         LookupError: If no version carries the champion alias (nothing trained yet).
     """
-    client = _use(config)
-    version = _champion_version(client, config)
-    if version is None:
-        raise LookupError(
-            f"no champion for registered model {config.model_name!r} at {config.tracking_uri}: "
-            "train and register a model first"
-        )
+    version = _required_champion_version(config)
     # Load by version, not by alias, so the returned version is the one actually loaded.
     return _load_version(config, version), version
 
@@ -374,13 +378,7 @@ def load_champion_model(config: MlflowConfig) -> tuple[Any, str]:
     Raises:
         LookupError: If no version carries the champion alias.
     """
-    client = _use(config)
-    version = _champion_version(client, config)
-    if version is None:
-        raise LookupError(
-            f"no champion for registered model {config.model_name!r} at {config.tracking_uri}: "
-            "train and register a model first"
-        )
+    version = _required_champion_version(config)
     return _load_object_version(config, version), version
 
 

@@ -338,3 +338,13 @@ def test_contacts_resolve_customers_and_standardise(query: Query) -> None:
         ("M001", "C-R001", "email", "newsletter"),
         ("M002", "C-R005", "phone", "service_call"),
     ]
+
+
+def test_consent_in_force_is_the_latest_choice(query: Query) -> None:
+    # R001 and R002 are one person: the withdrawal of 2025-05-01 is newer than the grant.
+    assert query(
+        "select customer_id, channel, granted from marts.consent_in_force order by 1, 2"
+    ) == [
+        ("C-R001", "email", False),
+        ("C-R005", "sms", True),
+    ]

@@ -16,7 +16,7 @@ from orchestration.defs.uplift.assets import customer_uplift
 from orchestration.defs.value.assets import customer_value
 from orchestration.resources import CrmSettings
 
-CONSENTS = dg.AssetKey(["marts", "consents"])
+CONSENT_IN_FORCE = dg.AssetKey(["marts", "consent_in_force"])
 CONTACTS = dg.AssetKey(["marts", "contacts"])
 _DEFAULTS = ActionSettings()
 
@@ -55,7 +55,7 @@ class NextBestActionSettings(dg.Config):
         customer_uplift,
         customer_value,
         next_product_offers,
-        CONSENTS,
+        CONSENT_IN_FORCE,
         CONTACTS,
     ],
 )
