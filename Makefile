@@ -17,7 +17,7 @@ BIN := $(VENV)/bin
 DBT_MANIFEST := dbt_project/target/manifest.json
 DBT_SOURCES := $(shell find dbt_project -path dbt_project/target -prune -o -type f \( -name '*.sql' -o -name '*.yml' -o -name '*.csv' \) -print)
 
-.PHONY: run ui test lint format clean env bench rollback
+.PHONY: run ui test lint format clean env bench bench-quality bench-scale rollback
 
 env: $(VENV)/.synced
 
@@ -49,6 +49,14 @@ test: env $(DBT_MANIFEST)
 ## bench: wall time, peak memory and time per step of the pipeline (benchmarks/results/)
 bench: env $(DBT_MANIFEST)
 	$(BIN)/python benchmarks/pipeline.py $(BENCH_ARGS)
+
+## bench-quality: the models on the public data in ../shared/data (CRM_PUBLIC_DATA) against their anchors
+bench-quality: env
+	$(BIN)/python benchmarks/quality.py $(BENCH_ARGS)
+
+## bench-scale: the pipeline at 1M customers (CRM_BENCH_CUSTOMERS), wall time and peak memory per stage
+bench-scale: env $(DBT_MANIFEST)
+	$(BIN)/python benchmarks/scale.py $(BENCH_ARGS)
 
 ## rollback: make an earlier model version champion again: make rollback MODEL=churn VERSION=3 REASON="..."
 rollback: env
