@@ -9,8 +9,10 @@ from __future__ import annotations
 from datetime import date
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from ml.privacy import pii_salt
 
 SYNTHETIC = "synthetic"
 _REPOSITORY = Path(__file__).resolve().parent.parent
@@ -60,6 +62,11 @@ class Settings(BaseSettings):
         default={"email": (2, 30), "phone": (1, 30), "sms": (2, 30)},
         description="Frequency caps per channel: (most contacts, in this many days), as JSON, "
         'e.g. CRM_CONTACT_CAPS=\'{"email": [2, 30], "phone": [1, 30]}\'.',
+    )
+    pii_salt: SecretStr | None = Field(
+        default=None,
+        description="Secret salt of the hashes that replace e-mails, phones and erased record "
+        "ids (at least 16 characters). Default: generated once into <home>/secrets/pii_salt.",
     )
     public_data: Path | None = Field(
         default=None, description="Folder of the public data sets (../shared/data)."
@@ -124,6 +131,16 @@ class Settings(BaseSettings):
     def truth_dir(self) -> Path:
         """Where the generator writes the hidden truth; the pipeline never reads it."""
         return self.home / "synthetic" / "truth"
+
+    def salt(self) -> str:
+        """The PII salt (``ml.privacy``): ``CRM_PII_SALT``, else the generated file."""
+        configured = self.pii_salt.get_secret_value() if self.pii_salt else None
+        return pii_salt(self.home, configured)
+
+    @property
+    def erasure_dir(self) -> Path:
+        """Tombstones and the erasure audit log: outside the warehouse, which may be rebuilt."""
+        return self.home / "erasure"
 
     @property
     def leads_mapping_path(self) -> Path:

@@ -39,3 +39,14 @@
     {#- Categorical codes: trimmed, lower case, inner spaces and hyphens as underscores. -#}
     nullif(regexp_replace(lower(trim({{ column }})), '[\s-]+', '_', 'g'), '')
 {%- endmacro %}
+
+
+{% macro keyed_hash(column) -%}
+    {#- Salted SHA-256 of a personal identifier (null stays null). The salt is a secret bound by
+        the dbt plugin ml.dbt_salt_plugin, never written in SQL; a build without it fails here
+        rather than matching everyone on a null key. Same expression as ml.privacy.keyed_hash_sql. -#}
+    sha256(
+        coalesce(getvariable('pii_salt'), error('the PII salt is not set (ml.dbt_salt_plugin)'))
+        || {{ column }}
+    )
+{%- endmacro %}

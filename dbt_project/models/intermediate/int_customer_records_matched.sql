@@ -1,4 +1,5 @@
--- Identity resolution: which customer records belong to one person.
+-- Identity resolution: which customer records belong to one person. E-mails and phones arrive
+-- as salted hashes (base_crm__customers): equal normalised values have equal hashes.
 --   1. Records with the same normalised e-mail are one person.
 --   2. A record without e-mail joins the person of an e-mail record with the same normalised
 --      phone (the smallest such person if several share the phone). Failing that, records
@@ -18,35 +19,35 @@ customers as (
 email_persons as (
 
     select
-        email,
+        email_hash,
         min(customer_record_id) as person_key
     from customers
-    where email is not null
-    group by email
+    where email_hash is not null
+    group by email_hash
 
 ),
 
 email_person_by_phone as (
 
     select
-        customers.phone,
+        customers.phone_hash,
         min(email_persons.person_key) as person_key
     from customers
     inner join email_persons
-        on customers.email = email_persons.email
-    where customers.phone is not null
-    group by customers.phone
+        on customers.email_hash = email_persons.email_hash
+    where customers.phone_hash is not null
+    group by customers.phone_hash
 
 ),
 
 phone_only_persons as (
 
     select
-        phone,
+        phone_hash,
         min(customer_record_id) as person_key
     from customers
-    where email is null and phone is not null
-    group by phone
+    where email_hash is null and phone_hash is not null
+    group by phone_hash
 
 ),
 
@@ -54,7 +55,7 @@ assigned as (
 
     select
         customers.customer_record_id,
-        customers.email is not null as has_email,
+        customers.email_hash is not null as has_email,
         coalesce(
             email_persons.person_key,
             email_person_by_phone.person_key,
@@ -63,13 +64,13 @@ assigned as (
         ) as person_key
     from customers
     left join email_persons
-        on customers.email = email_persons.email
+        on customers.email_hash = email_persons.email_hash
     left join email_person_by_phone
-        on customers.email is null
-        and customers.phone = email_person_by_phone.phone
+        on customers.email_hash is null
+        and customers.phone_hash = email_person_by_phone.phone_hash
     left join phone_only_persons
-        on customers.email is null
-        and customers.phone = phone_only_persons.phone
+        on customers.email_hash is null
+        and customers.phone_hash = phone_only_persons.phone_hash
 
 ),
 
@@ -89,9 +90,9 @@ final as (
             else 'none'
         end as matched_by,
         count(*) over (partition by assigned.person_key) as person_record_count,
-        -- attributes (PII stops here: nothing downstream selects email or phone)
-        customers.email,
-        customers.phone,
+        -- attributes (the identity keys stop here: nothing downstream selects the hashes)
+        customers.email_hash,
+        customers.phone_hash,
         customers.country_code,
         customers.acquisition_channel,
         customers.birth_year,

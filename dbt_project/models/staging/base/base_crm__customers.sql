@@ -1,4 +1,6 @@
 -- Every raw customer record, standardised, with the reason it is rejected (null when kept).
+-- Personal data stops here: the normalised e-mail and phone leave as salted hashes (identity
+-- resolution matches on them) and the name is not selected at all.
 with
 
 source as (
@@ -23,7 +25,6 @@ cleaned as (
 
     select
         trim(customer_record_id) as customer_record_id,
-        nullif(trim(regexp_replace(full_name, '\s+', ' ', 'g')), '') as full_name,
         {{ normalize_email('email') }} as email,
         nullif(trim(phone), '') as phone_raw,
         {{ country_alias_key('country') }} as country_key,
@@ -95,12 +96,11 @@ standardized as (
 
     select
         customer_record_id,
-        full_name,
-        email,
-        case
-            when length(phone_international_digits) between 8 and 15
-                then '+' || phone_international_digits
-        end as phone,
+        {{ keyed_hash('email') }} as email_hash,
+        {{ keyed_hash(
+            "case when length(phone_international_digits) between 8 and 15
+                then '+' || phone_international_digits end"
+        ) }} as phone_hash,
         country_code,
         birth_year,
         gender,
@@ -115,7 +115,7 @@ flagged as (
     select
         *,
         row(
-            full_name, email, phone, country_code, birth_year, gender, acquisition_channel,
+            email_hash, phone_hash, country_code, birth_year, gender, acquisition_channel,
             signed_up_at
         ) as row_content,
         case
@@ -141,9 +141,8 @@ ranked as (
         order by
             invalid_reason is not null,
             signed_up_at desc,
-            full_name nulls last,
-            email nulls last,
-            phone nulls last,
+            email_hash nulls last,
+            phone_hash nulls last,
             country_code nulls last,
             birth_year nulls last,
             gender nulls last,
@@ -156,9 +155,8 @@ final as (
 
     select
         customer_record_id,
-        full_name,
-        email,
-        phone,
+        email_hash,
+        phone_hash,
         country_code,
         birth_year,
         gender,
