@@ -6,7 +6,7 @@ run from a notebook, a test or another orchestrator.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -34,6 +34,7 @@ from ml.fairness import (
 from ml.features import CATEGORICAL_FEATURES, CHURN_FEATURES, LABEL_COLUMN
 from ml.model_card import FairnessGate, ModelCard, write_model_card
 from ml.oracle import oracle_auc
+from ml.promotion import PromotionRule
 from ml.registry import (
     MlflowConfig,
     RegistrationResult,
@@ -73,11 +74,13 @@ class ChurnGovernance:
         capacity: Customers the team can act on per cycle (precision and lift are reported
             there).
         fairness: Fairness gate and proxy settings.
+        promotion: Margins of the promotion rule (its capacity is set to ``capacity``).
     """
 
     action_threshold: float = 0.4
     capacity: int = 500
     fairness: FairnessConfig = field(default_factory=FairnessConfig)
+    promotion: PromotionRule = field(default_factory=PromotionRule)
 
 
 def audit_fairness(
@@ -122,7 +125,6 @@ def train_and_register(
     mlflow: MlflowConfig,
     plots_dir: Path,
     truth_dir: Path | None,
-    promotion_margin: float = 0.0,
     customers: pd.DataFrame | None = None,
     governance: ChurnGovernance | None = None,
 ) -> ChurnTrainingOutcome:
@@ -139,7 +141,6 @@ def train_and_register(
         mlflow: Where to log and register.
         plots_dir: Folder for the calibration curve and lift chart.
         truth_dir: Synthetic truth folder (oracle AUC), or None for real data.
-        promotion_margin: How much worse than the champion a new model may be and still win.
         customers: Customers with their protected attributes, for the fairness audit only.
         governance: Action threshold, capacity and fairness settings.
     """
@@ -182,7 +183,7 @@ def train_and_register(
         params=config.as_params(),
         plot_paths=list(plots),
         validation_frame=split.validation,
-        promotion_margin=promotion_margin,
+        rule=replace(governance.promotion, capacity=governance.capacity),
         extra_metrics=extra,
         gate_failures=tuple(f"fairness gate: {r}" for r in fairness.reasons)
         if fairness is not None and not fairness.gate_passed

@@ -200,6 +200,24 @@ RAW_TABLES: dict[str, Table] = {
                 Column("purpose", "VARCHAR", False, "Why: newsletter, retention_offer, ..."),
             ),
         ),
+        Table(
+            name="erasure_requests",
+            key="request_id",
+            description="One row per request to erase a person (right to be forgotten). The "
+            "erasure step removes every record of that person from every store and keeps only "
+            "a salted hash of the record ids, so a re-imported row of theirs is dropped.",
+            optional=True,
+            columns=(
+                Column("request_id", "VARCHAR", True, "Request id (the audit log refers to it)."),
+                Column(
+                    "customer_record_id",
+                    "VARCHAR",
+                    True,
+                    "A record of the person; all records resolved to the same person go.",
+                ),
+                Column("requested_at", "TIMESTAMP", True, "When the person asked."),
+            ),
+        ),
     )
 }
 

@@ -31,6 +31,7 @@ from pathlib import Path
 import duckdb
 
 from ml.contract import Column, Table
+from ml.erasure import RECORD_COLUMN, Tombstones, drop_erased_rows
 from ml.warehouse import fetch_row, quote_ident, transaction
 
 RAW_SCHEMA = "raw"
@@ -59,6 +60,7 @@ class IngestResult:
         rows_read: Data rows in the file (including malformed CSV lines).
         rows_loaded: Rows written to ``raw.<table>``.
         rows_quarantined: Rows written to ``quarantine.<table>``.
+        rows_erased: Rows of erased persons dropped on load (``ml.erasure``).
         problems: Human-readable lines naming file, column, rows and (masked when personal)
             an example value.
     """
@@ -69,6 +71,7 @@ class IngestResult:
     rows_loaded: int
     rows_quarantined: int
     problems: tuple[str, ...]
+    rows_erased: int = 0
 
 
 def _literal(value: str) -> str:
@@ -316,7 +319,11 @@ def load_empty_table(
 
 
 def ingest_table(
-    con: duckdb.DuckDBPyConnection, table: Table, source_dir: Path, quarantine_dir: Path
+    con: duckdb.DuckDBPyConnection,
+    table: Table,
+    source_dir: Path,
+    quarantine_dir: Path,
+    tombstones: Tombstones | None = None,
 ) -> IngestResult:
     """Load one contract table's file into ``raw.<table>``; quarantine the rows that break it.
 
@@ -327,6 +334,8 @@ def ingest_table(
         source_dir: Folder holding ``<table>.parquet``, ``<table>.csv`` or ``<table>.csv.gz``.
         quarantine_dir: Folder for ``<table>.parquet`` with the quarantined rows (rewritten on
             every successful ingest, empty when nothing was quarantined).
+        tombstones: Erased records: their rows (and malformed lines naming them) are dropped
+            before anything is loaded or quarantined.
 
     Returns:
         Counts and human-readable problems (bad values, missing optional columns, ignored extra
@@ -362,6 +371,19 @@ def ingest_table(
                 f"(file has: {', '.join(source_types) or 'no columns'})"
             )
         problems: list[str] = []
+        n_erased = 0
+        if tombstones is not None:
+            n_erased = drop_erased_rows(
+                con, quote_ident(src), tombstones, record_column=mapping.get(RECORD_COLUMN)
+            )
+            if n_malformed:
+                drop_erased_rows(con, quote_ident(rejects), tombstones, raw_line_column="csv_line")
+                (n_malformed,) = fetch_row(
+                    con, f"select count(distinct line) from {quote_ident(rejects)}"
+                )
+        if n_erased:
+            # A count only: which records were erased is not for the logs.
+            problems.append(f"{file_name}: {n_erased} rows of erased persons dropped")
         missing_optional = [c.name for c in table.columns if c.name not in mapping]
         if missing_optional:
             problems.append(
@@ -439,8 +461,9 @@ def ingest_table(
     return IngestResult(
         table=table.name,
         source_file=path,
-        rows_read=int(counts[0]) + n_malformed,
+        rows_read=int(counts[0]) + n_malformed + n_erased,
         rows_loaded=int(counts[1]),
         rows_quarantined=int(counts[2]),
         problems=tuple(problems),
+        rows_erased=n_erased,
     )

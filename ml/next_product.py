@@ -90,6 +90,15 @@ class NextProductModel:
         """Purchase probability per candidate row."""
         return np.asarray(self.booster.predict_proba(_pool(frame))[:, 1], dtype=float)
 
+    def features(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """The model's features of the candidate rows, in model order."""
+        return catboost_frame(frame, FEATURES, CAT_FEATURES, what="next-product")
+
+    def shap_values(self, frame: pd.DataFrame) -> np.ndarray:
+        """SHAP contributions per row and feature in log-odds (bias dropped)."""
+        shap = self.booster.get_feature_importance(_pool(frame), type="ShapValues")
+        return np.asarray(shap, dtype=float)[:, :-1]
+
 
 def _fit(frame: pd.DataFrame, config: NextProductConfig) -> CatBoostClassifier:
     labels = frame[LABEL].astype(bool).to_numpy()

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from importlib.metadata import version as installed_version
 from pathlib import Path
 from typing import Any
@@ -28,10 +28,10 @@ import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.pyfunc import PythonModel
 from mlflow.tracking import MlflowClient
-from sklearn.metrics import roc_auc_score
 
 from ml.evaluation import EvaluationResult
 from ml.features import LABEL_COLUMN
+from ml.promotion import PromotionDecision, PromotionRule, decide_promotion, promotion_scores
 from ml.training import ChurnModel
 
 CHAMPION = "champion"
@@ -68,6 +68,7 @@ class RegistrationResult:
         champion_auc_before: AUC of the previous champion on the same validation frame, or
             ``None`` when there was no champion.
         reason: The promotion decision in words, with the numbers.
+        decision: The whole decision, term by term.
     """
 
     run_id: str
@@ -75,6 +76,7 @@ class RegistrationResult:
     alias: str
     champion_auc_before: float | None
     reason: str
+    decision: PromotionDecision
 
 
 class ChurnPyfunc(PythonModel):
@@ -143,6 +145,25 @@ def _load_version(config: MlflowConfig, version: str) -> ChurnModel:
     return wrapper.model
 
 
+def latest_promotion_decision(config: MlflowConfig) -> tuple[str, str | None, dict[str, Any]]:
+    """The newest registered version, the current champion, and the version's decision.
+
+    Returns:
+        ``(version, champion_version, decision)``; the decision is ``promotion_decision.json``
+        of the version's run (``PromotionDecision.to_dict()``).
+
+    Raises:
+        LookupError: Nothing is registered under the model name yet.
+    """
+    client = _use(config)
+    versions = client.search_model_versions(f"name = '{config.model_name}'")
+    if not versions:
+        raise LookupError(f"no version of {config.model_name!r} at {config.tracking_uri}")
+    newest = max(versions, key=lambda v: int(v.version))
+    decision = mlflow.artifacts.load_dict(f"runs:/{newest.run_id}/promotion_decision.json")
+    return str(newest.version), _champion_version(client, config), decision
+
+
 def load_champion(config: MlflowConfig) -> tuple[ChurnModel, str]:
     """Load the model behind ``models:/<model_name>@champion``.
 
@@ -158,11 +179,6 @@ def load_champion(config: MlflowConfig) -> tuple[ChurnModel, str]:
     version = _required_champion_version(config)
     # Load by version, not by alias, so the returned version is the one actually loaded.
     return _load_version(config, version), version
-
-
-def _auc(model: ChurnModel, frame: pd.DataFrame) -> float:
-    y = frame[LABEL_COLUMN].astype(int).to_numpy()
-    return float(roc_auc_score(y, model.predict_proba(frame)))
 
 
 def _flat_params(params: dict[str, Any], prefix: str = "") -> dict[str, str]:
@@ -204,15 +220,16 @@ def log_and_register(
     params: dict[str, Any],
     plot_paths: list[Path],
     validation_frame: pd.DataFrame,
-    promotion_margin: float = 0.0,
+    rule: PromotionRule | None = None,
     extra_metrics: dict[str, float] | None = None,
     gate_failures: tuple[str, ...] = (),
     json_artifacts: dict[str, Any] | None = None,
 ) -> RegistrationResult:
     """Log a trained model to MLflow, register it, and set champion or challenger.
 
-    The current champion (if any) is scored on the same validation frame as the new model; the new
-    version becomes champion when ``new AUC >= champion AUC - promotion_margin``.
+    The current champion (if any) is scored on the same validation frame as the new model and
+    ``ml.promotion.decide_promotion`` applies the rule (AUC, Brier, ECE, lift at capacity, gates).
+    The decision is logged as ``promotion_decision.json`` and as tags.
 
     Args:
         config: Tracking and registry settings.
@@ -223,23 +240,40 @@ def log_and_register(
         plot_paths: PNG files to log under ``plots/``.
         validation_frame: Validation rows with features and label; used only in memory to
             compare with the champion, never logged.
-        promotion_margin: How much lower than the champion's AUC the new AUC may be.
+        rule: The promotion rule (default margins when None).
         extra_metrics: More aggregate metrics to log (e.g. ``oracle_auc``).
         gate_failures: Why blocking checks (the fairness gate) failed; any failure keeps the
-            new version a challenger whatever its AUC.
+            new version a challenger whatever its metrics.
         json_artifacts: File name -> JSON-serialisable aggregates (e.g. the fairness report).
 
     Returns:
-        Run id, version, alias, the champion's AUC before, and the reason.
+        Run id, version, alias, the champion's AUC before, the reason and the whole decision.
     """
+    rule = rule or PromotionRule()
     client = _use(config)
     experiment_id = _experiment_id(client, config)
 
+    y_true = validation_frame[LABEL_COLUMN].astype(int).to_numpy()
     previous = _champion_version(client, config)
-    champion_auc = (
-        _auc(_load_version(config, previous), validation_frame) if previous is not None else None
+    champion_scores = (
+        promotion_scores(
+            y_true,
+            _load_version(config, previous).predict_proba(validation_frame),
+            rule.capacity,
+        )
+        if previous is not None
+        else None
     )
-    new_auc = _auc(model, validation_frame)
+    new_scores = promotion_scores(y_true, model.predict_proba(validation_frame), rule.capacity)
+    decision = decide_promotion(
+        new_scores,
+        champion_scores,
+        rule,
+        rows=len(validation_frame),
+        champion_version=previous,
+        gate_failures=gate_failures,
+    )
+    alias = CHAMPION if decision.promote else CHALLENGER
 
     with mlflow.start_run(experiment_id=experiment_id) as run:
         mlflow.log_params(_flat_params(params))
@@ -254,6 +288,7 @@ def log_and_register(
                 "cat_features": ",".join(model.cat_features),
             }
         )
+        mlflow.log_params(_flat_params(asdict(rule), prefix="promotion_"))
         logged: dict[str, float] = {
             **metrics.as_metrics(),
             **{k: float(v) for k, v in (extra_metrics or {}).items()},
@@ -263,12 +298,13 @@ def log_and_register(
             logged["calibration_brier_uncalibrated"] = report.brier_uncalibrated
         if report.brier_calibrated_out_of_fold is not None:
             logged["calibration_brier_sigmoid_oof"] = report.brier_calibrated_out_of_fold
-        if champion_auc is not None:
-            logged["champion_auc_before"] = champion_auc
+        if champion_scores is not None:
+            logged |= {f"champion_{k}_before": v for k, v in asdict(champion_scores).items()}
         mlflow.log_metrics({k: v for k, v in logged.items() if np.isfinite(v)})
         for plot in plot_paths:
             mlflow.log_artifact(str(plot), artifact_path="plots")
         mlflow.log_dict(split_summary, "split_summary.json")
+        mlflow.log_dict(decision.to_dict(), "promotion_decision.json")
         for name, content in (json_artifacts or {}).items():
             mlflow.log_dict(content, name)
 
@@ -282,39 +318,22 @@ def log_and_register(
                 registered_model_name=config.model_name,
             )
         model_version = str(info.registered_model_version)
-
-        if gate_failures:
-            alias = CHALLENGER
-            reason = "kept as challenger: blocked by " + "; ".join(gate_failures)
-        elif champion_auc is None:
-            alias = CHAMPION
-            reason = f"first model: AUC {new_auc:.4f}, no champion to compare"
-        elif new_auc >= champion_auc - promotion_margin:
-            alias = CHAMPION
-            reason = (
-                f"promoted: AUC {new_auc:.4f} >= champion v{previous} AUC {champion_auc:.4f} "
-                f"- margin {promotion_margin:.4f} on the same {len(validation_frame)} rows"
-            )
-        else:
-            alias = CHALLENGER
-            reason = (
-                f"kept as challenger: AUC {new_auc:.4f} < champion v{previous} AUC "
-                f"{champion_auc:.4f} - margin {promotion_margin:.4f} on the same "
-                f"{len(validation_frame)} rows"
-            )
-        mlflow.set_tags({"alias": alias, "promotion_reason": reason})
+        mlflow.set_tags({"alias": alias, "promotion_reason": decision.reason})
 
     client.set_registered_model_alias(config.model_name, alias, model_version)
     client.set_model_version_tag(
-        config.model_name, model_version, "validation_auc", f"{new_auc:.6f}"
+        config.model_name, model_version, "validation_auc", f"{new_scores.roc_auc:.6f}"
     )
-    client.set_model_version_tag(config.model_name, model_version, "promotion_reason", reason)
+    client.set_model_version_tag(
+        config.model_name, model_version, "promotion_reason", decision.reason
+    )
     return RegistrationResult(
         run_id=run.info.run_id,
         model_version=model_version,
         alias=alias,
-        champion_auc_before=champion_auc,
-        reason=reason,
+        champion_auc_before=champion_scores.roc_auc if champion_scores is not None else None,
+        reason=decision.reason,
+        decision=decision,
     )
 
 

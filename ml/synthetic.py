@@ -42,6 +42,7 @@ from ml.contract import RAW_TABLES
 from ml.synthetic_leads import LEAD_ID_COLUMN, generate_leads_with_truth
 
 BLOCK_PERSONS = 1_000
+ERASURE_REQUESTS = "erasure_requests"
 """Persons per random-generator block. Fixed so that the data do not depend on ``chunk_size``."""
 
 TRUTH_TABLES: tuple[str, ...] = ("record_persons", "churn_truth", "campaign_truth")
@@ -64,6 +65,7 @@ class SyntheticConfig:
         end_date: Snapshot date: the last day with data in the raw tables.
         duplicate_share: Share of persons with 2-3 customer records.
         leads: Number of leads in the lead export (``ml.synthetic_leads``); 0 writes none.
+        erasure_requests: Persons who asked to be forgotten (``erasure_requests`` table).
         chunk_size: Persons held in memory before a row group is written (rounded up to whole
             blocks of ``BLOCK_PERSONS``). It bounds memory and does not change the data.
         file_format: ``parquet`` or ``csv`` for the raw tables (the truth is always Parquet).
@@ -76,6 +78,7 @@ class SyntheticConfig:
     end_date: date = date(2026, 9, 30)
     duplicate_share: float = 0.06
     leads: int = 20_000
+    erasure_requests: int = 3
     chunk_size: int = 50_000
     file_format: FileFormat = "parquet"
     progress: bool = False
@@ -1110,7 +1113,7 @@ def _block_tables(blk: _Block, c: _Counters, grid: _Grid, unit: str) -> dict[str
         "contacted_at": _ts_array(ct["contacted_at"], unit),
         "purpose": _labels(CONTACT_PURPOSES, ct["purpose"]),
     }
-    out = {name: _to_table(name, cols[name]) for name in RAW_TABLES}
+    out = {name: _to_table(name, cols[name]) for name in cols}
 
     tr = blk.truth
     as_of_days = np.array([(d - date(1970, 1, 1)).days for d in grid.as_of_dates], dtype=np.int32)[
@@ -1237,7 +1240,9 @@ def generate(config: SyntheticConfig, raw_dir: Path, truth_dir: Path) -> Generat
     ext = "parquet" if config.file_format == "parquet" else "csv"
     unit = "us" if config.file_format == "parquet" else "s"
     sinks: dict[str, _Sink] = {
-        name: _Sink(raw_dir / f"{name}.{ext}", config.file_format) for name in RAW_TABLES
+        name: _Sink(raw_dir / f"{name}.{ext}", config.file_format)
+        for name in RAW_TABLES
+        if name != ERASURE_REQUESTS
     }
     sinks.update({name: _Sink(truth_dir / f"{name}.parquet", "parquet") for name in TRUTH_TABLES})
     counters = _Counters()
@@ -1262,6 +1267,9 @@ def generate(config: SyntheticConfig, raw_dir: Path, truth_dir: Path) -> Generat
                 sinks[name].write(pa.concat_tables(tables))
         if bar is not None:
             bar.close()
+        requests = _erasure_requests(config, counters.records, unit)
+        sinks[ERASURE_REQUESTS] = _Sink(raw_dir / f"{ERASURE_REQUESTS}.{ext}", config.file_format)
+        sinks[ERASURE_REQUESTS].write(requests)
         for sink in sinks.values():
             sink.close()
         for sink in sinks.values():
@@ -1288,6 +1296,26 @@ def generate(config: SyntheticConfig, raw_dir: Path, truth_dir: Path) -> Generat
         churn_rate_90d=positives / truth_rows if truth_rows else 0.0,
         oracle_auc=_auc(probs, labels),
         as_of_dates=grid.as_of_dates,
+    )
+
+
+def _erasure_requests(config: SyntheticConfig, records: int, unit: str) -> pa.Table:
+    """A few people asked to be forgotten: one request each, naming one of their records.
+
+    Drawn from their own random stream, so the rest of the world does not change with them.
+    """
+    rng = np.random.default_rng([config.seed, 0xE7A5E])
+    n = min(config.erasure_requests, records)
+    chosen = np.sort(rng.choice(records, size=n, replace=False)).astype(np.int64)
+    end = _ts(config.end_date)
+    asked = end - rng.integers(1, 60, size=n) * _DAY
+    return _to_table(
+        ERASURE_REQUESTS,
+        {
+            "request_id": _ids("ER", 0, n, 5),
+            "customer_record_id": pc.take(_ids("R", 0, records, 7), pa.array(chosen)),
+            "requested_at": _ts_array(asked, unit),
+        },
     )
 
 

@@ -6,6 +6,7 @@ from ml.settings import Settings
 from orchestration.defs import (
     actions,
     churn,
+    governance,
     ingest,
     leads,
     monitoring,
@@ -26,6 +27,7 @@ def defs() -> dg.Definitions:
         source.defs,
         ingest.defs,
         transform.defs,
+        governance.defs,
         churn.build_defs(settings),
         monitoring.defs,
         segments.defs,

@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import mlflow
 import numpy as np
 import pandas as pd
 import pytest
@@ -122,7 +123,11 @@ def test_run_records_metrics_params_and_plots(history: History) -> None:
     run = client.get_run(history.results[2].run_id)
     assert run.data.metrics["roc_auc"] == pytest.approx(history.aucs[2])
     assert run.data.metrics["oracle_auc"] == pytest.approx(0.9)
-    assert run.data.metrics["champion_auc_before"] == pytest.approx(history.aucs[0])
+    assert run.data.metrics["champion_roc_auc_before"] == pytest.approx(history.aucs[0])
+    decision = mlflow.artifacts.load_dict(f"runs:/{run.info.run_id}/promotion_decision.json")
+    assert decision["promote"] is True and decision["champion_version"] == "1"
+    assert [t["name"] for t in decision["terms"]] == ["roc_auc", "brier", "ece", "lift_at_capacity"]
+    assert all(t["passed"] for t in decision["terms"])
     assert run.data.params["iterations"] == "50"
     assert run.data.params["split_validation_date"] == "2025-12-01"
     assert run.data.tags["alias"] == "champion"

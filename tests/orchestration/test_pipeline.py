@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import shutil
@@ -12,8 +13,11 @@ import duckdb
 import mlflow
 
 from ml.contract import PII_COLUMNS, PROTECTED_COLUMNS
+from ml.erasure import read_audit_log, read_tombstones
 from ml.features import CHURN_FEATURES
+from orchestration.defs.ingest.assets import raw_tables
 from orchestration.defs.transform.checks import CUSTOMER_FEATURES
+from orchestration.resources import CrmSettings
 from tests.orchestration.small_crm import set_small_crm
 
 SCORE_COLUMNS = [
@@ -323,3 +327,125 @@ def test_every_model_is_a_registered_champion_with_plots_and_a_card(pipeline_run
             "select distinct model_version from serving.customer_uplift"
         ).fetchall()
     assert versions == [("1",)]
+
+
+def _erased_people(settings) -> tuple[set[str], set[str]]:
+    """The erased records' ids (record and customer form) and their personal values."""
+    requests = duckdb.sql(
+        f"select trim(customer_record_id) from "
+        f"read_parquet('{settings.synthetic_dir / 'erasure_requests.parquet'}')"
+    ).fetchall()
+    salt = settings.salt()
+    tombstones = read_tombstones(settings.erasure_dir, salt).record_key_hashes
+    customers = duckdb.sql(
+        f"select trim(customer_record_id) as record, full_name, email, phone "
+        f"from read_parquet('{settings.synthetic_dir / 'customers.parquet'}')"
+    ).fetchall()
+    erased = [
+        c for c in customers if hashlib.sha256((salt + c[0]).encode()).hexdigest() in tombstones
+    ]
+    records = {c[0] for c in erased}
+    assert {r for (r,) in requests} <= records
+    identifiers = records | {f"C-{r}" for r in records}
+
+    def values(rows: list[tuple]) -> set[str]:
+        return {str(v).strip() for c in rows for v in c[1:] if v and len(str(v).strip()) >= 6}
+
+    # Names repeat and households share phones: a value that another, kept, person also has is
+    # theirs too, so it is not searched for.
+    kept = values([c for c in customers if c[0] not in records])
+    return identifiers, values(erased) - kept
+
+
+def _tables_holding(con: duckdb.DuckDBPyConnection, values: set[str]) -> list[str]:
+    """Every text column of every table or view in ``con`` that holds one of ``values``."""
+    found = []
+    columns = con.execute(
+        "select table_schema, table_name, column_name from information_schema.columns "
+        "where data_type = 'VARCHAR' and table_catalog = current_database()"
+    ).fetchall()
+    for schema, table, column in columns:
+        (hits,) = con.execute(
+            f'select count(*) from "{schema}"."{table}" '
+            f'where trim("{column}") in (select unnest(?::varchar[]))',
+            [sorted(values)],
+        ).fetchall()[0]
+        if hits:
+            found.append(f"{schema}.{table}.{column}")
+    return found
+
+
+def test_erased_people_are_in_no_store_and_stay_out_when_reimported(
+    pipeline_run, monkeypatch
+) -> None:
+    settings = pipeline_run.settings
+    identifiers, personal = _erased_people(settings)
+    assert len(identifiers) >= 6 and personal
+    audit = read_audit_log(settings.erasure_dir)
+    assert len(audit) == 3 and (audit["records_erased"] >= 1).all()
+
+    with _warehouse(pipeline_run) as con:
+        assert _tables_holding(con, identifiers | personal) == []
+    # Every Parquet file the pipeline wrote (exports, quarantine, reports); the source export
+    # is the CRM's own file, and the tombstones hold hashes only.
+    own_files = [
+        p
+        for p in settings.home.rglob("*.parquet")
+        if settings.home / "synthetic" not in p.parents and settings.erasure_dir not in p.parents
+    ]
+    assert any(p.parent == settings.exports_dir for p in own_files)
+    with duckdb.connect() as files:
+        for path in own_files:
+            files.execute(f"create or replace view f as select * from read_parquet('{path}')")
+            assert _tables_holding(files, identifiers | personal) == [], path
+    # MLflow (tracking database and artifacts), reports and logs hold no row of any customer:
+    # neither the erased ones nor a sample of everyone scored.
+    with _warehouse(pipeline_run) as con:
+        scored = {
+            c
+            for (c,) in con.execute(
+                "select distinct customer_id from serving.customer_scores using sample 200 rows"
+            ).fetchall()
+        }
+    stores = [settings.home / "mlflow.db"] + [
+        p
+        for folder in (settings.mlflow_artifacts_dir, settings.reports_dir, settings.logs_dir)
+        for p in folder.rglob("*")
+        if p.is_file()
+    ]
+    assert len(stores) > 20
+    for path in stores:
+        data = path.read_bytes()
+        leaked = [v for v in identifiers | scored if v.encode() in data]
+        assert leaked == [], f"{path} holds {leaked[:3]}"
+    run_log = "\n".join(
+        e.user_message or "" for e in pipeline_run.instance.all_logs(pipeline_run.result.run_id)
+    )
+    assert "erasure: 3 new requests" in run_log
+    assert not [v for v in identifiers if v in run_log]
+
+    # The CRM export still holds them; loading it again drops their rows before anything else.
+    set_small_crm(monkeypatch, settings.home)
+    reload = dg.materialize(
+        [raw_tables], resources={"crm": CrmSettings()}, instance=pipeline_run.instance
+    )
+    dropped = sum(
+        m.metadata["rows_of_erased_persons_dropped"].value  # type: ignore[union-attr]
+        for m in reload.asset_materializations_for_node("raw_tables")
+    )
+    assert dropped > 0
+    with _warehouse(pipeline_run) as con:
+        assert _tables_holding(con, identifiers | personal) == []
+
+
+def test_promotion_decision_is_an_asset_and_a_table(pipeline_run) -> None:
+    decision = pipeline_run.result.asset_materializations_for_node(
+        "governance__churn_promotion_decision"
+    )[0].metadata
+    assert decision["promoted"].value is True  # type: ignore[union-attr]
+    assert "first model" in decision["reason"].value  # type: ignore[union-attr]
+    with _warehouse(pipeline_run) as con:
+        rows = con.execute(
+            "select model_name, model_version, promoted, reason from governance.promotion_decisions"
+        ).fetchall()
+    assert rows == [("churn", "1", True, decision["reason"].value)]  # type: ignore[union-attr]

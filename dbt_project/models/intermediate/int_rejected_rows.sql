@@ -105,6 +105,7 @@ rejected as (
     select
         'customers' as table_name,
         customer_record_id as record_key,
+        customer_record_id,
         rejection_reason
     from base_customers
     where rejection_reason is not null
@@ -114,6 +115,7 @@ rejected as (
     select
         'subscriptions' as table_name,
         subscription_id as record_key,
+        customer_record_id,
         rejection_reason
     from base_subscriptions
     where rejection_reason is not null
@@ -123,6 +125,7 @@ rejected as (
     select
         'orders' as table_name,
         order_id as record_key,
+        customer_record_id,
         rejection_reason
     from base_orders
     where rejection_reason is not null
@@ -132,6 +135,7 @@ rejected as (
     select
         'events' as table_name,
         event_id as record_key,
+        customer_record_id,
         rejection_reason
     from base_events
     where rejection_reason is not null
@@ -141,6 +145,7 @@ rejected as (
     select
         'support_tickets' as table_name,
         ticket_id as record_key,
+        customer_record_id,
         rejection_reason
     from base_support_tickets
     where rejection_reason is not null
@@ -150,6 +155,7 @@ rejected as (
     select
         'consents' as table_name,
         consent_id as record_key,
+        customer_record_id,
         rejection_reason
     from base_consents
     where rejection_reason is not null
@@ -159,6 +165,7 @@ rejected as (
     select
         'campaigns' as table_name,
         send_id as record_key,
+        customer_record_id,
         rejection_reason
     from base_campaigns
     where rejection_reason is not null
@@ -168,6 +175,7 @@ rejected as (
     select
         'contacts' as table_name,
         contact_id as record_key,
+        customer_record_id,
         rejection_reason
     from base_contacts
     where rejection_reason is not null
@@ -177,6 +185,7 @@ rejected as (
     select
         'subscriptions' as table_name,
         subscription_id as record_key,
+        customer_record_id,
         'unknown_customer_record' as rejection_reason
     from stg_subscriptions
     where customer_record_id not in (select customer_record_id from identity_map)
@@ -186,6 +195,7 @@ rejected as (
     select
         'orders' as table_name,
         order_id as record_key,
+        customer_record_id,
         'unknown_customer_record' as rejection_reason
     from stg_orders
     where customer_record_id not in (select customer_record_id from identity_map)
@@ -195,6 +205,7 @@ rejected as (
     select
         'events' as table_name,
         event_id as record_key,
+        customer_record_id,
         'unknown_customer_record' as rejection_reason
     from stg_events
     where customer_record_id not in (select customer_record_id from identity_map)
@@ -204,6 +215,7 @@ rejected as (
     select
         'support_tickets' as table_name,
         ticket_id as record_key,
+        customer_record_id,
         'unknown_customer_record' as rejection_reason
     from stg_support_tickets
     where customer_record_id not in (select customer_record_id from identity_map)
@@ -213,6 +225,7 @@ rejected as (
     select
         'consents' as table_name,
         consent_id as record_key,
+        customer_record_id,
         'unknown_customer_record' as rejection_reason
     from stg_consents
     where customer_record_id not in (select customer_record_id from identity_map)
@@ -222,6 +235,7 @@ rejected as (
     select
         'campaigns' as table_name,
         send_id as record_key,
+        customer_record_id,
         'unknown_customer_record' as rejection_reason
     from stg_campaigns
     where customer_record_id not in (select customer_record_id from identity_map)
@@ -231,6 +245,7 @@ rejected as (
     select
         'contacts' as table_name,
         contact_id as record_key,
+        customer_record_id,
         'unknown_customer_record' as rejection_reason
     from stg_contacts
     where customer_record_id not in (select customer_record_id from identity_map)
@@ -246,6 +261,8 @@ final as (
         ) as rejected_row_id,
         table_name,
         record_key,
+        -- the record the row belongs to, so an erasure can find its rejected rows too
+        customer_record_id,
         -- attributes
         rejection_reason
     from rejected

@@ -8,6 +8,7 @@ from pydantic import Field
 from ml.churn import ChurnGovernance, score_latest, train_and_register
 from ml.datasets import read_labelled_features, read_scoring_features
 from ml.fairness import FairnessConfig
+from ml.promotion import PromotionRule
 from ml.registry import MlflowConfig
 from ml.scoring import RiskBands
 from ml.settings import Settings
@@ -19,6 +20,7 @@ from ml.warehouse import (
     fetch_row,
     publish_table,
 )
+from orchestration.defs.governance.assets import erasure
 from orchestration.defs.markdown import markdown_table
 from orchestration.defs.models import TRAINING_TAG
 from orchestration.defs.transform.checks import CUSTOMER_FEATURES
@@ -52,17 +54,29 @@ class ChurnTrainingSettings(dg.Config):
     calibration: str = Field(
         default="auto", description="auto (keep Platt scaling if it lowers Brier), none, sigmoid."
     )
-    promotion_margin: float = Field(
-        default=0.0,
-        description="The new model becomes champion if its out-of-time AUC is at least the "
-        "champion's AUC on the same data minus this margin.",
+    promotion_auc_margin: float = Field(
+        default=PromotionRule.auc_margin,
+        description="Promotion: how much lower than the champion's ROC AUC (same out-of-time "
+        "rows) the new AUC may be.",
+    )
+    promotion_brier_margin: float = Field(
+        default=PromotionRule.brier_margin,
+        description="Promotion: how much higher the new Brier score may be.",
+    )
+    promotion_ece_margin: float = Field(
+        default=PromotionRule.ece_margin,
+        description="Promotion: how much higher the new expected calibration error may be.",
+    )
+    promotion_lift_margin: float = Field(
+        default=PromotionRule.lift_margin,
+        description="Promotion: how much lower the new lift at capacity (settings) may be.",
     )
 
 
 @dg.asset(
     group_name="churn",
     kinds={"catboost", "mlflow"},
-    deps=[CUSTOMER_FEATURES, CHURN_LABELS, IDENTITY_MAP],
+    deps=[CUSTOMER_FEATURES, CHURN_LABELS, IDENTITY_MAP, erasure],
     tags=TRAINING_TAG,
 )
 def churn_model(
@@ -91,7 +105,6 @@ def churn_model(
         mlflow_config(settings),
         plots_dir=settings.reports_dir / "churn" / context.run_id,
         truth_dir=settings.truth_dir if settings.is_synthetic else None,
-        promotion_margin=config.promotion_margin,
         customers=customers,
         governance=ChurnGovernance(
             action_threshold=RiskBands().high,
@@ -99,6 +112,12 @@ def churn_model(
             fairness=FairnessConfig(
                 min_selection_rate_ratio=settings.fairness_min_selection_rate_ratio,
                 capacity_k=settings.capacity_top_k,
+            ),
+            promotion=PromotionRule(
+                auc_margin=config.promotion_auc_margin,
+                brier_margin=config.promotion_brier_margin,
+                ece_margin=config.promotion_ece_margin,
+                lift_margin=config.promotion_lift_margin,
             ),
         ),
     )
@@ -149,7 +168,7 @@ def churn_model(
     key=["serving", "customer_scores"],
     group_name="serving",
     kinds={"duckdb"},
-    deps=[churn_model, CUSTOMER_FEATURES],
+    deps=[churn_model, CUSTOMER_FEATURES, erasure],
 )
 def customer_scores(context: dg.AssetExecutionContext, crm: CrmSettings) -> dg.MaterializeResult:
     """Churn risk per customer for the newest as-of date, with top drivers and a reason.

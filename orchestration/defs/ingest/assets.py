@@ -5,6 +5,7 @@ from collections.abc import Iterator
 import dagster as dg
 
 from ml.contract import RAW_TABLES
+from ml.erasure import read_tombstones
 from ml.ingest import ContractError, ingest_table
 from ml.warehouse import connect
 from orchestration.defs.source.assets import crm_source_files
@@ -33,6 +34,8 @@ def raw_tables(
     the file and column, so nothing downstream runs on half the data.
     """
     settings = crm.get()
+    # Rows of erased persons are dropped on load: a re-imported export never brings them back.
+    tombstones = read_tombstones(settings.erasure_dir, settings.salt())
     unusable: list[str] = []
     with connect(
         settings.warehouse_path, threads=settings.threads, memory_limit=settings.duckdb_memory_limit
@@ -40,7 +43,9 @@ def raw_tables(
         for key in sorted(context.selected_asset_keys, key=lambda k: k.path[-1]):
             table = RAW_TABLES[key.path[-1]]
             try:
-                result = ingest_table(con, table, settings.source_dir, settings.quarantine_dir)
+                result = ingest_table(
+                    con, table, settings.source_dir, settings.quarantine_dir, tombstones
+                )
             except ContractError as error:
                 context.log.error(str(error))
                 unusable.append(str(error))
@@ -54,6 +59,7 @@ def raw_tables(
                     "rows_read": result.rows_read,
                     "dagster/row_count": result.rows_loaded,
                     "rows_quarantined": result.rows_quarantined,
+                    "rows_of_erased_persons_dropped": result.rows_erased,
                     "problems": dg.MetadataValue.md(
                         "\n".join(f"- {p}" for p in result.problems) or "none"
                     ),

@@ -6,6 +6,7 @@ import dagster as dg
 from sklearn.metrics import roc_auc_score
 
 from ml.contract import LEADS_TABLE
+from ml.evaluation import plot_shap_summary
 from ml.ingest import ContractError, load_empty_table
 from ml.lead_mapping import MappingError, load_leads, load_mapping, read_leads
 from ml.leads import (
@@ -103,6 +104,11 @@ def lead_model(context: dg.AssetExecutionContext, crm: CrmSettings) -> dg.Materi
     assert model.holdout is not None and model.holdout_labels is not None
     labels, new_auc = model.holdout_labels, model.holdout.roc_auc
 
+    plots["shap_summary"], _ = plot_shap_summary(
+        model.shap_values(holdout),
+        model.prepare(holdout),
+        settings.reports_dir / MODEL_NAME / context.run_id / "shap_summary.png",
+    )
     importance = lead_feature_importance(model)
     mlflow_config = model_mlflow_config(settings, MODEL_NAME)
     registration = log_and_register_model(

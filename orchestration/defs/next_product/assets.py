@@ -6,10 +6,11 @@ import dagster as dg
 from sklearn.metrics import roc_auc_score
 
 from ml.datasets import read_product_candidates
-from ml.evaluation import plot_calibration_curve, plot_lift_chart
+from ml.evaluation import plot_calibration_curve, plot_lift_chart, plot_shap_summary
 from ml.next_product import NextProductConfig, recommend, train_next_product_model
 from ml.registry import load_champion_model, log_and_register_model
 from ml.warehouse import connect, export_parquet, publish_table
+from orchestration.defs.governance.assets import erasure
 from orchestration.defs.models import (
     TRAINING_TAG,
     model_card_metadata,
@@ -26,7 +27,7 @@ MODEL_NAME = "next_product"
 @dg.asset(
     group_name="next_product",
     kinds={"catboost", "mlflow"},
-    deps=[PRODUCT_LABELS, CUSTOMER_FEATURES],
+    deps=[PRODUCT_LABELS, CUSTOMER_FEATURES, erasure],
     tags=TRAINING_TAG,
 )
 def next_product_model(context: dg.AssetExecutionContext, crm: CrmSettings) -> dg.MaterializeResult:
@@ -55,6 +56,12 @@ def next_product_model(context: dg.AssetExecutionContext, crm: CrmSettings) -> d
     ]
     holdout = labelled.loc[labelled["as_of_date"] == labelled["as_of_date"].max()]
     labels = training.holdout_labels
+    shap_plot, importance = plot_shap_summary(
+        training.model.shap_values(holdout),
+        training.model.features(holdout),
+        plots_dir / "shap_summary.png",
+    )
+    plots.append(shap_plot)
 
     mlflow_config = model_mlflow_config(settings, MODEL_NAME)
     registration = log_and_register_model(
@@ -66,7 +73,10 @@ def next_product_model(context: dg.AssetExecutionContext, crm: CrmSettings) -> d
         params=config.as_params(),
         metrics=training.holdout.as_metrics(),
         plot_paths=plots,
-        json_artifacts={"split_summary.json": training.summary},
+        json_artifacts={
+            "split_summary.json": training.summary,
+            "feature_importance.json": importance,
+        },
     )
     m = training.holdout
     card = model_card_metadata(
@@ -105,7 +115,7 @@ def next_product_model(context: dg.AssetExecutionContext, crm: CrmSettings) -> d
     key=["serving", "next_product_offers"],
     group_name="serving",
     kinds={"duckdb", "parquet"},
-    deps=[next_product_model, PRODUCT_LABELS, CUSTOMER_FEATURES],
+    deps=[next_product_model, PRODUCT_LABELS, CUSTOMER_FEATURES, erasure],
 )
 def next_product_offers(
     context: dg.AssetExecutionContext, crm: CrmSettings

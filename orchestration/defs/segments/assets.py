@@ -9,6 +9,7 @@ from ml.registry import log_unregistered_run
 from ml.segments import SegmentConfig, assign_segments, fit_segments, profile
 from ml.warehouse import connect, export_parquet, publish_table
 from orchestration.defs.churn.assets import CUSTOMER_FEATURES, customer_scores, mlflow_config
+from orchestration.defs.governance.assets import erasure
 from orchestration.defs.markdown import markdown_table
 from orchestration.resources import CrmSettings
 
@@ -17,7 +18,7 @@ from orchestration.resources import CrmSettings
     key=["serving", "customer_segments"],
     group_name="serving",
     kinds={"sklearn", "duckdb", "parquet"},
-    deps=[customer_scores, CUSTOMER_FEATURES],
+    deps=[customer_scores, CUSTOMER_FEATURES, erasure],
 )
 def customer_segments(crm: CrmSettings) -> dg.MaterializeResult:
     """One segment per customer for the newest as-of date, and one profile row per segment.

@@ -14,6 +14,7 @@ from ml.datasets import read_campaign_sends, read_scoring_features
 from ml.registry import load_champion_model, log_and_register_model
 from ml.uplift import qini_coefficient
 from ml.warehouse import connect, export_parquet, publish_table
+from orchestration.defs.governance.assets import erasure
 from orchestration.defs.markdown import markdown_table
 from orchestration.defs.models import (
     TRAINING_TAG,
@@ -31,7 +32,7 @@ MODEL_NAME = "retention_uplift"
 @dg.asset(
     group_name="uplift",
     kinds={"catboost", "mlflow"},
-    deps=[CAMPAIGN_SENDS, CUSTOMER_FEATURES],
+    deps=[CAMPAIGN_SENDS, CUSTOMER_FEATURES, erasure],
     tags=TRAINING_TAG,
 )
 def retention_uplift_model(
@@ -114,7 +115,7 @@ def retention_uplift_model(
     key=["serving", "customer_uplift"],
     group_name="serving",
     kinds={"duckdb", "parquet"},
-    deps=[retention_uplift_model, CUSTOMER_FEATURES],
+    deps=[retention_uplift_model, CUSTOMER_FEATURES, erasure],
 )
 def customer_uplift(context: dg.AssetExecutionContext, crm: CrmSettings) -> dg.MaterializeResult:
     """Predicted retention uplift and response segment per customer, newest as-of date.

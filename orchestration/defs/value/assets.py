@@ -9,6 +9,7 @@ from ml.clv import ClvConfig, compare_on_holdout, fit_clv, plot_clv_holdout, pre
 from ml.datasets import read_reference_features, read_transactions
 from ml.registry import log_and_register_model
 from ml.warehouse import connect, export_parquet, fetch_row, publish_table
+from orchestration.defs.governance.assets import erasure
 from orchestration.defs.models import (
     TRAINING_TAG,
     model_card_metadata,
@@ -32,7 +33,7 @@ def _features(con, as_of: pd.Timestamp) -> pd.DataFrame:
     key=["serving", "customer_value"],
     group_name="serving",
     kinds={"catboost", "mlflow", "duckdb", "parquet"},
-    deps=[ORDERS, CUSTOMER_FEATURES],
+    deps=[ORDERS, CUSTOMER_FEATURES, erasure],
     tags=TRAINING_TAG,
 )
 def customer_value(context: dg.AssetExecutionContext, crm: CrmSettings) -> dg.MaterializeResult:
