@@ -46,7 +46,7 @@ from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedKFold
-from sklearn.pipeline import make_pipeline
+from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from ml.lead_mapping import LeadMapping, load_leads, load_mapping, read_leads
@@ -72,7 +72,8 @@ SYNTHETIC_START, SYNTHETIC_END = date(2024, 10, 1), date(2026, 9, 30)
 SYNTHETIC_AS_OF = datetime(2026, 10, 1)
 
 
-def _data_dir(cli_value: Path | None) -> Path:
+def data_dir(cli_value: Path | None) -> Path:
+    """``--data``, else ``CRM_PUBLIC_DATA``, else ``../shared/data`` beside the repository."""
     if cli_value is not None:
         return cli_value
     configured = Settings().public_data
@@ -99,21 +100,27 @@ def load_x_education(data_dir: Path, mapping: LeadMapping) -> pd.DataFrame:
         return read_leads(con)
 
 
-def _logistic_regression(frame: pd.DataFrame) -> Any:
-    """One-hot categories and yes/no columns; median-imputed, scaled numbers."""
-    kinds = lead_feature_kinds(frame)
-    categorical = [n for n, k in kinds.items() if k != "number"]
-    numeric = [n for n, k in kinds.items() if k == "number"]
+def one_hot_logistic_regression(categorical: list[str], numeric: list[str]) -> Pipeline:
+    """The baseline: one-hot categories; median-imputed, scaled numbers; logistic regression."""
     encoder = ColumnTransformer(
         [
             ("categories", OneHotEncoder(handle_unknown="ignore"), categorical),
             ("numbers", make_pipeline(SimpleImputer(strategy="median"), StandardScaler()), numeric),
         ]
     )
-    return make_pipeline(encoder, LogisticRegression(max_iter=2000)), categorical, numeric
+    return make_pipeline(encoder, LogisticRegression(max_iter=2000))
 
 
-def _lr_inputs(frame: pd.DataFrame, categorical: list[str], numeric: list[str]) -> pd.DataFrame:
+def _logistic_regression(frame: pd.DataFrame) -> tuple[Pipeline, list[str], list[str]]:
+    """The baseline on the lead features: categories and yes/no columns one-hot."""
+    kinds = lead_feature_kinds(frame)
+    categorical = [n for n, k in kinds.items() if k != "number"]
+    numeric = [n for n, k in kinds.items() if k == "number"]
+    return one_hot_logistic_regression(categorical, numeric), categorical, numeric
+
+
+def lr_inputs(frame: pd.DataFrame, categorical: list[str], numeric: list[str]) -> pd.DataFrame:
+    """The baseline's input: categories as strings (missing as a category), numbers as floats."""
     columns: dict[str, pd.Series] = {
         c: frame[c].astype("object").where(frame[c].notna(), MISSING_CATEGORY).astype(str)
         for c in categorical
@@ -122,13 +129,15 @@ def _lr_inputs(frame: pd.DataFrame, categorical: list[str], numeric: list[str]) 
     return pd.DataFrame(columns, index=frame.index)
 
 
-def cross_validate(training: pd.DataFrame, config: LeadConfig) -> dict[str, Any]:
-    """5-fold stratified CV ROC AUC of the lead model and the LR baseline on the same folds."""
+def cross_validate(
+    training: pd.DataFrame, config: LeadConfig, folds: int = FOLDS
+) -> dict[str, Any]:
+    """Stratified CV ROC AUC of the lead model and the LR baseline on the same folds."""
     y = training[LABEL_COLUMN].astype(int).to_numpy()
-    folds = StratifiedKFold(FOLDS, shuffle=True, random_state=CV_SEED)
+    splitter = StratifiedKFold(folds, shuffle=True, random_state=CV_SEED)
     model_auc, lr_auc, fit_seconds = [], [], []
     out_of_fold: list[pd.DataFrame] = []
-    for train_idx, test_idx in folds.split(np.zeros(len(y)), y):
+    for train_idx, test_idx in splitter.split(np.zeros(len(y)), y):
         train, test = training.iloc[train_idx], training.iloc[test_idx]
         started = time.perf_counter()
         model = train_lead_model(train.reset_index(drop=True), config)
@@ -139,8 +148,8 @@ def cross_validate(training: pd.DataFrame, config: LeadConfig) -> dict[str, Any]
         out_of_fold.append(scores)
 
         pipeline, categorical, numeric = _logistic_regression(train)
-        pipeline.fit(_lr_inputs(train, categorical, numeric), y[train_idx])
-        proba = pipeline.predict_proba(_lr_inputs(test, categorical, numeric))[:, 1]
+        pipeline.fit(lr_inputs(train, categorical, numeric), y[train_idx])
+        proba = pipeline.predict_proba(lr_inputs(test, categorical, numeric))[:, 1]
         lr_auc.append(roc_auc_score(y[test_idx], proba))
         print(f"  fold {len(model_auc)}: model {model_auc[-1]:.4f}  LR {lr_auc[-1]:.4f}")
     oof = pd.concat(out_of_fold, ignore_index=True)
@@ -210,7 +219,7 @@ def main() -> None:
     config = LeadConfig(thread_count=args.threads)
 
     mapping = load_mapping(X_EDUCATION_MAPPING)
-    leads = load_x_education(_data_dir(args.data), mapping)
+    leads = load_x_education(data_dir(args.data), mapping)
     training, _ = lead_training_frame(leads)
     print(f"X Education, mapping as documented ({len(training)} leads):")
     headline = cross_validate(training, config)
@@ -218,7 +227,7 @@ def main() -> None:
     # The same with "Last Activity" kept: what the export-time snapshot is worth (and why the
     # published figures that keep it are higher).
     kept = replace(mapping, drop={k: v for k, v in mapping.drop.items() if k != "Last Activity"})
-    training_kept, _ = lead_training_frame(load_x_education(_data_dir(args.data), kept))
+    training_kept, _ = lead_training_frame(load_x_education(data_dir(args.data), kept))
     print("X Education with Last Activity kept:")
     with_last_activity = cross_validate(training_kept, config)
 

@@ -36,6 +36,7 @@ from ml.uplift import (
     SEGMENTS,
     SegmentThresholds,
     UpliftConfig,
+    UpliftModel,
     auuc,
     bootstrap_uplift_at_k,
     fit_uplift_model,
@@ -82,10 +83,27 @@ def load_hillstrom(data_dir: Path) -> pd.DataFrame:
     return frame
 
 
-def evaluate_split(frame: pd.DataFrame, seed: int, threads: int, n_boot: int) -> dict:
-    """Fit both learners on one stratified 70/30 split and score them on its test rows."""
+def split_train_test(frame: pd.DataFrame, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A 70/30 split stratified by treatment x visit."""
     strata = frame["treatment"].astype(str) + "_" + frame["visit"].astype(str)
     train, test = train_test_split(frame, test_size=0.3, random_state=seed, stratify=strata)
+    return train, test
+
+
+def fit_learner(train: pd.DataFrame, config: UpliftConfig) -> UpliftModel:
+    """The project's uplift learner named by ``config`` on training rows (outcome: visit)."""
+    return fit_uplift_model(
+        train[list(FEATURES)],
+        train["treatment"].to_numpy(),
+        train["visit"].to_numpy(),
+        cat_features=CAT_FEATURES,
+        config=config,
+    )
+
+
+def evaluate_split(frame: pd.DataFrame, seed: int, threads: int, n_boot: int) -> dict:
+    """Fit both learners on one stratified 70/30 split and score them on its test rows."""
+    train, test = split_train_test(frame, seed)
     y_test, t_test = test["visit"].to_numpy(), test["treatment"].to_numpy()
     base = UpliftConfig(thread_count=threads, seed=seed)
     learners: dict[str, dict] = {}
@@ -93,13 +111,7 @@ def evaluate_split(frame: pd.DataFrame, seed: int, threads: int, n_boot: int) ->
     for learner in ("t", "x"):  # two learners
         config = replace(base, learner=learner)
         started = time.perf_counter()
-        model = fit_uplift_model(
-            train[list(FEATURES)],
-            train["treatment"].to_numpy(),
-            train["visit"].to_numpy(),
-            cat_features=CAT_FEATURES,
-            config=config,
-        )
+        model = fit_learner(train, config)
         fit_seconds = time.perf_counter() - started
         features = test[list(FEATURES)]
         predicted = model.predict_uplift(features)

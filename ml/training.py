@@ -19,10 +19,11 @@ on its own calibration rows.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, replace
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -87,6 +88,27 @@ class TrainingConfig:
     def as_params(self) -> dict[str, str | int | float | bool]:
         """The settings as flat MLflow parameters."""
         return dict(asdict(self))
+
+    def classifier(self, monotone_constraints: Mapping[str, int]) -> CatBoostClassifier:
+        """An unfitted booster with these settings.
+
+        Args:
+            monotone_constraints: Feature name to 1 (the risk never falls as it grows) or -1
+                (never rises); features not named are unconstrained.
+        """
+        return CatBoostClassifier(
+            iterations=self.iterations,
+            depth=self.depth,
+            learning_rate=self.learning_rate,
+            l2_leaf_reg=self.l2_leaf_reg,
+            one_hot_max_size=self.one_hot_max_size,
+            loss_function="Logloss",
+            thread_count=self.thread_count,
+            random_seed=self.seed,
+            monotone_constraints=dict(monotone_constraints),
+            allow_writing_files=False,
+            verbose=False,
+        )
 
 
 @dataclass(frozen=True, eq=False)
@@ -315,6 +337,7 @@ class CalibratedBooster:
 
     booster: CatBoostClassifier
     calibrator: Calibrator | None
+    calibration_report: CalibrationReport
     cat_features: tuple[str, ...]
 
     def prepare(self, frame: pd.DataFrame) -> pd.DataFrame:
@@ -426,19 +449,7 @@ def _fit_booster(frame: pd.DataFrame, config: TrainingConfig) -> ChurnModel:
     y = _labels(frame)
     if len(np.unique(y)) < 2:
         raise ValueError("training rows hold a single class; cannot fit a churn model")
-    booster = CatBoostClassifier(
-        iterations=config.iterations,
-        depth=config.depth,
-        learning_rate=config.learning_rate,
-        l2_leaf_reg=config.l2_leaf_reg,
-        one_hot_max_size=config.one_hot_max_size,
-        loss_function="Logloss",
-        thread_count=config.thread_count,
-        random_seed=config.seed,
-        monotone_constraints={name: 1 for name in RISK_NEVER_FALLS_WITH},
-        allow_writing_files=False,
-        verbose=False,
-    )
+    booster = config.classifier({name: 1 for name in RISK_NEVER_FALLS_WITH})
     model = ChurnModel(booster)
     booster.fit(Pool(model.prepare(frame), label=y, cat_features=list(model.cat_features)))
     return model
@@ -493,6 +504,46 @@ def choose_calibrator(
     return None, CalibrationReport("none", brier_raw, brier_cal)
 
 
+BoosterT = TypeVar("BoosterT", bound=CalibratedBooster)
+
+
+def fit_with_calibration(
+    fit: Callable[[pd.DataFrame], BoosterT],
+    train: pd.DataFrame,
+    calibration: pd.DataFrame,
+    labels: Callable[[pd.DataFrame], np.ndarray],
+    config: TrainingConfig,
+) -> BoosterT:
+    """Fit a booster on ``train``, choose its calibrator on ``calibration``, refit if none is kept.
+
+    The calibration path of :func:`train_churn_model`, for any :class:`CalibratedBooster`: with
+    ``config.calibration == "none"`` or an empty slice the booster is fitted on all rows at once.
+
+    Args:
+        fit: Fits an uncalibrated booster on the rows given.
+        train: Rows the booster is fitted on.
+        calibration: Rows the calibrator is chosen on (held out from the first fit).
+        labels: The 0/1 labels of a frame of rows.
+        config: Training settings (``calibration``, ``refit_without_calibrator``, ``seed``).
+
+    Returns:
+        The fitted model with its calibrator (or ``None``) and calibration report.
+    """
+    if config.calibration == "none" or calibration.empty:
+        return fit(pd.concat([train, calibration], ignore_index=True))
+    model = fit(train)
+    calibrator, report = choose_calibrator(
+        model.raw_logit(calibration), labels(calibration), config.calibration, config.seed
+    )
+    if calibrator is None and config.refit_without_calibrator:
+        # Nothing fitted depends on the calibration slice now, so it can join the training rows.
+        model = fit(pd.concat([train, calibration], ignore_index=True))
+        report = replace(report, refit_on_calibration_slice=True)
+    model.calibrator = calibrator
+    model.calibration_report = report
+    return model
+
+
 def train_churn_model(split: TimeSplit, config: TrainingConfig | None = None) -> ChurnModel:
     """Train the churn booster on the training dates and choose its calibration.
 
@@ -515,23 +566,8 @@ def train_churn_model(split: TimeSplit, config: TrainingConfig | None = None) ->
             f"calibration={config.calibration!r} needs a calibration slice: use at least two "
             "training as-of dates"
         )
-    if config.calibration == "none" or split.calibration.empty:
-        model = _fit_booster(split.all_training, config)
-        model.training_window = window
-        return model
-
-    model = _fit_booster(split.train, config)
-    calibrator, report = choose_calibrator(
-        model.raw_logit(split.calibration),
-        _labels(split.calibration),
-        config.calibration,
-        config.seed,
+    model = fit_with_calibration(
+        lambda rows: _fit_booster(rows, config), split.train, split.calibration, _labels, config
     )
-    if calibrator is None and config.refit_without_calibrator:
-        # Nothing fitted depends on the calibration slice now, so it can join the training rows.
-        model = _fit_booster(split.all_training, config)
-        report = replace(report, refit_on_calibration_slice=True)
-    model.calibrator = calibrator
-    model.calibration_report = report
     model.training_window = window
     return model
