@@ -1,0 +1,718 @@
+"""The churn pipeline at scale: wall time and peak memory per stage, and the scaling curve.
+
+    make bench-scale                                    # 1M customers, curve 100k / 300k / 1M
+    make bench-scale BENCH_ARGS="--customers 100000"    # one smaller size (curve below it)
+    CRM_BENCH_CUSTOMERS=300000 make bench-scale         # the same through the environment
+    .venv/bin/python benchmarks/scale.py --customers 500 --no-curve --out /tmp/s.json  # smoke
+
+Each size runs in a fresh process and a fresh CRM_HOME (under /tmp): the synthetic CRM is
+generated, then the real Dagster job runs in process, as ``make run`` does, restricted to the
+churn path (every raw table, the dbt models the churn assets need with their tests, the GX
+checks, training, scoring with explanations, the Parquet export and the drift report); with
+``--suite`` the whole retraining job (every model) runs instead.
+
+Stages are Dagster steps: generation (crm_source_files), ingest (raw_tables), feature_build
+(dbt build), checks (GX on raw tables and the blocking customer_features gate), training
+(churn_model), scoring (customer_scores: read, score, explain, validate, publish to DuckDB),
+publishing (the Parquet export) and drift (churn_drift_report). Seconds per stage come from the
+Dagster event log. Peak memory per stage is the resident set of the pipeline process (its kernel
+high-water mark VmHWM, reset through /proc/self/clear_refs every 0.2 s, so no spike is missed)
+plus the peak of every child process alive in the interval (dbt runs as one), attributed to the
+step that was running.
+
+After the job, three measurements on the same warehouse and champion: model apply alone
+(``predict_proba`` from the feature frame, and from a prebuilt CatBoost Pool), scoring with
+explanations alone (``score_customers``: no database), and the drift verdict on samples of 20k
+rows against the verdict on every row (Evidently both times).
+
+Results: ``benchmarks/results/scale-<customers>.json`` per size and ``scale.json`` for the
+largest size with the curve. Every figure is measured by the run; nothing is filled in by hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = Path(__file__).resolve().parent / "results"
+DEFAULT_CUSTOMERS = 1_000_000
+CURVE_SIZES = (100_000, 300_000)
+CURVE_MAX_GROWTH = 0.20  # time per customer may grow by at most this much over the curve
+SAMPLE_SECONDS = 0.2
+DRIFT_SAMPLE_ROWS = 20_000  # ml.drift.drift_report's default max_rows
+
+# Dagster step key -> stage. Steps not listed (the rest of the suite with --suite) count as
+# "suite"; their time is part of end_to_end_s.
+STAGE_OF_STEP = {
+    "crm_source_files": "generation",
+    "raw_tables": "ingest",
+    "raw__leads": "ingest",
+    "crm_dbt_models": "feature_build",
+    "raw_contract_checks": "checks",
+    "marts__customer_features_customer_features_expectations": "checks",
+    "churn_model": "training",
+    "serving__customer_scores": "scoring",
+    "exports__customer_scores": "publishing",
+    "churn_drift_report": "drift",
+}
+STAGES = (
+    "generation",
+    "ingest",
+    "feature_build",
+    "checks",
+    "training",
+    "scoring",
+    "publishing",
+    "drift",
+)
+TARGETS = {
+    "end_to_end_s": ("<=", 600.0),
+    "peak_rss_gb": ("<=", 8.0),
+    "feature_build_s": ("<=", 90.0),
+    "scoring_with_explanations_s": ("<=", 60.0),
+    "model_apply_rows_per_s": (">=", 1_000_000.0),
+    "drift_s": ("<=", 30.0),
+    "drift_share_difference": ("<=", 0.02),
+}
+_GB = 2**30
+
+
+# --------------------------------------------------------------------------------------------
+# Memory: /proc, no extra dependency (psutil is not in the environment on Linux)
+# --------------------------------------------------------------------------------------------
+
+
+def _status_kb(pid: int | str, field_name: str) -> int:
+    """A ``kB`` field of /proc/<pid>/status (0 when the process is gone)."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith(field_name + ":"):
+                    return int(line.split()[1])
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        pass
+    return 0
+
+
+def _children(pid: int) -> list[int]:
+    found: list[int] = []
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except FileNotFoundError:
+        return found
+    for task in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{task}/children") as children:
+                found += [int(c) for c in children.read().split()]
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return found
+
+
+def _descendants(root: int) -> list[int]:
+    """Every process below ``root`` (dbt and whatever it starts)."""
+    found, todo = [], [root]
+    while todo:
+        for child in _children(todo.pop()):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+class MemorySampler:
+    """Peak resident memory of this process and its children, per label (stage).
+
+    Every ``interval`` seconds: this process's VmHWM (then reset to the current RSS, so each
+    reading is the true peak of the interval) plus the VmHWM of each child process (its peak so
+    far). Where clear_refs cannot be written, the current VmRSS is sampled instead.
+    """
+
+    def __init__(self, interval: float = SAMPLE_SECONDS) -> None:
+        self.interval = interval
+        self.label = "setup"
+        self.peaks_kb: dict[str, int] = {}
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._run, name="memory-sampler", daemon=True)
+        self.resettable = self._reset()
+
+    def _reset(self) -> bool:
+        try:
+            with open("/proc/self/clear_refs", "w") as refs:
+                refs.write("5")  # reset the peak RSS (VmHWM) to the current RSS
+            return True
+        except OSError:
+            return False
+
+    def sample(self) -> int:
+        """Record one reading under the current label and return it (kB)."""
+        own = _status_kb("self", "VmHWM" if self.resettable else "VmRSS")
+        children = sum(_status_kb(pid, "VmHWM") for pid in _descendants(os.getpid()))
+        with self._lock:
+            total = own + children
+            self.peaks_kb[self.label] = max(self.peaks_kb.get(self.label, 0), total)
+            if self.resettable:
+                self._reset()
+        return total
+
+    def switch(self, label: str) -> None:
+        """Close the current label with a reading and attribute what follows to ``label``."""
+        self.sample()
+        with self._lock:
+            self.label = label
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.sample()
+
+    def __enter__(self) -> MemorySampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.sample()
+
+    def peak_gb(self, label: str) -> float:
+        return self.peaks_kb.get(label, 0) / 2**20
+
+
+# --------------------------------------------------------------------------------------------
+# One size, inside the worker process
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class StepClock:
+    """Start and end times of the Dagster steps, from the run's events as they happen."""
+
+    console: TextIO
+    sampler: MemorySampler
+    starts: dict[str, float] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+    peaks_gb: dict[str, float] = field(default_factory=dict)
+
+    def on_event(self, entry: Any) -> None:
+        event = entry.dagster_event
+        if event is None or event.step_key is None:
+            return
+        step, kind = event.step_key, event.event_type_value
+        if kind == "STEP_START":
+            self.starts[step] = entry.timestamp
+            self.sampler.switch(step)
+            self._say(f"{STAGE_OF_STEP.get(step, 'suite'):<13} {step} ...")
+        elif kind in ("STEP_SUCCESS", "STEP_FAILURE"):
+            self.sampler.switch("between steps")
+            begun = self.starts.get(step, entry.timestamp)
+            self.seconds[step] = self.seconds.get(step, 0.0) + entry.timestamp - begun
+            self.peaks_gb[step] = self.sampler.peak_gb(step)
+            state = "done" if kind == "STEP_SUCCESS" else "FAILED"
+            self._say(
+                f"{STAGE_OF_STEP.get(step, 'suite'):<13} {step} {state} in "
+                f"{self.seconds[step]:.1f} s, peak RSS {self.peaks_gb[step]:.2f} GB"
+            )
+
+    def _say(self, text: str) -> None:
+        self.console.write(f"[{datetime.now():%H:%M:%S}] {text}\n")
+        self.console.flush()
+
+
+def _timed(function: Callable[[], Any]) -> tuple[Any, float]:
+    began = time.perf_counter()
+    value = function()
+    return value, time.perf_counter() - began
+
+
+def _selection(defs: Any, suite: bool) -> list[Any] | None:
+    """Asset keys of the churn path: every raw table, the dbt project, the churn assets."""
+    import dagster as dg
+
+    if suite:
+        return None
+    from orchestration.defs.transform.assets import crm_dbt_models
+
+    graph = defs.resolve_asset_graph()
+    # The whole dbt project: a subset would leave relationship tests without their tables.
+    wanted = (
+        dg.AssetSelection.assets(["churn_drift_report"], ["exports", "customer_scores"]).upstream()
+        | dg.AssetSelection.groups("ingest")
+        | dg.AssetSelection.assets(crm_dbt_models)
+    )
+    return sorted(wanted.resolve(graph), key=lambda key: key.to_user_string())
+
+
+def _after_job_measurements(
+    settings: Any, console: TextIO, drift_check: bool, full_drift: bool
+) -> dict[str, Any]:
+    """Model apply, scoring with explanations and drift sample-vs-full on the built warehouse."""
+    from catboost import Pool
+
+    from ml.datasets import read_reference_features, read_scoring_features
+    from ml.drift import drift_report
+    from ml.features import CATEGORICAL_FEATURES, CHURN_FEATURES
+    from ml.registry import MlflowConfig, load_champion
+    from ml.scoring import score_customers
+    from ml.warehouse import connect
+
+    def say(text: str) -> None:
+        console.write(f"[{datetime.now():%H:%M:%S}] {text}\n")
+        console.flush()
+
+    mlflow = MlflowConfig(
+        tracking_uri=settings.mlflow_tracking_uri, artifacts_dir=settings.mlflow_artifacts_dir
+    )
+    model, version = load_champion(mlflow)
+    with connect(settings.warehouse_path, read_only=True, threads=settings.threads) as con:
+        current, read_s = _timed(lambda: read_scoring_features(con))
+        reference, reference_read_s = _timed(
+            lambda: read_reference_features(con, model.training_as_of_dates)
+        )
+    rows = len(current)
+    out: dict[str, Any] = {"scoring_rows": rows, "read_scoring_features_s": read_s}
+
+    proba, apply_s = _timed(lambda: model.predict_proba(current))
+    pool = Pool(model.prepare(current), cat_features=list(model.cat_features))
+    began = time.perf_counter()
+    model.booster.predict(pool, prediction_type="RawFormulaVal")
+    pool_s = time.perf_counter() - began
+    out["model_apply"] = {
+        "rows": rows,
+        "predict_proba_from_frame_s": apply_s,
+        "rows_per_s_from_frame": rows / apply_s,
+        "booster_predict_from_pool_s": pool_s,
+        "rows_per_s_from_pool": rows / pool_s,
+    }
+    say(
+        f"model apply: {rows / apply_s:,.0f} rows/s from the frame, "
+        f"{rows / pool_s:,.0f} rows/s from a prebuilt Pool"
+    )
+    del pool, proba  # keep the next measurements' memory honest
+
+    scored, explain_s = _timed(
+        lambda: score_customers(model, current, "churn", version, datetime.now(UTC))
+    )
+    out["scoring_with_explanations"] = {"rows": len(scored), "s": explain_s}
+    say(f"scoring with explanations: {len(scored):,} rows in {explain_s:.1f} s")
+    del scored
+
+    if not drift_check:
+        return out
+    out["drift"] = {
+        "reference_rows": len(reference),
+        "current_rows": rows,
+        "read_reference_s": reference_read_s,
+    }
+    with tempfile.TemporaryDirectory(prefix="crm-drift-") as tmp:
+        columns, categorical = list(CHURN_FEATURES), list(CATEGORICAL_FEATURES)
+        sampled, sampled_s = _timed(
+            lambda: drift_report(
+                reference, current, columns, categorical, Path(tmp) / "sample.html"
+            )
+        )
+        out["drift"].update(
+            {
+                "sample_rows": DRIFT_SAMPLE_ROWS,
+                "sampled_share": sampled.drift_share,
+                "sampled_columns": list(sampled.drifted_columns),
+                "sampled_s": sampled_s,
+            }
+        )
+        say(f"drift on samples of {DRIFT_SAMPLE_ROWS:,}: share {sampled.drift_share:.3f}")
+        if full_drift:
+            everything = max(len(reference), rows)
+            full, full_s = _timed(
+                lambda: drift_report(
+                    reference,
+                    current,
+                    columns,
+                    categorical,
+                    Path(tmp) / "full.html",
+                    max_rows=everything,
+                )
+            )
+            out["drift"].update(
+                {
+                    "full_share": full.drift_share,
+                    "full_columns": list(full.drifted_columns),
+                    "full_s": full_s,
+                    "share_difference": abs(full.drift_share - sampled.drift_share),
+                }
+            )
+            say(
+                f"drift on every row: share {full.drift_share:.3f} in {full_s:.1f} s "
+                f"(difference {out['drift']['share_difference']:.3f})"
+            )
+    return out
+
+
+def run_worker(args: argparse.Namespace) -> dict[str, Any]:
+    """Run the pipeline once for ``args.customers`` (the environment is already set)."""
+    console = sys.stdout
+    began = time.time()
+    with MemorySampler() as sampler:
+        sampler.switch("import")
+        import dagster as dg
+
+        from ml.settings import Settings
+        from orchestration.definitions import defs as load_defs
+
+        settings = Settings()
+        defs = load_defs()
+        job = defs.resolve_job_def("churn_retraining_job")
+        selection = _selection(defs, args.suite)
+        import_s = time.time() - began
+        clock = StepClock(console=console, sampler=sampler)
+        run_config: dict[str, Any] = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+        if args.training_as_of_dates:
+            run_config["ops"] = {
+                "churn_model": {"config": {"training_as_of_dates": args.training_as_of_dates}}
+            }
+        log_path = settings.logs_dir / f"scale-{args.customers}.log"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        clock._say(f"{args.customers:,} customers in {settings.home}; log {log_path}")
+        run_id = str(uuid.uuid4())
+        with (
+            dg.DagsterInstance.get() as instance,
+            log_path.open("w") as log,
+            contextlib.redirect_stdout(log),
+            contextlib.redirect_stderr(log),
+        ):
+            instance.add_event_listener(run_id, clock.on_event)
+            job_began = time.time()
+            result = job.execute_in_process(
+                instance=instance,
+                run_config=run_config,
+                asset_selection=selection,
+                run_id=run_id,
+                raise_on_error=False,
+            )
+            job_s = time.time() - job_began
+            metadata = {
+                event.materialization.asset_key.to_user_string(): {
+                    k: getattr(v, "value", v) for k, v in event.materialization.metadata.items()
+                }
+                for event in result.get_asset_materialization_events()
+            }
+        if not result.success:
+            failed = [e.step_key for e in result.all_events if e.is_step_failure]
+            raise SystemExit(f"the pipeline failed in {failed}; see {log_path}")
+        sampler.switch("after the job")
+        extras = (
+            {}
+            if args.skip_extras
+            else _after_job_measurements(
+                settings,
+                console,
+                drift_check=not args.no_drift_check,
+                full_drift=not args.no_full_drift,
+            )
+        )
+    return _summarise(args, settings, clock, sampler, metadata, extras, import_s, job_s)
+
+
+def _summarise(
+    args: argparse.Namespace,
+    settings: Any,
+    clock: StepClock,
+    sampler: MemorySampler,
+    metadata: dict[str, dict[str, Any]],
+    extras: dict[str, Any],
+    import_s: float,
+    job_s: float,
+) -> dict[str, Any]:
+    stages: dict[str, dict[str, float]] = {}
+    for step, seconds in clock.seconds.items():
+        stage = STAGE_OF_STEP.get(step, "suite")
+        entry = stages.setdefault(stage, {"s": 0.0, "peak_rss_gb": 0.0, "steps": {}})  # type: ignore[dict-item]
+        entry["s"] += seconds
+        entry["peak_rss_gb"] = max(entry["peak_rss_gb"], clock.peaks_gb[step])
+        entry["steps"][step] = round(seconds, 2)  # type: ignore[index]
+    for entry in stages.values():
+        entry["s"] = round(entry["s"], 2)
+        entry["peak_rss_gb"] = round(entry["peak_rss_gb"], 3)
+    rows = {
+        key: meta["dagster/row_count"]
+        for key, meta in metadata.items()
+        if meta.get("dagster/row_count") is not None
+    }
+    after_generation = [s for s in stages if s != "generation"]
+    # The whole job (run set-up included) but the generation step: the targets' "after generation".
+    end_to_end = job_s - stages.get("generation", {}).get("s", 0.0)
+    apply = extras.get("model_apply", {})
+    churn = metadata.get("churn_model", {})
+    drift_meta = metadata.get("churn_drift_report", {})
+    result: dict[str, Any] = {
+        "customers": args.customers,
+        "events": rows.get("raw/events"),
+        "end_to_end_s": round(end_to_end, 1),
+        "peak_rss_gb": round(max(stages[s]["peak_rss_gb"] for s in after_generation), 3),
+        "scoring_rows_per_s": round(apply["rows_per_s_from_frame"]) if apply else None,
+        "stages": {name: stages[name] for name in (*STAGES, "suite") if name in stages},
+        "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": _machine(),
+        "seed": args.seed,
+        "scope": "whole retraining job (--suite)" if args.suite else "churn path",
+        "training": {
+            "as_of_dates": args.training_as_of_dates or "asset default (12)",
+            "training_as_of_dates": churn.get("training_as_of_dates"),
+            "validation_rows": churn.get("validation_rows"),
+            "roc_auc": churn.get("roc_auc"),
+            "oracle_auc": churn.get("oracle_auc"),
+        },
+        "drift_report": {
+            "drift_share": drift_meta.get("drift_share"),
+            "reference_rows": drift_meta.get("reference_rows"),
+            "current_rows": drift_meta.get("current_rows"),
+        },
+        "rows": rows,
+        "job_s_including_generation": round(job_s, 1),
+        "definitions_load_s": round(import_s, 1),
+        "memory_method": (
+            "VmHWM of the pipeline process reset every "
+            f"{SAMPLE_SECONDS} s (/proc/self/clear_refs) plus VmHWM of each child process"
+            if sampler.resettable
+            else f"VmRSS of the pipeline process every {SAMPLE_SECONDS} s plus VmHWM of children"
+        ),
+        "after_job": _rounded(extras),
+    }
+    if apply:
+        result["model_apply_rows_per_s"] = round(apply["rows_per_s_from_pool"])
+    result["targets"] = _targets(result)
+    return result
+
+
+def _rounded(value: Any) -> Any:
+    if isinstance(value, float):
+        return round(value, 4)
+    if isinstance(value, dict):
+        return {k: _rounded(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_rounded(v) for v in value]
+    return value
+
+
+def _targets(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    after = result.get("after_job", {})
+    observed = {
+        "end_to_end_s": result["end_to_end_s"],
+        "peak_rss_gb": result["peak_rss_gb"],
+        "feature_build_s": result["stages"].get("feature_build", {}).get("s"),
+        "scoring_with_explanations_s": after.get("scoring_with_explanations", {}).get("s"),
+        "model_apply_rows_per_s": result.get("model_apply_rows_per_s"),
+        "drift_s": result["stages"].get("drift", {}).get("s"),
+        "drift_share_difference": after.get("drift", {}).get("share_difference"),
+    }
+    checked = {}
+    for name, (op, threshold) in TARGETS.items():
+        value = observed[name]
+        met = None if value is None else (value <= threshold if op == "<=" else value >= threshold)
+        checked[name] = {"observed": value, "target": f"{op} {threshold:g}", "met": met}
+    return checked
+
+
+def _machine() -> dict[str, Any]:
+    return {
+        "cpus": os.cpu_count(),
+        "memory_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / _GB),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# The parent: one worker process per size, then the curve
+# --------------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _home(customers: int, home: Path | None, keep: bool) -> Iterator[Path]:
+    path = home or Path(tempfile.mkdtemp(prefix=f"crm-scale-{customers}-", dir="/tmp"))
+    path.mkdir(parents=True, exist_ok=True)
+    try:
+        yield path
+    finally:
+        if home is None and not keep:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def run_size(args: argparse.Namespace, customers: int, out: Path) -> dict[str, Any]:
+    """Run one size in a fresh worker process and return its result."""
+    home_arg = args.home if customers == args.customers else None
+    with _home(customers, home_arg, args.keep) as home:
+        dagster_home = home / "dagster"
+        dagster_home.mkdir(exist_ok=True)
+        shutil.copy(ROOT / "orchestration" / "dagster.yaml", dagster_home / "dagster.yaml")
+        env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+            "CRM_HOME": str(home),
+            "DAGSTER_HOME": str(dagster_home),
+            "CRM_SOURCE": "synthetic",
+            "CRM_SYNTHETIC_CUSTOMERS": str(customers),
+            "CRM_SYNTHETIC_SEED": str(args.seed),
+            "CRM_THREADS": str(args.threads),
+            "MPLBACKEND": "Agg",
+            "MLFLOW_DISABLE_TELEMETRY": "true",
+            "DO_NOT_TRACK": "true",
+        }
+        if args.duckdb_memory_limit:
+            env["CRM_DUCKDB_MEMORY_LIMIT"] = args.duckdb_memory_limit
+        command = [
+            sys.executable,
+            str(Path(__file__).resolve()),
+            "--worker",
+            "--customers",
+            str(customers),
+            "--seed",
+            str(args.seed),
+            "--out",
+            str(out),
+        ]
+        for flag in ("suite", "skip_extras", "no_drift_check", "no_full_drift"):
+            if getattr(args, flag):
+                command.append("--" + flag.replace("_", "-"))
+        if args.training_as_of_dates:
+            command += ["--training-as-of-dates", str(args.training_as_of_dates)]
+        done = subprocess.run(command, cwd=ROOT, env=env)
+        if done.returncode != 0:
+            raise SystemExit(f"{customers:,} customers: the worker failed ({done.returncode})")
+    return json.loads(out.read_text())
+
+
+def _curve(results: list[dict[str, Any]]) -> dict[str, Any]:
+    points = sorted(results, key=lambda r: r["customers"])
+    base = points[0]["end_to_end_s"] / points[0]["customers"]
+    rows = []
+    for point in points:
+        per = point["end_to_end_s"] / point["customers"]
+        rows.append(
+            {
+                "customers": point["customers"],
+                "events": point["events"],
+                "end_to_end_s": point["end_to_end_s"],
+                "peak_rss_gb": point["peak_rss_gb"],
+                "ms_per_1000_customers": round(per * 1e6, 1),
+                "growth_vs_smallest": round(per / base - 1.0, 3),
+                "stages_s": {name: stage["s"] for name, stage in point["stages"].items()},
+            }
+        )
+    worst = max(r["growth_vs_smallest"] for r in rows)
+    return {
+        "points": rows,
+        "max_growth_of_time_per_customer": worst,
+        "target": f"<= {CURVE_MAX_GROWTH:g}",
+        "met": worst <= CURVE_MAX_GROWTH,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument(
+        "--customers",
+        type=int,
+        default=int(os.environ.get("CRM_BENCH_CUSTOMERS", DEFAULT_CUSTOMERS)),
+        help="synthetic persons of the largest run (default: $CRM_BENCH_CUSTOMERS or 1,000,000)",
+    )
+    parser.add_argument(
+        "--curve",
+        default=None,
+        help="comma-separated smaller sizes for the scaling curve "
+        "(default: 100000,300000 where below --customers)",
+    )
+    parser.add_argument("--no-curve", action="store_true", help="run --customers only")
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--threads", type=int, default=2, help="CRM_THREADS (DuckDB, CatBoost)")
+    parser.add_argument("--duckdb-memory-limit", default=None, help="CRM_DUCKDB_MEMORY_LIMIT")
+    parser.add_argument(
+        "--training-as-of-dates",
+        type=int,
+        default=None,
+        help="train on the newest N monthly snapshots instead of the asset default (sampling)",
+    )
+    parser.add_argument("--suite", action="store_true", help="run every model, not the churn path")
+    parser.add_argument("--skip-extras", action="store_true", help="no measurements after the job")
+    parser.add_argument(
+        "--no-drift-check", action="store_true", help="skip the drift sample-vs-full comparison"
+    )
+    parser.add_argument(
+        "--no-full-drift", action="store_true", help="compare with samples only, not every row"
+    )
+    parser.add_argument("--home", type=Path, default=None, help="CRM_HOME of the largest run")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary CRM_HOMEs")
+    parser.add_argument("--out", type=Path, default=None, help="JSON of the largest run")
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    if args.worker:
+        result = run_worker(args)
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(result, indent=2, default=str) + "\n")
+        return 0
+
+    if args.no_curve:
+        sizes: list[int] = []
+    elif args.curve:
+        sizes = [int(s) for s in args.curve.split(",") if s.strip()]
+    else:
+        sizes = [s for s in CURVE_SIZES if s < args.customers]
+    sizes = sorted({*sizes, args.customers})
+    final = args.out or RESULTS / "scale.json"
+    results = []
+    for customers in sizes:
+        out = (
+            final
+            if customers == args.customers and args.out
+            else RESULTS / f"scale-{customers}.json"
+        )
+        print(f"[{datetime.now():%H:%M:%S}] scale run: {customers:,} customers", flush=True)
+        results.append(run_size(args, customers, out))
+    main_result = next(r for r in results if r["customers"] == args.customers)
+    if len(results) > 1:
+        main_result["curve"] = _curve(results)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    final.write_text(json.dumps(main_result, indent=2, default=str) + "\n")
+    _print_summary(main_result)
+    print(f"written to {final}")
+    return 0
+
+
+def _print_summary(result: dict[str, Any]) -> None:
+    print(f"\n{result['customers']:,} customers, {result['events']:,} events")
+    print(
+        f"end to end after generation {result['end_to_end_s']:.0f} s, peak RSS "
+        f"{result['peak_rss_gb']:.2f} GB"
+    )
+    for name, stage in result["stages"].items():
+        print(f"  {name:<14} {stage['s']:8.1f} s  {stage['peak_rss_gb']:6.2f} GB")
+    for name, target in result["targets"].items():
+        state = {True: "met", False: "MISSED", None: "not measured"}[target["met"]]
+        print(f"  target {name}: {target['observed']} ({target['target']}) {state}")
+    if "curve" in result:
+        curve = result["curve"]
+        print(
+            f"  curve: time per customer grows by at most {curve['max_growth_of_time_per_customer']:+.1%}"
+            f" ({curve['target']}) {'met' if curve['met'] else 'MISSED'}"
+        )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
