@@ -108,6 +108,11 @@ def main(argv: list[str] | None = None) -> int:
 _SUMMARY_FIELDS = (
     "dagster/row_count",
     "rows_quarantined",
+    "rows_of_erased_persons_dropped",
+    "new_requests",
+    "records_erased",
+    "rows_removed",
+    "promoted",
     "roc_auc",
     "oracle_auc",
     "lift_top_decile",
