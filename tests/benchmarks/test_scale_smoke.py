@@ -1,0 +1,68 @@
+"""The scale benchmark (benchmarks/scale.py) at a tiny size, so it keeps working between runs.
+
+It runs the real pipeline once in a subprocess (the settings are read from ``CRM_*`` variables
+when the definitions load, so the run needs its own process) and checks that every stage reports
+time and memory. Speed itself is never asserted here; benchmarks/RESULTS.md records it.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SCALE = ROOT / "benchmarks" / "scale.py"
+STAGES = (
+    "generation",
+    "ingest",
+    "feature_build",
+    "checks",
+    "training",
+    "scoring",
+    "publishing",
+    "drift",
+)
+
+
+@pytest.mark.slow
+def test_scale_benchmark_reports_every_stage(tmp_path: Path) -> None:
+    out = tmp_path / "scale.json"
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(SCALE),
+            "--customers",
+            "500",
+            "--no-curve",
+            "--no-drift-check",
+            "--home",
+            str(tmp_path / "home"),
+            "--out",
+            str(out),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    result = json.loads(out.read_text())
+
+    for key in ("customers", "events", "end_to_end_s", "peak_rss_gb", "scoring_rows_per_s"):
+        assert result[key] > 0, key
+    assert result["customers"] == 500
+    for stage in STAGES:
+        assert result["stages"][stage]["s"] > 0, stage
+        assert result["stages"][stage]["peak_rss_gb"] > 0, stage
+    assert result["peak_rss_gb"] >= max(
+        result["stages"][s]["peak_rss_gb"] for s in STAGES if s != "generation"
+    )
+    assert result["machine"]["cpus"] > 0 and result["measured_at"]
+    assert set(result["targets"]) >= {"end_to_end_s", "peak_rss_gb", "feature_build_s"}
+    # Long runs show progress: a line when each stage's step starts and when it is done.
+    finished = [line for line in done.stdout.splitlines() if " done in " in line]
+    assert {line.split()[1] for line in finished} >= set(STAGES)
