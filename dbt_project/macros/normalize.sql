@@ -50,3 +50,33 @@
         || {{ column }}
     )
 {%- endmacro %}
+
+
+{% macro rank_within_key(rows, key, order_by) -%}
+    {#- The de-duplication ranking of a base model: each row of `rows` with key_rank (1 = the row
+        the key keeps) and is_exact_copy (equal in every column to the row ranked before it).
+        `order_by` sorts the rows of one key: valid rows first, so a key keeps a valid row if it
+        has one, then every column, so exact copies are neighbours. `rows` needs row_content.
+        Almost every key has one row: only the keys seen more than once go through the window,
+        which is most of the cost on large tables (the others are rank 1 and no copy). -#}
+    (
+        select *, 1 as key_rank, false as is_exact_copy
+        from {{ rows }}
+        anti join (
+            select {{ key }} from {{ rows }} group by {{ key }} having count(*) > 1
+        ) as repeated_keys using ({{ key }})
+    )
+    union all by name
+    (
+        select
+            *,
+            row_number() over by_key as key_rank,
+            coalesce(row_content is not distinct from lag(row_content) over by_key, false)
+                as is_exact_copy
+        from {{ rows }}
+        semi join (
+            select {{ key }} from {{ rows }} group by {{ key }} having count(*) > 1
+        ) as repeated_keys using ({{ key }})
+        window by_key as (partition by {{ key }} order by {{ order_by }})
+    )
+{%- endmacro %}

@@ -37,23 +37,14 @@ flagged as (
 
 ranked as (
 
-    -- Same pattern as the other base models: valid rows first, exact copies are neighbours.
-    select
-        *,
-        row_number() over by_key as key_rank,
-        coalesce(row_content is not distinct from lag(row_content) over by_key, false)
-            as is_exact_copy
-    from flagged
-    window by_key as (
-        partition by send_id
-        order by
-            invalid_reason is not null,
-            sent_at desc,
-            customer_record_id nulls last,
-            campaign_id nulls last,
-            arm nulls last,
-            outcome nulls last
-    )
+    {{ rank_within_key('flagged', 'send_id', "
+        invalid_reason is not null,
+        sent_at desc,
+        customer_record_id nulls last,
+        campaign_id nulls last,
+        arm nulls last,
+        outcome nulls last
+    ") }}
 
 ),
 

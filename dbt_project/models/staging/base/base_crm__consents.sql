@@ -35,24 +35,13 @@ flagged as (
 
 ranked as (
 
-    -- One pass over the rows of each key. Valid rows sort first, so a key keeps a valid row
-    -- if it has one; the order covers every column, so exact copies are neighbours and a row
-    -- equal to the one before it is an exact duplicate.
-    select
-        *,
-        row_number() over by_key as key_rank,
-        coalesce(row_content is not distinct from lag(row_content) over by_key, false)
-            as is_exact_copy
-    from flagged
-    window by_key as (
-        partition by consent_id
-        order by
-            invalid_reason is not null,
-            recorded_at desc,
-            customer_record_id nulls last,
-            channel nulls last,
-            status nulls last
-    )
+    {{ rank_within_key('flagged', 'consent_id', "
+        invalid_reason is not null,
+        recorded_at desc,
+        customer_record_id nulls last,
+        channel nulls last,
+        status nulls last
+    ") }}
 
 ),
 

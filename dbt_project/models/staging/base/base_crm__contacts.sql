@@ -34,22 +34,13 @@ flagged as (
 
 ranked as (
 
-    -- Same pattern as the other base models: valid rows first, exact copies are neighbours.
-    select
-        *,
-        row_number() over by_key as key_rank,
-        coalesce(row_content is not distinct from lag(row_content) over by_key, false)
-            as is_exact_copy
-    from flagged
-    window by_key as (
-        partition by contact_id
-        order by
-            invalid_reason is not null,
-            contacted_at desc,
-            customer_record_id nulls last,
-            channel nulls last,
-            purpose nulls last
-    )
+    {{ rank_within_key('flagged', 'contact_id', "
+        invalid_reason is not null,
+        contacted_at desc,
+        customer_record_id nulls last,
+        channel nulls last,
+        purpose nulls last
+    ") }}
 
 ),
 

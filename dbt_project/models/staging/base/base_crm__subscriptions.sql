@@ -44,27 +44,16 @@ flagged as (
 
 ranked as (
 
-    -- One pass over the rows of each key. Valid rows sort first, so a key keeps a valid row
-    -- if it has one; the order covers every column, so exact copies are neighbours and a row
-    -- equal to the one before it is an exact duplicate.
-    select
-        *,
-        row_number() over by_key as key_rank,
-        coalesce(row_content is not distinct from lag(row_content) over by_key, false)
-            as is_exact_copy
-    from flagged
-    window by_key as (
-        partition by subscription_id
-        order by
-            invalid_reason is not null,
-            started_at desc,
-            ended_at desc nulls first,
-            customer_record_id nulls last,
-            plan nulls last,
-            contract_type nulls last,
-            monthly_price nulls last,
-            end_reason nulls last
-    )
+    {{ rank_within_key('flagged', 'subscription_id', "
+        invalid_reason is not null,
+        started_at desc,
+        ended_at desc nulls first,
+        customer_record_id nulls last,
+        plan nulls last,
+        contract_type nulls last,
+        monthly_price nulls last,
+        end_reason nulls last
+    ") }}
 
 ),
 

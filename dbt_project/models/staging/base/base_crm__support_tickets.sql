@@ -41,26 +41,15 @@ flagged as (
 
 ranked as (
 
-    -- One pass over the rows of each key. Valid rows sort first, so a key keeps a valid row
-    -- if it has one; the order covers every column, so exact copies are neighbours and a row
-    -- equal to the one before it is an exact duplicate.
-    select
-        *,
-        row_number() over by_key as key_rank,
-        coalesce(row_content is not distinct from lag(row_content) over by_key, false)
-            as is_exact_copy
-    from flagged
-    window by_key as (
-        partition by ticket_id
-        order by
-            invalid_reason is not null,
-            opened_at desc,
-            resolved_at desc nulls first,
-            customer_record_id nulls last,
-            category nulls last,
-            priority nulls last,
-            satisfaction_score nulls last
-    )
+    {{ rank_within_key('flagged', 'ticket_id', "
+        invalid_reason is not null,
+        opened_at desc,
+        resolved_at desc nulls first,
+        customer_record_id nulls last,
+        category nulls last,
+        priority nulls last,
+        satisfaction_score nulls last
+    ") }}
 
 ),
 
