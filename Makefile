@@ -44,7 +44,7 @@ ui: env $(DBT_MANIFEST) $(DAGSTER_HOME)/dagster.yaml
 
 ## test: the whole test suite
 test: env $(DBT_MANIFEST)
-	$(BIN)/pytest -n 2 --dist loadfile
+	$(BIN)/pytest -n 2 --dist loadgroup
 
 ## bench: wall time, peak memory and time per step of the pipeline (benchmarks/results/)
 bench: env $(DBT_MANIFEST)
