@@ -95,8 +95,9 @@ def _read_parquet_or_empty(path: Path, columns: dict[str, str]) -> pd.DataFrame:
 
 def _append_parquet(con: duckdb.DuckDBPyConnection, path: Path, rows: pd.DataFrame) -> None:
     """Append ``rows`` to a small Parquet log, atomically (temporary file, then ``os.replace``)."""
-    existing = _read_parquet_or_empty(path, {c: "" for c in rows.columns})
-    combined = pd.concat([existing, rows], ignore_index=True) if len(existing) else rows
+    combined = (
+        pd.concat([pd.read_parquet(path), rows], ignore_index=True) if path.is_file() else rows
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
     os.chmod(path.parent, 0o700)
     tmp = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
