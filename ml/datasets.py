@@ -14,6 +14,7 @@ import duckdb
 import pandas as pd
 
 from ml.features import CHURN_FEATURES, KEY_COLUMNS, LABEL_COLUMN
+from ml.partitioning import SCORING_BUCKETS, bucket_predicate
 
 FEATURES_TABLE = "marts.customer_features"
 LABELS_TABLE = "marts.churn_labels"
@@ -48,24 +49,30 @@ def read_labelled_features(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
 
 
 def read_scoring_features(
-    con: duckdb.DuckDBPyConnection, as_of_date: date | None = None
+    con: duckdb.DuckDBPyConnection,
+    as_of_date: date | None = None,
+    bucket: int | None = None,
+    buckets: int = SCORING_BUCKETS,
 ) -> pd.DataFrame:
     """Read the feature rows to score: one as-of date, the newest one by default.
 
     Args:
         con: Connection to the warehouse holding ``marts.customer_features``.
         as_of_date: The as-of date to score; ``None`` means the newest in the table.
+        bucket: Only the customers of this bucket (``ml.partitioning``); ``None`` for all.
+        buckets: Number of buckets, with ``bucket``.
 
     Returns:
         The key columns and the allow-listed features, ordered by customer_id. Empty when the
         table has no row for that date.
     """
+    in_bucket = "true" if bucket is None else bucket_predicate("f.customer_id", bucket, buckets)
     sql = f"""
         select {_quoted(KEY_COLUMNS, "f")}, {_quoted(CHURN_FEATURES, "f")}
         from {FEATURES_TABLE} as f
         where f.as_of_date = coalesce(
             $as_of_date::date, (select max(as_of_date) from {FEATURES_TABLE})
-        )
+        ) and {in_bucket}
         order by f.customer_id
     """
     return con.execute(sql, {"as_of_date": as_of_date}).df()

@@ -31,6 +31,7 @@ import duckdb
 import pandas as pd
 
 from ml.privacy import keyed_hash_sql, set_salt_variable
+from ml.publishing import PostgresTarget, erase_from_postgres
 from ml.warehouse import fetch_row, qualified, quote_ident, transaction
 
 TOMBSTONES_FILE = "tombstones.parquet"
@@ -344,6 +345,7 @@ def erase_requested_persons(
     salt: str,
     parquet_folders: dict[str, Path],
     erased_at: datetime,
+    postgres: PostgresTarget | None = None,
 ) -> ErasureOutcome:
     """Carry out every pending erasure request (see the module docstring for the steps).
 
@@ -354,6 +356,9 @@ def erase_requested_persons(
         salt: The PII salt (``Settings.salt()``).
         parquet_folders: Folders of Parquet files to clean, by label (exports, quarantine).
         erased_at: The time recorded in the tombstones and the audit log.
+        postgres: The published PostgreSQL schema, whose history keeps past runs' rows. When it
+            cannot be reached the step fails before the audit row is written, so the request
+            stays pending and the next run carries it out again (every step is idempotent).
 
     Returns:
         Counts of what was removed; nothing at all when no request is pending.
@@ -365,6 +370,8 @@ def erase_requested_persons(
     write_tombstones(con, erasure_dir, subjects, salt, erased_at)
     removed = erase_from_warehouse(con, subjects)
     removed |= erase_from_parquet_files(con, parquet_folders, subjects)
+    if postgres is not None:
+        removed |= erase_from_postgres(postgres, subjects["customer_id"].dropna().unique().tolist())
     outcome = ErasureOutcome(
         requests=len(requests),
         records_erased=int(subjects["customer_record_id"].nunique()),

@@ -13,6 +13,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ml.privacy import pii_salt
+from ml.publishing import PostgresTarget
 
 SYNTHETIC = "synthetic"
 _REPOSITORY = Path(__file__).resolve().parent.parent
@@ -68,6 +69,19 @@ class Settings(BaseSettings):
         description="Secret salt of the hashes that replace e-mails, phones and erased record "
         "ids (at least 16 characters). Default: generated once into <home>/secrets/pii_salt.",
     )
+    postgres_url: SecretStr | None = Field(
+        default=None,
+        description="PostgreSQL to publish the serving tables to, as a libpq URL "
+        "(postgresql://user:password@host:5432/db). Unset: nothing is published to PostgreSQL.",
+    )
+    postgres_schema: str = Field(
+        default="crm_signals", description="PostgreSQL schema of the published tables."
+    )
+    mlflow_uri: str | None = Field(
+        default=None,
+        description="MLflow tracking and registry URI, e.g. http://mlflow:5000 for a shared "
+        "server. Default: sqlite:///<home>/mlflow.db.",
+    )
     public_data: Path | None = Field(
         default=None, description="Folder of the public data sets (../shared/data)."
     )
@@ -96,7 +110,7 @@ class Settings(BaseSettings):
 
     @property
     def mlflow_tracking_uri(self) -> str:
-        return f"sqlite:///{self.home / 'mlflow.db'}"
+        return self.mlflow_uri or f"sqlite:///{self.home / 'mlflow.db'}"
 
     @property
     def mlflow_artifacts_dir(self) -> Path:
@@ -136,6 +150,22 @@ class Settings(BaseSettings):
         """The PII salt (``ml.privacy``): ``CRM_PII_SALT``, else the generated file."""
         configured = self.pii_salt.get_secret_value() if self.pii_salt else None
         return pii_salt(self.home, configured)
+
+    def postgres_target(self) -> PostgresTarget | None:
+        """Where to publish (``ml.publishing``), or None when ``CRM_POSTGRES_URL`` is unset."""
+        if self.postgres_url is None:
+            return None
+        return PostgresTarget(self.postgres_url.get_secret_value(), self.postgres_schema)
+
+    @property
+    def bucket_scores_dir(self) -> Path:
+        """Churn scores of each customer bucket (``ml.partitioning``), before publishing."""
+        return self.home / "scoring" / "churn_buckets"
+
+    @property
+    def scratch_dir(self) -> Path:
+        """Files in transit (e.g. the CSV of a PostgreSQL publish); inside the home folder."""
+        return self.home / "tmp"
 
     @property
     def erasure_dir(self) -> Path:

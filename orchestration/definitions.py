@@ -11,6 +11,7 @@ from orchestration.defs import (
     leads,
     monitoring,
     next_product,
+    publish,
     segments,
     source,
     transform,
@@ -36,6 +37,7 @@ def defs() -> dg.Definitions:
         value.defs,
         next_product.defs,
         actions.defs,
+        publish.defs,
         dg.Definitions(
             resources={"crm": CrmSettings(), "dbt": dbt_cli()},
             # One step at a time in one process: DuckDB has one writer, and a process per step

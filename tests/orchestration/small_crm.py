@@ -6,7 +6,14 @@ from pathlib import Path
 
 import pytest
 
-SMALL_CRM = {"CRM_SYNTHETIC_CUSTOMERS": "2000", "CRM_SYNTHETIC_SEED": "8", "CRM_THREADS": "2"}
+# The salt comes from the environment, as in production; tests search every log for it.
+PII_SALT = "salt-Secret-8b2e7a0c55"
+SMALL_CRM = {
+    "CRM_SYNTHETIC_CUSTOMERS": "2000",
+    "CRM_SYNTHETIC_SEED": "8",
+    "CRM_THREADS": "2",
+    "CRM_PII_SALT": PII_SALT,
+}
 
 
 def set_small_crm(env: pytest.MonkeyPatch, home: Path) -> None:

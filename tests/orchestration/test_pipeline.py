@@ -11,14 +11,18 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 import mlflow
+import psycopg2
+import pytest
 
 from ml.contract import PII_COLUMNS, PROTECTED_COLUMNS
 from ml.erasure import read_audit_log, read_tombstones
 from ml.features import CHURN_FEATURES
+from ml.publishing import HISTORY_SCORES, SCORE_HISTORY, newest_snapshot_sql, serving_tables
 from orchestration.defs.ingest.assets import raw_tables
 from orchestration.defs.transform.checks import CUSTOMER_FEATURES
 from orchestration.resources import CrmSettings
-from tests.orchestration.small_crm import set_small_crm
+from tests.orchestration.conftest import POSTGRES_PASSWORD
+from tests.orchestration.small_crm import PII_SALT, set_small_crm
 
 SCORE_COLUMNS = [
     "customer_id",
@@ -449,3 +453,78 @@ def test_promotion_decision_is_an_asset_and_a_table(pipeline_run) -> None:
             "select model_name, model_version, promoted, reason from governance.promotion_decisions"
         ).fetchall()
     assert rows == [("churn", "1", True, decision["reason"].value)]  # type: ignore[union-attr]
+
+
+def _postgres(pipeline_run, query: str) -> list[tuple]:
+    if pipeline_run.postgres_skip_reason:
+        pytest.skip(pipeline_run.postgres_skip_reason)
+    target = pipeline_run.settings.postgres_target()
+    con = psycopg2.connect(target.url)
+    try:
+        with con.cursor() as cur:
+            cur.execute(query)
+            return cur.fetchall()
+    finally:
+        con.close()
+
+
+def test_every_serving_table_is_published_to_postgres(pipeline_run) -> None:
+    schema = pipeline_run.settings.postgres_schema
+    names = [
+        t
+        for (t,) in _postgres(
+            pipeline_run,
+            f"select table_name from information_schema.tables where table_schema = '{schema}'",
+        )
+    ]
+    published = {
+        t: _postgres(pipeline_run, f'select count(*) from {schema}."{t}"')[0][0] for t in names
+    }
+    with _warehouse(pipeline_run) as con:
+        tables = serving_tables(con)
+        expected = {
+            t: con.execute(f"select count(*) from ({newest_snapshot_sql(con, t)})").fetchall()[0][0]
+            for t in tables
+        }
+        newest = con.execute(
+            "select customer_id, churn_probability from serving.customer_scores "
+            "where as_of_date = (select max(as_of_date) from serving.customer_scores) order by 1"
+        ).fetchall()
+    assert len(tables) >= 9
+    history_rows = published.pop(SCORE_HISTORY)
+    assert published == expected
+    assert history_rows == sum(expected[s.table] for s in HISTORY_SCORES if s.table in expected)
+    assert _postgres(
+        pipeline_run,
+        f"select customer_id, churn_probability from {schema}.customer_scores order by 1",
+    ) == [(c, pytest.approx(p, abs=1e-12)) for c, p in newest]
+    materialization = pipeline_run.result.asset_materializations_for_node("publish__postgres")[0]
+    assert materialization.metadata["published"].value is True
+    assert "pg-Secret" not in str(materialization.metadata)
+
+
+def test_secrets_from_the_environment_never_reach_a_log_or_file(pipeline_run) -> None:
+    """The PostgreSQL password and the PII salt: run log, CRM_HOME, dbt's target and logs."""
+    if pipeline_run.postgres_skip_reason is None:
+        assert POSTGRES_PASSWORD in pipeline_run.settings.postgres_url.get_secret_value()
+    assert pipeline_run.settings.salt() == PII_SALT
+    secrets = [POSTGRES_PASSWORD.encode(), PII_SALT.encode()]
+    texts = []
+    for entry in pipeline_run.instance.all_logs(pipeline_run.result.run_id):
+        texts.append(entry.user_message or "")
+        if entry.dagster_event is not None:
+            texts.append(str(entry.dagster_event.event_specific_data))
+    run_log = "\n".join(texts).encode()
+    assert b"published" in run_log and len(run_log) > 10_000
+    assert not [s for s in secrets if s in run_log]
+    dbt_dir = Path(__file__).resolve().parents[2] / "dbt_project"
+    files = [
+        p
+        for folder in (pipeline_run.settings.home, dbt_dir / "target", dbt_dir / "logs")
+        for p in folder.rglob("*")
+        if p.is_file()
+    ]
+    assert any(p.name == "warehouse.duckdb" for p in files)
+    for path in files:
+        data = path.read_bytes()
+        assert not [s for s in secrets if s in data], path

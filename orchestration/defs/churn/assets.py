@@ -8,9 +8,10 @@ from pydantic import Field
 from ml.churn import ChurnGovernance, score_latest, train_and_register
 from ml.datasets import read_labelled_features, read_scoring_features
 from ml.fairness import FairnessConfig
+from ml.partitioning import bucket_keys, collect_bucket_scores, write_bucket_scores
 from ml.promotion import PromotionRule
-from ml.registry import MlflowConfig
-from ml.scoring import RiskBands
+from ml.registry import MlflowConfig, load_champion
+from ml.scoring import RiskBands, validate_scores
 from ml.settings import Settings
 from ml.training import TrainingConfig
 from ml.warehouse import (
@@ -164,25 +165,88 @@ def churn_model(
     return dg.MaterializeResult(metadata=metadata)
 
 
+BUCKETS = dg.StaticPartitionsDefinition(bucket_keys())
+
+
+@dg.asset(
+    key=["scoring", "churn_score_buckets"],
+    group_name="serving",
+    kinds={"parquet"},
+    partitions_def=BUCKETS,
+    deps=[churn_model, CUSTOMER_FEATURES, erasure],
+    tags={"crm/duckdb": "read"},
+)
+def churn_score_buckets(
+    context: dg.AssetExecutionContext, crm: CrmSettings
+) -> dg.MaterializeResult:
+    """Churn scores of one customer bucket (a stable hash of the id), for scaled-out scoring.
+
+    A backfill of all buckets fans out: each run reads the warehouse read-only and writes one
+    Parquet file, so many workers can run at once. serving/customer_scores with
+    ``from_buckets: true`` then checks the files form one complete scoring and publishes them.
+    """
+    settings = crm.get()
+    bucket = int(context.partition_key)
+    with connect(settings.warehouse_path, read_only=True, threads=settings.threads) as con:
+        features = read_scoring_features(con, bucket=bucket)
+    scores = score_latest(
+        features, mlflow_config(settings), datetime.now(UTC).replace(tzinfo=None), RiskBands()
+    )
+    path = write_bucket_scores(scores, settings.bucket_scores_dir, bucket)
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": len(scores),
+            "path": dg.MetadataValue.path(str(path)),
+            "as_of_date": str(scores["as_of_date"].iloc[0]),
+            "model_version": str(scores["model_version"].iloc[0]),
+        }
+    )
+
+
+class CustomerScoresSettings(dg.Config):
+    from_buckets: bool = Field(
+        default=False,
+        description="Publish the scores of a backfill of scoring/churn_score_buckets instead of "
+        "scoring here (they must cover every bucket, the newest snapshot and the champion).",
+    )
+
+
 @dg.asset(
     key=["serving", "customer_scores"],
     group_name="serving",
     kinds={"duckdb"},
-    deps=[churn_model, CUSTOMER_FEATURES, erasure],
+    deps=[churn_model, CUSTOMER_FEATURES, erasure, churn_score_buckets],
+    tags={"crm/duckdb": "write"},
 )
-def customer_scores(context: dg.AssetExecutionContext, crm: CrmSettings) -> dg.MaterializeResult:
+def customer_scores(
+    context: dg.AssetExecutionContext, config: CustomerScoresSettings, crm: CrmSettings
+) -> dg.MaterializeResult:
     """Churn risk per customer for the newest as-of date, with top drivers and a reason.
 
-    Scored by models:/churn@champion. The rows of this as-of date are replaced in one
-    transaction, and only after the scores pass the serving contract: a failed run leaves the
-    last good scores in place. ``serving.customer_scores_latest`` is the newest row per customer.
+    Scored by models:/churn@champion, here or (``from_buckets``) by a backfill of
+    scoring/churn_score_buckets. The rows of this as-of date are replaced in one transaction,
+    and only after the scores pass the serving contract: a failed run leaves the last good
+    scores in place. ``serving.customer_scores_latest`` is the newest row per customer.
     """
     settings = crm.get()
     with connect(settings.warehouse_path, threads=settings.threads) as con:
         features = read_scoring_features(con)
-        scores = score_latest(
-            features, mlflow_config(settings), datetime.now(UTC).replace(tzinfo=None), RiskBands()
-        )
+        if config.from_buckets:
+            _, champion_version = load_champion(mlflow_config(settings))
+            scores = collect_bucket_scores(
+                settings.bucket_scores_dir,
+                as_of_date=features["as_of_date"].iloc[0].date(),
+                model_version=champion_version,
+                expected_rows=len(features),
+            )
+            validate_scores(scores)
+        else:
+            scores = score_latest(
+                features,
+                mlflow_config(settings),
+                datetime.now(UTC).replace(tzinfo=None),
+                RiskBands(),
+            )
         as_of = scores["as_of_date"].iloc[0]
         publish_table(
             con, scores, "serving", "customer_scores", replace_where=f"as_of_date = '{as_of}'"

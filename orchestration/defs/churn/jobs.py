@@ -5,17 +5,28 @@ import dagster as dg
 from orchestration.defs.models import TRAINING_TAG
 
 TRAINING_ASSETS = dg.AssetSelection.tag(*next(iter(TRAINING_TAG.items())))
+# Partitioned by customer bucket: a job of its own (a job's assets share one partitioning).
+BUCKET_SCORING = dg.AssetSelection.assets(["scoring", "churn_score_buckets"])
 
 churn_scoring_job = dg.define_asset_job(
     "churn_scoring_job",
-    selection=dg.AssetSelection.all() - TRAINING_ASSETS,
+    selection=dg.AssetSelection.all() - TRAINING_ASSETS - BUCKET_SCORING,
     description="Ingest, dbt, checks, score every model with its current champion, publish, "
     "drift. No training.",
 )
 
 churn_retraining_job = dg.define_asset_job(
     "churn_retraining_job",
-    selection=dg.AssetSelection.all(),
+    selection=dg.AssetSelection.all() - BUCKET_SCORING,
     description="Everything, including training, evaluation and champion/challenger promotion of "
     "every model.",
+)
+
+churn_bucket_scoring_job = dg.define_asset_job(
+    "churn_bucket_scoring_job",
+    selection=BUCKET_SCORING,
+    description="Churn scores of one customer bucket per run. Backfill every partition (runs fan "
+    "out across workers; they only read the warehouse), then materialize serving/customer_scores "
+    "with from_buckets: true to publish them (docs/deploy/README.md).",
+    tags={"crm/duckdb": "read"},
 )

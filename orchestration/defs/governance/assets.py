@@ -43,6 +43,7 @@ def erasure(context: dg.AssetExecutionContext, crm: CrmSettings) -> dg.Materiali
                 "quarantine": settings.quarantine_dir,
             },
             erased_at=datetime.now(UTC).replace(tzinfo=None),
+            postgres=settings.postgres_target(),
         )
     # Counts only: which person was erased must not be written to the run log.
     context.log.info(

@@ -1,0 +1,72 @@
+"""Publishing: the serving tables to PostgreSQL for CRMs and BI tools (when configured)."""
+
+from datetime import UTC, datetime
+
+import dagster as dg
+import pandas as pd
+
+from ml.publishing import publish_to_postgres
+from ml.warehouse import connect
+from orchestration.defs.markdown import markdown_table
+from orchestration.resources import CrmSettings
+
+SERVING_ASSETS = [
+    dg.AssetKey(["serving", name])
+    for name in (
+        "customer_scores",
+        "customer_segments",
+        "customer_uplift",
+        "next_product_offers",
+        "next_best_actions",
+        "customer_value",
+        "lead_scores",
+    )
+]
+
+
+@dg.asset(
+    key=["publish", "postgres"],
+    group_name="serving",
+    kinds={"postgres"},
+    deps=SERVING_ASSETS,
+    # A server restart or a network blip is worth two more tries; a wrong password is not, but
+    # costs only the same few seconds.
+    retry_policy=dg.RetryPolicy(max_retries=2, delay=5, backoff=dg.Backoff.EXPONENTIAL),
+)
+def postgres_tables(context: dg.AssetExecutionContext, crm: CrmSettings) -> dg.MaterializeResult:
+    """Every serving table's newest snapshot and this run's scores (score_history) in PostgreSQL.
+
+    One transaction: readers see the previous tables until it commits. Runs only when
+    CRM_POSTGRES_URL is set; when the server is down this step fails and says so, while the
+    DuckDB tables and Parquet exports upstream are already published.
+    """
+    settings = crm.get()
+    target = settings.postgres_target()
+    if target is None:
+        return dg.MaterializeResult(
+            metadata={"published": False, "reason": "CRM_POSTGRES_URL is not set"}
+        )
+    with connect(settings.warehouse_path, read_only=True, threads=settings.threads) as duck:
+        result = publish_to_postgres(
+            duck,
+            target,
+            run_id=context.run_id,
+            published_at=datetime.now(UTC).replace(tzinfo=None),
+            scratch_dir=settings.scratch_dir,
+        )
+    context.log.info(
+        f"published {len(result.rows)} tables and {result.history_rows} history rows to "
+        f"{target.redacted} schema {target.schema} in {result.seconds:.1f} s"
+    )
+    return dg.MaterializeResult(
+        metadata={
+            "published": True,
+            "server": target.redacted,
+            "schema": target.schema,
+            "tables": dg.MetadataValue.md(
+                markdown_table(pd.DataFrame(sorted(result.rows.items()), columns=["table", "rows"]))
+            ),
+            "score_history_rows_this_run": result.history_rows,
+            "seconds": round(result.seconds, 2),
+        }
+    )

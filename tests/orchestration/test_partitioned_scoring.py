@@ -1,0 +1,75 @@
+"""Scoring by customer bucket (a partitioned backfill) gives the table unpartitioned scoring gives."""
+
+from __future__ import annotations
+
+import shutil
+
+import dagster as dg
+import duckdb
+import pandas as pd
+
+from ml.partitioning import SCORING_BUCKETS, bucket_file, bucket_keys
+from ml.settings import Settings
+from orchestration.defs.churn.assets import customer_scores
+from orchestration.resources import CrmSettings
+from tests.orchestration.small_crm import set_small_crm
+
+NEWEST_SCORES = (
+    "select * exclude (scored_at) from serving.customer_scores "
+    "where as_of_date = (select max(as_of_date) from serving.customer_scores) order by customer_id"
+)
+FROM_BUCKETS = {"ops": {"serving__customer_scores": {"config": {"from_buckets": True}}}}
+
+
+def _newest(settings: Settings) -> pd.DataFrame:
+    with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
+        return con.execute(NEWEST_SCORES).df()
+
+
+def test_bucketed_scoring_publishes_the_same_table_as_unpartitioned_scoring(
+    pipeline_run, tmp_path, monkeypatch
+) -> None:
+    # A copy of the run's state folder: the other tests keep the run's own tables.
+    home = tmp_path / "crm_home"
+    shutil.copytree(pipeline_run.settings.home, home)
+    set_small_crm(monkeypatch, home)
+    settings = Settings()
+    unpartitioned = _newest(settings)
+    assert len(unpartitioned) > 500
+
+    # The backfill: one run per bucket, as the run queue would launch them on several workers.
+    job = pipeline_run.defs.resolve_job_def("churn_bucket_scoring_job")
+    rows = {}
+    for key in bucket_keys():
+        result = job.execute_in_process(partition_key=key, instance=pipeline_run.instance)
+        assert result.success
+        (materialization,) = result.asset_materializations_for_node("scoring__churn_score_buckets")
+        rows[key] = materialization.metadata["dagster/row_count"].value
+    assert sum(rows.values()) == len(unpartitioned)
+    assert min(rows.values()) > 0.5 * len(unpartitioned) / SCORING_BUCKETS  # the hash spreads
+
+    # One bucket missing: publishing refuses and the table stays as it was.
+    missing = bucket_file(settings.bucket_scores_dir, 3)
+    held = missing.with_suffix(".held")
+    missing.rename(held)
+    failed = dg.materialize(
+        [customer_scores],
+        run_config=FROM_BUCKETS,
+        resources={"crm": CrmSettings()},
+        instance=pipeline_run.instance,
+        raise_on_error=False,
+    )
+    assert not failed.success
+    (failure,) = [e for e in failed.all_events if e.event_type_value == "STEP_FAILURE"]
+    assert "bucket scores missing for buckets [3]" in str(failure.event_specific_data.error)
+    held.rename(missing)
+    pd.testing.assert_frame_equal(_newest(settings), unpartitioned)
+
+    published = dg.materialize(
+        [customer_scores],
+        run_config=FROM_BUCKETS,
+        resources={"crm": CrmSettings()},
+        instance=pipeline_run.instance,
+    )
+    assert published.success
+    pd.testing.assert_frame_equal(_newest(settings), unpartitioned)
