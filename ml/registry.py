@@ -32,6 +32,7 @@ from mlflow.tracking import MlflowClient
 from ml.evaluation import EvaluationResult
 from ml.features import LABEL_COLUMN
 from ml.promotion import PromotionDecision, PromotionRule, decide_promotion, promotion_scores
+from ml.publishing import redact_url
 from ml.training import ChurnModel
 
 CHAMPION = "champion"
@@ -120,11 +121,25 @@ def _pip_requirements() -> list[str]:
     return [f"{name}=={installed_version(name)}" for name in _REQUIREMENTS]
 
 
+class RegistryUnavailableError(RuntimeError):
+    """The MLflow tracking server or registry database cannot be reached."""
+
+
+# What the registry answers when there is simply no champion yet (no model, or no alias).
+_NO_CHAMPION_CODES = {"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"}
+
+
 def _champion_version(client: MlflowClient, config: MlflowConfig) -> str | None:
     try:
         return str(client.get_model_version_by_alias(config.model_name, CHAMPION).version)
-    except MlflowException:
-        return None
+    except MlflowException as error:
+        if error.error_code in _NO_CHAMPION_CODES:
+            return None
+        # Anything else (connection refused, a locked database) must not read as "no champion".
+        raise RegistryUnavailableError(
+            f"MLflow registry at {redact_url(config.tracking_uri)} is unavailable, so "
+            f"{config.model_name!r} cannot be loaded and nothing is scored or published: {error}"
+        ) from error
 
 
 def _required_champion_version(config: MlflowConfig) -> str:

@@ -123,6 +123,10 @@ _SUMMARY_FIELDS = (
     "report",
     "table",
     "path",
+    "published",
+    "reason",
+    "server",
+    "score_history_rows_this_run",
 )
 
 

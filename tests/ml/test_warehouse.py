@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import date, datetime
 from pathlib import Path
@@ -175,3 +177,54 @@ def test_export_failure_keeps_previous_file(con: duckdb.DuckDBPyConnection, tmp_
         export_parquet(con, "serving", "missing_table", exports)
     assert path.read_bytes() == before
     assert sorted(p.name for p in exports.iterdir()) == ["serving.scores.parquet"]
+
+
+def test_read_path_for_bi_tools_while_a_run_writes(tmp_path: Path) -> None:
+    """What docs/operations.md promises readers: Parquet always, read-only DuckDB between runs."""
+    path = tmp_path / "warehouse.duckdb"
+    with connect(path) as con:
+        publish_table(con, _scores(date(2026, 9, 1), ["C-1", "C-2"], 0.5), "serving", "scores")
+        export = export_parquet(con, "serving", "scores", tmp_path / "exports")
+
+    # Between runs any number of processes may read at once.
+    readers = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                "import duckdb, sys, time; "
+                "c = duckdb.connect(sys.argv[1], read_only=True); "
+                "print(c.execute('select count(*) from serving.scores').fetchall()[0][0]); "
+                "time.sleep(2)",
+                str(path),
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    with connect(path, read_only=True) as con:
+        assert con.execute("select count(*) from serving.scores").fetchall() == [(2,)]
+    assert [r.communicate(timeout=60)[0].strip() for r in readers] == ["2", "2"]
+
+    # While a run holds the file for writing, a DuckDB reader in another process is refused;
+    # the Parquet export stays readable.
+    writer = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); "
+            "print('open', flush=True); time.sleep(30)",
+            str(path),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert writer.stdout is not None and writer.stdout.readline().strip() == "open"
+        with pytest.raises(duckdb.IOException, match="lock"):
+            duckdb.connect(str(path), read_only=True)
+        assert duckdb.sql(f"select count(*) from read_parquet('{export}')").fetchall() == [(2,)]
+    finally:
+        writer.kill()
+        writer.wait()

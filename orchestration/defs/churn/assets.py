@@ -174,7 +174,8 @@ BUCKETS = dg.StaticPartitionsDefinition(bucket_keys())
     kinds={"parquet"},
     partitions_def=BUCKETS,
     deps=[churn_model, CUSTOMER_FEATURES, erasure],
-    tags={"crm/duckdb": "read"},
+    # A bucket run that starts while a writer holds the DuckDB file cannot open it read-only.
+    retry_policy=dg.RetryPolicy(max_retries=3, delay=30, backoff=dg.Backoff.EXPONENTIAL),
 )
 def churn_score_buckets(
     context: dg.AssetExecutionContext, crm: CrmSettings
@@ -216,7 +217,6 @@ class CustomerScoresSettings(dg.Config):
     group_name="serving",
     kinds={"duckdb"},
     deps=[churn_model, CUSTOMER_FEATURES, erasure, churn_score_buckets],
-    tags={"crm/duckdb": "write"},
 )
 def customer_scores(
     context: dg.AssetExecutionContext, config: CustomerScoresSettings, crm: CrmSettings

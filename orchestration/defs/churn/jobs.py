@@ -5,6 +5,8 @@ import dagster as dg
 from orchestration.defs.models import TRAINING_TAG
 
 TRAINING_ASSETS = dg.AssetSelection.tag(*next(iter(TRAINING_TAG.items())))
+# The run queue of a deployment (docs/deploy/dagster.yaml) lets one writer run at a time.
+DUCKDB_WRITER = {"crm/duckdb": "write"}
 # Partitioned by customer bucket: a job of its own (a job's assets share one partitioning).
 BUCKET_SCORING = dg.AssetSelection.assets(["scoring", "churn_score_buckets"])
 
@@ -13,6 +15,7 @@ churn_scoring_job = dg.define_asset_job(
     selection=dg.AssetSelection.all() - TRAINING_ASSETS - BUCKET_SCORING,
     description="Ingest, dbt, checks, score every model with its current champion, publish, "
     "drift. No training.",
+    tags=DUCKDB_WRITER,
 )
 
 churn_retraining_job = dg.define_asset_job(
@@ -20,6 +23,7 @@ churn_retraining_job = dg.define_asset_job(
     selection=dg.AssetSelection.all() - BUCKET_SCORING,
     description="Everything, including training, evaluation and champion/challenger promotion of "
     "every model.",
+    tags=DUCKDB_WRITER,
 )
 
 churn_bucket_scoring_job = dg.define_asset_job(

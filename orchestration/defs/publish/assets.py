@@ -31,7 +31,7 @@ SERVING_ASSETS = [
     deps=SERVING_ASSETS,
     # A server restart or a network blip is worth two more tries; a wrong password is not, but
     # costs only the same few seconds.
-    retry_policy=dg.RetryPolicy(max_retries=2, delay=5, backoff=dg.Backoff.EXPONENTIAL),
+    retry_policy=dg.RetryPolicy(max_retries=2, delay=3, backoff=dg.Backoff.EXPONENTIAL),
 )
 def postgres_tables(context: dg.AssetExecutionContext, crm: CrmSettings) -> dg.MaterializeResult:
     """Every serving table's newest snapshot and this run's scores (score_history) in PostgreSQL.

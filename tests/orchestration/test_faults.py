@@ -1,0 +1,194 @@
+"""Faults: a run killed mid-scoring, a rerun of the same day, MLflow or PostgreSQL down.
+
+Each test works on a copy of the small-CRM run's state folder, so the run's own tables stay as
+the other tests expect them.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import pandas as pd
+import psycopg2
+import pytest
+
+from ml.settings import Settings
+from orchestration.defs.churn.assets import customer_scores, customer_scores_parquet
+from orchestration.defs.publish.assets import postgres_tables
+from orchestration.resources import CrmSettings
+from tests.orchestration.small_crm import set_small_crm
+
+REPOSITORY = Path(__file__).resolve().parents[2]
+SCORES = "select * from serving.customer_scores order by as_of_date, customer_id"
+
+
+@pytest.fixture
+def home(pipeline_run, tmp_path, monkeypatch) -> Settings:
+    copy = tmp_path / "crm_home"
+    shutil.copytree(pipeline_run.settings.home, copy)
+    set_small_crm(monkeypatch, copy)
+    return Settings()
+
+
+def _table(settings: Settings, sql: str = SCORES) -> pd.DataFrame:
+    with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
+        return con.execute(sql).df()
+
+
+def _failures(result: dg.ExecuteInProcessResult) -> dict[str, str]:
+    return {
+        str(e.step_key): str(e.event_specific_data.error)  # type: ignore[union-attr]
+        for e in result.all_events
+        if e.event_type_value == "STEP_FAILURE"
+    }
+
+
+def test_a_run_killed_mid_scoring_leaves_the_previous_scores_and_a_rerun_completes(
+    home: Settings,
+) -> None:
+    before = _table(home)
+    export = home.exports_dir / "serving.customer_scores.parquet"
+    export_before = export.read_bytes()
+    command = [
+        str(Path(sys.executable).parent / "dagster"),
+        "asset",
+        "materialize",
+        "-m",
+        "orchestration.definitions",
+        "--select",
+        "serving/customer_scores,exports/customer_scores",
+    ]
+    env = {**os.environ, "DAGSTER_HOME": str(home.home / "dagster")}
+    (home.home / "dagster").mkdir(exist_ok=True)
+    process = subprocess.Popen(
+        command,
+        cwd=REPOSITORY,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    log = []
+    assert process.stdout is not None
+    deadline = time.monotonic() + 300
+    for line in process.stdout:
+        log.append(line)
+        if "STEP_START" in line and "serving__customer_scores" in line:
+            time.sleep(0.5)  # inside the step: loading the champion, scoring, explaining
+            os.killpg(process.pid, signal.SIGKILL)
+            break
+        assert time.monotonic() < deadline, "".join(log[-20:])
+    process.wait(timeout=60)
+    assert process.returncode == -signal.SIGKILL, "".join(log[-20:])
+    assert not any("STEP_SUCCESS" in line and "serving__customer_scores" in line for line in log)
+
+    # The killed write never committed: the previous scores, whole, and the previous export.
+    pd.testing.assert_frame_equal(_table(home), before)
+    assert export.read_bytes() == export_before
+
+    # Rerunning the same day replaces that day's rows: nothing doubled, one scoring time.
+    result = dg.materialize(
+        [customer_scores, customer_scores_parquet], resources={"crm": CrmSettings()}
+    )
+    assert result.success
+    after = _table(home)
+    assert len(after) == len(before)
+    newest = after[after["as_of_date"] == after["as_of_date"].max()]
+    assert newest["scored_at"].nunique() == 1
+    assert not after.duplicated(["customer_id", "as_of_date"]).any()
+
+
+def test_mlflow_down_fails_scoring_clearly_and_publishes_nothing(
+    home: Settings, monkeypatch, pipeline_run
+) -> None:
+    before = _table(home)
+    monkeypatch.setenv("CRM_MLFLOW_URI", "http://mlflow-user:mlflow-Secret-77@127.0.0.1:9")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    if pipeline_run.postgres_skip_reason is None:
+        monkeypatch.setenv(
+            "CRM_POSTGRES_URL", pipeline_run.settings.postgres_url.get_secret_value()
+        )
+    result = dg.materialize(
+        [customer_scores, customer_scores_parquet, postgres_tables],
+        resources={"crm": CrmSettings()},
+        raise_on_error=False,
+    )
+    assert not result.success
+    failures = _failures(result)
+    assert list(failures) == ["serving__customer_scores"]
+    message = failures["serving__customer_scores"]
+    assert "MLflow registry at http://mlflow-user:***@127.0.0.1:9 is unavailable" in message
+    assert "mlflow-Secret-77" not in message
+    # Nothing downstream ran: no export, no PostgreSQL publish, and the table is untouched.
+    skipped = {str(e.step_key) for e in result.all_events if e.event_type_value == "STEP_SKIPPED"}
+    assert {"exports__customer_scores", "publish__postgres"} <= skipped
+    pd.testing.assert_frame_equal(_table(home), before)
+
+
+def test_postgres_down_still_publishes_duckdb_and_parquet_and_reports_it(
+    home: Settings, monkeypatch
+) -> None:
+    monkeypatch.setenv("CRM_POSTGRES_URL", "postgresql://crm:pg-Down-Secret@127.0.0.1:1/crm")
+    started = time.monotonic()
+    result = dg.materialize(
+        [customer_scores, customer_scores_parquet, postgres_tables],
+        resources={"crm": CrmSettings()},
+        raise_on_error=False,
+    )
+    failures = _failures(result)
+    assert list(failures) == ["publish__postgres"]
+    assert (
+        "cannot connect to PostgreSQL at postgresql://crm:***@127.0.0.1:1/crm"
+        in (failures["publish__postgres"])
+    )
+    assert "pg-Down-Secret" not in failures["publish__postgres"]
+    retries = [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
+    assert len(retries) == 2 and time.monotonic() - started < 120
+    # DuckDB and the Parquet export were published before the PostgreSQL step.
+    materialized = {
+        e.asset_key.to_user_string()
+        for e in result.all_events
+        if e.event_type_value == "ASSET_MATERIALIZATION"
+    }
+    assert {"serving/customer_scores", "exports/customer_scores"} <= materialized
+    newest = _table(home, "select max(scored_at) from serving.customer_scores").iloc[0, 0]
+    exported = duckdb.sql(
+        f"select max(scored_at) from read_parquet('{home.exports_dir}/serving.customer_scores.parquet')"
+    ).fetchall()[0][0]
+    assert exported == newest.to_pydatetime()
+
+
+def test_rerunning_the_publish_of_the_same_day_adds_no_history_rows(pipeline_run) -> None:
+    if pipeline_run.postgres_skip_reason:
+        pytest.skip(pipeline_run.postgres_skip_reason)
+    target = pipeline_run.settings.postgres_target()
+
+    def history() -> list[tuple]:
+        con = psycopg2.connect(target.url)
+        try:
+            with con.cursor() as cur:
+                cur.execute(
+                    f"select score_name, as_of_date, model_version, count(*) "
+                    f"from {target.schema}.score_history group by 1, 2, 3 order by 1, 2, 3"
+                )
+                return cur.fetchall()
+        finally:
+            con.close()
+
+    before = history()
+    assert before
+    with pytest.MonkeyPatch.context() as env:
+        set_small_crm(env, pipeline_run.settings.home)
+        env.setenv("CRM_POSTGRES_URL", target.url)
+        result = dg.materialize([postgres_tables], resources={"crm": CrmSettings()})
+    assert result.success
+    assert history() == before
