@@ -136,10 +136,14 @@ def _champion_version(client: MlflowClient, config: MlflowConfig) -> str | None:
         if error.error_code in _NO_CHAMPION_CODES:
             return None
         # Anything else (connection refused, a locked database) must not read as "no champion".
+        # MLflow's message repeats the URI, password included: redact it and do not chain the
+        # original error, whose text would reach the run log.
+        redacted = redact_url(config.tracking_uri)
         raise RegistryUnavailableError(
-            f"MLflow registry at {redact_url(config.tracking_uri)} is unavailable, so "
-            f"{config.model_name!r} cannot be loaded and nothing is scored or published: {error}"
-        ) from error
+            f"MLflow registry at {redacted} is unavailable, so {config.model_name!r} cannot be "
+            f"loaded and nothing is scored or published: "
+            f"{str(error).replace(config.tracking_uri, redacted)}"
+        ) from None
 
 
 def _required_champion_version(config: MlflowConfig) -> str:
