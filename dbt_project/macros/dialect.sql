@@ -123,10 +123,9 @@
 {%- endmacro %}
 
 {% macro duckdb__arg_max(value, order_by, filter) -%}
-    arg_max(
-        {{ value }},
-        {% if order_by | length == 1 %}{{ order_by[0] }}{% else %}({{ order_by | join(', ') }}){% endif %}
-    ){% if filter is not none %} filter (where {{ filter }}){% endif %}
+    {#- Several order columns compare as one struct (a null field sorts above every value). -#}
+    {%- set key = order_by[0] if order_by | length == 1 else '(' ~ order_by | join(', ') ~ ')' -%}
+    arg_max({{ value }}, {{ key }}){% if filter is not none %} filter (where {{ filter }}){% endif %}
 {%- endmacro %}
 
 
