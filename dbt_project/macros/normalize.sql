@@ -17,9 +17,9 @@
         domain is case-insensitive and CRMs treat the local part the same way). Anything that
         does not look like local@domain.tld is treated as missing rather than matched on. -#}
     case
-        when regexp_full_match(
-            lower(regexp_replace({{ column }}, '\s+', '', 'g')), '[^@]+@[^@]+\.[^@]+'
-        )
+        when {{ regexp_full_match(
+            "lower(regexp_replace(" ~ column ~ ", '\\s+', '', 'g'))", '[^@]+@[^@]+\\.[^@]+'
+        ) }}
             then lower(regexp_replace({{ column }}, '\s+', '', 'g'))
     end
 {%- endmacro %}
@@ -29,7 +29,9 @@
     {#- The lookup key of seeds/country_aliases.csv: lower case, accents stripped, dots removed
         ("U.S.A." -> "usa"), white space collapsed. -#}
     nullif(
-        trim(regexp_replace(lower(strip_accents(replace({{ column }}, '.', ''))), '\s+', ' ', 'g')),
+        trim(regexp_replace(
+            lower({{ strip_accents("replace(" ~ column ~ ", '.', '')") }}), '\s+', ' ', 'g'
+        )),
         ''
     )
 {%- endmacro %}
@@ -42,13 +44,12 @@
 
 
 {% macro keyed_hash(column) -%}
-    {#- Salted SHA-256 of a personal identifier (null stays null). The salt is a secret bound by
-        the dbt plugin ml.dbt_salt_plugin, never written in SQL; a build without it fails here
-        rather than matching everyone on a null key. Same expression as ml.privacy.keyed_hash_sql. -#}
-    sha256(
-        coalesce(getvariable('pii_salt'), error('the PII salt is not set (ml.dbt_salt_plugin)'))
-        || {{ column }}
-    )
+    {#- Salted SHA-256 of a personal identifier (null stays null), lower-case hex. The salt is a
+        secret the session carries (macro pii_salt: on DuckDB the plugin ml.dbt_salt_plugin, on
+        PostgreSQL PGOPTIONS), never written in SQL; a build without it fails here rather than
+        matching everyone on a null key. On DuckDB the same expression as
+        ml.privacy.keyed_hash_sql; every adapter gives the same hex for the same salt and value. -#}
+    {{ sha256_hex(pii_salt() ~ ' || ' ~ column) }}
 {%- endmacro %}
 
 
@@ -59,6 +60,43 @@
         has one, then every column, so exact copies are neighbours. `rows` needs row_content.
         Almost every key has one row: only the keys seen more than once go through the window,
         which is most of the cost on large tables (the others are rank 1 and no copy). -#}
+    {{ return(adapter.dispatch('rank_within_key', 'crm_signals')(rows, key, order_by)) }}
+{%- endmacro %}
+
+{% macro default__rank_within_key(rows, key, order_by) -%}
+    {#- The same two parts in standard SQL: [not] exists for the anti and semi joins, a plain
+        union all (both parts list the columns in the same order). -#}
+    (
+        select *, 1 as key_rank, false as is_exact_copy
+        from {{ rows }}
+        where not exists (
+            select 1
+            from (
+                select {{ key }} from {{ rows }} group by {{ key }} having count(*) > 1
+            ) as repeated_keys
+            where repeated_keys.{{ key }} = {{ rows }}.{{ key }}
+        )
+    )
+    union all
+    (
+        select
+            *,
+            row_number() over by_key as key_rank,
+            coalesce(row_content is not distinct from lag(row_content) over by_key, false)
+                as is_exact_copy
+        from {{ rows }}
+        where exists (
+            select 1
+            from (
+                select {{ key }} from {{ rows }} group by {{ key }} having count(*) > 1
+            ) as repeated_keys
+            where repeated_keys.{{ key }} = {{ rows }}.{{ key }}
+        )
+        window by_key as (partition by {{ key }} order by {{ order_by }})
+    )
+{%- endmacro %}
+
+{% macro duckdb__rank_within_key(rows, key, order_by) -%}
     (
         select *, 1 as key_rank, false as is_exact_copy
         from {{ rows }}

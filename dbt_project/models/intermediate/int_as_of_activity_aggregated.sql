@@ -60,15 +60,11 @@ windowed as (
 
 last_login as (
 
-    -- The last login day strictly before as_of_date, however long ago: an as-of join.
-    select
-        customers_active.customer_id,
-        customers_active.as_of_date,
-        login_days.activity_date as last_login_date
-    from customers_active
-    asof inner join login_days
-        on customers_active.customer_id = login_days.customer_id
-        and customers_active.as_of_date > login_days.activity_date
+    -- The last login day strictly before as_of_date, however long ago (an as-of join on DuckDB).
+    {{ last_before(
+        'customers_active', 'login_days', 'customer_id', 'as_of_date', 'activity_date',
+        'last_login_date'
+    ) }}
 
 ),
 
@@ -81,8 +77,10 @@ final as (
         -- numerics
         cast(coalesce(windowed.logins_30d, 0) as integer) as logins_30d,
         cast(coalesce(windowed.logins_31_60d, 0) as integer) as logins_31_60d,
-        (coalesce(windowed.logins_30d, 0) + 1.0) / (coalesce(windowed.logins_31_60d, 0) + 1.0)
-            as login_trend,
+        cast(
+            (coalesce(windowed.logins_30d, 0) + 1.0) / (coalesce(windowed.logins_31_60d, 0) + 1.0)
+            as double precision
+        ) as login_trend,
         cast(customers_active.as_of_date - last_login.last_login_date as integer)
             as days_since_last_login,
         cast(coalesce(windowed.feature_uses_30d, 0) as integer) as feature_uses_30d,

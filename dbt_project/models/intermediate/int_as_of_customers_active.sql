@@ -33,21 +33,21 @@ aggregated as (
         customer_id,
         as_of_date,
         -- the current period is the one that started last before as_of_date
-        arg_max(plan, (started_at, subscription_id)) as plan,
-        arg_max(contract_type, (started_at, subscription_id)) as contract_type,
-        arg_max(monthly_price, (started_at, subscription_id)) as monthly_price,
-        arg_max(monthly_price, (started_at, subscription_id)) filter (
-            where started_at < as_of_date - interval 90 day
-            and (ended_at is null or ended_at >= as_of_date - interval 90 day)
-        ) as monthly_price_90d_ago,
+        {{ arg_max('plan', ['started_at', 'subscription_id']) }} as plan,
+        {{ arg_max('contract_type', ['started_at', 'subscription_id']) }} as contract_type,
+        {{ arg_max('monthly_price', ['started_at', 'subscription_id']) }} as monthly_price,
+        {{ arg_max('monthly_price', ['started_at', 'subscription_id'], filter="
+            started_at < as_of_date - interval '90 day'
+            and (ended_at is null or ended_at >= as_of_date - interval '90 day')
+        ") }} as monthly_price_90d_ago,
         count(*) filter (
             where end_reason = 'plan_change'
-            and ended_at >= as_of_date - interval 365 day
+            and ended_at >= as_of_date - interval '365 day'
             and ended_at < as_of_date
         ) as plan_changes_365d,
         count(*) filter (
             where is_downgrade
-            and ended_at >= as_of_date - interval 90 day
+            and ended_at >= as_of_date - interval '90 day'
             and ended_at < as_of_date
         ) as downgrades_90d,
         bool_or(ended_at is null or ended_at >= as_of_date) as is_active,
@@ -75,7 +75,7 @@ final as (
         -- fixed-term contracts renew every 12 / 24 months of tenure, when leaving is cheap;
         -- null for month-to-month, which can leave any month
         case contract_type when 'one-year' then 12 when 'two-year' then 24 end
-            - date_diff('month', first_subscription_at, as_of_date)
+            - cast({{ dbt.datediff('first_subscription_at', 'as_of_date', 'month') }} as bigint)
             % case contract_type when 'one-year' then 12 when 'two-year' then 24 end
             as months_to_renewal,
         -- timestamps

@@ -21,7 +21,7 @@ bounds as (
     select
         (
             select cast(min(started_at) as date)
-                + to_months({{ var('as_of_warmup_months') }})
+                + interval '{{ var('as_of_warmup_months') }} month'
             from subscription_periods
         ) as warmup_end,
         coalesce(
@@ -36,10 +36,10 @@ month_starts as (
     select
         -- first day of a month on or after the end of the warm-up
         case
-            when day(warmup_end) = 1 then warmup_end
-            else cast(date_trunc('month', warmup_end) + interval 1 month as date)
+            when extract(day from warmup_end) = 1 then warmup_end
+            else cast(date_trunc('month', warmup_end) + interval '1 month' as date)
         end as first_as_of_date,
-        cast(date_trunc('month', snapshot_date) + interval 1 month as date) as last_as_of_date,
+        cast(date_trunc('month', snapshot_date) + interval '1 month' as date) as last_as_of_date,
         snapshot_date
     from bounds
 
@@ -48,8 +48,7 @@ month_starts as (
 grid as (
 
     select
-        cast(unnest(generate_series(first_as_of_date, last_as_of_date, interval 1 month)) as date)
-            as as_of_date,
+        cast({{ month_series('first_as_of_date', 'last_as_of_date') }} as date) as as_of_date,
         snapshot_date
     from month_starts
     where first_as_of_date <= last_as_of_date

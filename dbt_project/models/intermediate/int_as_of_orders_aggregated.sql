@@ -40,11 +40,11 @@ aggregated as (
         customers_active.customer_id,
         customers_active.as_of_date,
         count(*) filter (
-            where customer_orders.ordered_at >= customers_active.as_of_date - interval 90 day
+            where customer_orders.ordered_at >= customers_active.as_of_date - interval '90 day'
             and customer_orders.status is distinct from 'refunded'
         ) as orders_90d,
         sum(customer_orders.amount) filter (
-            where customer_orders.ordered_at >= customers_active.as_of_date - interval 90 day
+            where customer_orders.ordered_at >= customers_active.as_of_date - interval '90 day'
         ) as order_value_90d,
         max(customer_orders.ordered_at) filter (
             where customer_orders.status is distinct from 'refunded'
@@ -65,7 +65,7 @@ final as (
         customers_active.as_of_date,
         -- numerics
         cast(coalesce(aggregated.orders_90d, 0) as integer) as orders_90d,
-        cast(coalesce(aggregated.order_value_90d, 0) as double) as order_value_90d,
+        cast(coalesce(aggregated.order_value_90d, 0) as double precision) as order_value_90d,
         cast(customers_active.as_of_date - cast(aggregated.last_ordered_at as date) as integer)
             as days_since_last_order
     from customers_active

@@ -41,17 +41,17 @@ aggregated as (
         customers_active.customer_id,
         customers_active.as_of_date,
         count(*) filter (
-            where customer_tickets.opened_at >= customers_active.as_of_date - interval 30 day
+            where customer_tickets.opened_at >= customers_active.as_of_date - interval '30 day'
         ) as tickets_30d,
         count(*) filter (
-            where customer_tickets.opened_at >= customers_active.as_of_date - interval 90 day
+            where customer_tickets.opened_at >= customers_active.as_of_date - interval '90 day'
         ) as tickets_90d,
         count(*) filter (
             where customer_tickets.resolved_at is null
             or customer_tickets.resolved_at >= customers_active.as_of_date
         ) as open_tickets,
         avg(customer_tickets.satisfaction_score) filter (
-            where customer_tickets.resolved_at >= customers_active.as_of_date - interval 90 day
+            where customer_tickets.resolved_at >= customers_active.as_of_date - interval '90 day'
             and customer_tickets.resolved_at < customers_active.as_of_date
         ) as avg_satisfaction_90d
     from customers_active
@@ -72,7 +72,7 @@ final as (
         cast(coalesce(aggregated.tickets_30d, 0) as integer) as tickets_30d,
         cast(coalesce(aggregated.tickets_90d, 0) as integer) as tickets_90d,
         cast(coalesce(aggregated.open_tickets, 0) as integer) as open_tickets,
-        cast(aggregated.avg_satisfaction_90d as double) as avg_satisfaction_90d
+        cast(aggregated.avg_satisfaction_90d as double precision) as avg_satisfaction_90d
     from customers_active
     left join aggregated
         on customers_active.customer_id = aggregated.customer_id

@@ -14,14 +14,20 @@ final as (
         -- ids
         customer_id,
         -- attributes; (signed_up_at, customer_record_id) breaks ties deterministically
-        arg_max(country_code, (signed_up_at, customer_record_id))
-            filter (where country_code is not null) as country_code,
-        arg_max(acquisition_channel, (signed_up_at, customer_record_id))
-            filter (where acquisition_channel is not null) as acquisition_channel,
-        arg_max(birth_year, (signed_up_at, customer_record_id))
-            filter (where birth_year is not null) as birth_year,
-        arg_max(gender, (signed_up_at, customer_record_id))
-            filter (where gender is not null) as gender,
+        {{ arg_max(
+            'country_code', ['signed_up_at', 'customer_record_id'],
+            filter='country_code is not null'
+        ) }} as country_code,
+        {{ arg_max(
+            'acquisition_channel', ['signed_up_at', 'customer_record_id'],
+            filter='acquisition_channel is not null'
+        ) }} as acquisition_channel,
+        {{ arg_max(
+            'birth_year', ['signed_up_at', 'customer_record_id'], filter='birth_year is not null'
+        ) }} as birth_year,
+        {{ arg_max(
+            'gender', ['signed_up_at', 'customer_record_id'], filter='gender is not null'
+        ) }} as gender,
         -- numerics
         count(*) as record_count,
         -- timestamps

@@ -32,7 +32,7 @@ final as (
         coalesce(
             customers.churned_at >= customers_active.as_of_date
             and customers.churned_at
-                < customers_active.as_of_date + interval ({{ var('churn_horizon_days') }}) day,
+                < customers_active.as_of_date + interval '{{ var('churn_horizon_days') }} day',
             false
         ) as churned_within_90d,
         case

@@ -15,7 +15,7 @@ final as (
         customer_id,
         channel,
         -- attributes
-        arg_max(status, recorded_at) = 'granted' as granted,
+        {{ arg_max('status', ['recorded_at']) }} = 'granted' as granted,
         -- timestamps
         max(recorded_at) as recorded_at
     from consents

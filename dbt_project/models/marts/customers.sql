@@ -22,7 +22,7 @@ subscription_lifecycle as (
         min(started_at) as first_subscription_at,
         case
             when count(*) filter (where ended_at is null) = 0
-                and arg_max(end_reason, (ended_at, subscription_id)) = 'cancelled'
+                and {{ arg_max('end_reason', ['ended_at', 'subscription_id']) }} = 'cancelled'
                 then max(ended_at)
         end as churned_at
     from subscription_periods

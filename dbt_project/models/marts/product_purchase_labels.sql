@@ -50,13 +50,13 @@ purchases as (
         count(*) filter (
             where orders.ordered_at >= candidates.as_of_date
             and orders.ordered_at
-                < candidates.as_of_date + interval ({{ var('churn_horizon_days') }}) day
+                < candidates.as_of_date + interval '{{ var('churn_horizon_days') }} day'
         ) as orders_in_window
     from candidates
     left join orders
         on candidates.customer_id = orders.customer_id
         and candidates.product_category = orders.product_category
-    group by all
+    group by candidates.customer_id, candidates.as_of_date, candidates.product_category
 
 ),
 

@@ -10,7 +10,7 @@ base as (
 
 final as (
 
-    select * exclude (rejection_reason)
+    select {{ star_except(ref('base_crm__orders'), ['rejection_reason']) }}
     from base
     where rejection_reason is null
 

@@ -39,7 +39,7 @@ ranked as (
 
     {{ rank_within_key('flagged', 'send_id', "
         invalid_reason is not null,
-        sent_at desc,
+        sent_at desc nulls last,
         customer_record_id nulls last,
         campaign_id nulls last,
         arm nulls last,

@@ -37,7 +37,7 @@ ranked as (
 
     {{ rank_within_key('flagged', 'consent_id', "
         invalid_reason is not null,
-        recorded_at desc,
+        recorded_at desc nulls last,
         customer_record_id nulls last,
         channel nulls last,
         status nulls last

@@ -36,7 +36,7 @@ ranked as (
 
     {{ rank_within_key('flagged', 'contact_id', "
         invalid_reason is not null,
-        contacted_at desc,
+        contacted_at desc nulls last,
         customer_record_id nulls last,
         channel nulls last,
         purpose nulls last

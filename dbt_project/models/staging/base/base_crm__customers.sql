@@ -129,7 +129,7 @@ ranked as (
 
     {{ rank_within_key('flagged', 'customer_record_id', "
         invalid_reason is not null,
-        signed_up_at desc,
+        signed_up_at desc nulls last,
         email_hash nulls last,
         phone_hash nulls last,
         country_code nulls last,

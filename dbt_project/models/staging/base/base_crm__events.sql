@@ -37,7 +37,7 @@ ranked as (
 
     {{ rank_within_key('flagged', 'event_id', "
         invalid_reason is not null,
-        occurred_at desc,
+        occurred_at desc nulls last,
         customer_record_id nulls last,
         event_type nulls last
     ") }}

@@ -38,7 +38,7 @@ ranked as (
 
     {{ rank_within_key('flagged', 'order_id', "
         invalid_reason is not null,
-        ordered_at desc,
+        ordered_at desc nulls last,
         customer_record_id nulls last,
         product_category nulls last,
         status nulls last,

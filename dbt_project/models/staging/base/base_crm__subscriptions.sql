@@ -46,7 +46,7 @@ ranked as (
 
     {{ rank_within_key('flagged', 'subscription_id', "
         invalid_reason is not null,
-        started_at desc,
+        started_at desc nulls last,
         ended_at desc nulls first,
         customer_record_id nulls last,
         plan nulls last,

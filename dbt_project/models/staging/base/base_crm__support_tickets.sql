@@ -43,7 +43,7 @@ ranked as (
 
     {{ rank_within_key('flagged', 'ticket_id', "
         invalid_reason is not null,
-        opened_at desc,
+        opened_at desc nulls last,
         resolved_at desc nulls first,
         customer_record_id nulls last,
         category nulls last,

@@ -1,0 +1,275 @@
+"""The dbt project on its second adapter: the same build on the local PostgreSQL server.
+
+The raw tables of the DuckDB fixture warehouse (conftest `warehouse`) are copied into a fresh
+PostgreSQL database (tests/data/postgres_loading.py), `dbt build --target postgres` runs every
+model, data test and unit test there, and every table and view it builds must equal the DuckDB
+build row for row, with the same column types (up to a float tolerance). The PII salt reaches
+PostgreSQL only through PGOPTIONS; the e-mail and phone hashes must still equal DuckDB's, and the
+salt must appear nowhere in dbt's target folder, logs or output. Skipped only when no PostgreSQL
+server answers at CRM_PG_HOST:CRM_PG_PORT (default 127.0.0.1:5432).
+"""
+
+from __future__ import annotations
+
+import decimal
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pandas as pd
+import psycopg2
+import pytest
+
+from ml.privacy import pii_salt
+from tests.data.postgres_loading import copy_schema, salt_options
+
+HOST = os.environ.get("CRM_PG_HOST", "127.0.0.1")
+PORT = int(os.environ.get("CRM_PG_PORT", "5432"))
+USER = os.environ.get("CRM_PG_USER", "postgres")
+PASSWORD = os.environ.get("DBT_ENV_SECRET_PG_PASSWORD", "")
+LAYERS = ("staging", "intermediate", "marts")
+# The column types that must agree between the adapters, by family.
+TYPE_FAMILIES = {
+    "varchar": "text",
+    "character varying": "text",
+    "text": "text",
+    "integer": "integer",
+    "bigint": "integer",
+    "smallint": "integer",
+    "hugeint": "integer",
+    "double": "float",
+    "double precision": "float",
+    "boolean": "boolean",
+    "date": "date",
+    "timestamp": "timestamp",
+    "timestamp without time zone": "timestamp",
+}
+
+# The conftest fixtures hand out DbtBuild results and the runner; tests never import conftest.
+Build = Any
+
+
+@dataclass(frozen=True)
+class PostgresBuild:
+    """The dbt build on PostgreSQL and where it happened."""
+
+    dbname: str
+    work_dir: Path
+    salt: str
+    build: Build
+
+
+def _connect(dbname: str) -> Any:
+    return psycopg2.connect(
+        host=HOST, port=PORT, user=USER, password=PASSWORD, dbname=dbname, connect_timeout=5
+    )
+
+
+@pytest.fixture(scope="module")
+def postgres_database() -> Iterator[str]:
+    """A new, uniquely named database on the local server, dropped afterwards."""
+    try:
+        admin = _connect("postgres")
+    except psycopg2.OperationalError as error:
+        pytest.skip(f"no PostgreSQL server reachable at {HOST}:{PORT} as {USER}: {error}")
+    admin.autocommit = True
+    dbname = f"crm_dbt_test_{uuid.uuid4().hex[:12]}"
+    with admin.cursor() as cursor:
+        cursor.execute(f"create database \"{dbname}\" encoding 'UTF8' template template0")
+    try:
+        yield dbname
+    finally:
+        with admin.cursor() as cursor:
+            cursor.execute(f'drop database if exists "{dbname}" with (force)')
+        admin.close()
+
+
+@pytest.fixture(scope="module")
+def postgres_build(
+    warehouse: Path,
+    postgres_database: str,
+    dbt: Callable[..., Build],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> PostgresBuild:
+    """The raw tables of the DuckDB fixture warehouse copied to PostgreSQL, then dbt build there."""
+    with duckdb.connect(str(warehouse), read_only=True) as source:
+        target = _connect(postgres_database)
+        try:
+            copy_schema(source, target, "raw")
+        finally:
+            target.close()
+    # The DuckDB build hashed with this salt (the plugin reads it from the warehouse's folder).
+    salt = pii_salt(warehouse.parent)
+    work_dir = tmp_path_factory.mktemp("dbt_postgres")
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("CRM_PG_HOST", HOST)
+        env.setenv("CRM_PG_PORT", str(PORT))
+        env.setenv("CRM_PG_USER", USER)
+        env.setenv("CRM_PG_DBNAME", postgres_database)
+        env.setenv("PGOPTIONS", salt_options(salt))
+        build = dbt("build", warehouse, work_dir, extra_args=("--target", "postgres"))
+    return PostgresBuild(postgres_database, work_dir, salt, build)
+
+
+def _normalised(value: Any) -> Any:
+    # psycopg2 gives numeric as Decimal; DuckDB gives DOUBLE as float: compare as numbers.
+    if isinstance(value, decimal.Decimal):
+        return float(value)
+    return value
+
+
+def _frame(columns: list[str], rows: list[tuple]) -> pd.DataFrame:
+    frame = pd.DataFrame([[_normalised(v) for v in row] for row in rows], columns=columns)
+    if frame.empty:
+        return frame
+    return frame.sort_values(by=columns, na_position="last", kind="mergesort").reset_index(
+        drop=True
+    )
+
+
+def _duckdb_relations(warehouse: Path) -> dict[str, tuple[list[tuple[str, str]], list[tuple]]]:
+    relations = {}
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        names = con.execute(
+            "select table_schema, table_name from information_schema.tables "
+            "where table_schema in ('staging', 'intermediate', 'marts') order by 1, 2"
+        ).fetchall()
+        for schema, table in names:
+            columns = con.execute(
+                "select column_name, lower(data_type) from information_schema.columns "
+                "where table_schema = ? and table_name = ? order by ordinal_position",
+                [schema, table],
+            ).fetchall()
+            rows = con.execute(f'select * from "{schema}"."{table}"').fetchall()
+            relations[f"{schema}.{table}"] = (columns, rows)
+    return relations
+
+
+def _postgres_relations(dbname: str) -> dict[str, tuple[list[tuple[str, str]], list[tuple]]]:
+    relations = {}
+    con = _connect(dbname)
+    try:
+        with con.cursor() as cursor:
+            cursor.execute(
+                "select table_schema, table_name from information_schema.tables "
+                "where table_schema in ('staging', 'intermediate', 'marts') order by 1, 2"
+            )
+            for schema, table in cursor.fetchall():
+                cursor.execute(
+                    "select column_name, data_type from information_schema.columns "
+                    "where table_schema = %s and table_name = %s order by ordinal_position",
+                    (schema, table),
+                )
+                columns = cursor.fetchall()
+                cursor.execute(f'select * from "{schema}"."{table}"')
+                relations[f"{schema}.{table}"] = (columns, cursor.fetchall())
+    finally:
+        con.close()
+    return relations
+
+
+def test_dbt_build_on_postgres_runs_every_model_data_test_and_unit_test(
+    postgres_build: PostgresBuild, dbt_build_fixtures: tuple[Path, Build]
+) -> None:
+    build = postgres_build.build
+    assert build.returncode == 0, build.output[-5000:]
+    assert build.failures() == []
+    _, duckdb_build = dbt_build_fixtures
+
+    def nodes(results: tuple[dict, ...], kind: str) -> set[str]:
+        return {r["unique_id"] for r in results if r["unique_id"].startswith(kind + ".")}
+
+    # The same models, seeds and data tests as on DuckDB: nothing is skipped on PostgreSQL.
+    for kind in ("model", "seed", "test"):
+        assert nodes(build.results, kind) == nodes(duckdb_build.results, kind), kind
+    # Unit tests too; the one whose expected hashes are DuckDB SQL runs as its PostgreSQL twin.
+    unit_tests = {
+        r["unique_id"]: r["status"]
+        for r in build.results
+        if r["unique_id"].startswith("unit_test.")
+    }
+    twin = (
+        "unit_test.crm_signals.base_crm__customers."
+        "test_customers_email_phone_country_are_standardised_postgres"
+    )
+    assert twin in unit_tests
+    assert {u.removesuffix("_postgres") for u in unit_tests} == nodes(
+        duckdb_build.results, "unit_test"
+    )
+    assert set(unit_tests.values()) == {"pass"}
+
+
+def test_postgres_build_equals_the_duckdb_build_row_for_row(
+    postgres_build: PostgresBuild, warehouse: Path
+) -> None:
+    assert postgres_build.build.returncode == 0, postgres_build.build.output[-5000:]
+    expected = _duckdb_relations(warehouse)
+    actual = _postgres_relations(postgres_build.dbname)
+    assert sorted(actual) == sorted(expected)
+    # The fixtures must reach the marts, or equal empty tables would prove nothing.
+    for key in ("marts.customer_features", "marts.customer_identity_map", "marts.churn_labels"):
+        assert len(expected[key][1]) > 0, key
+    for name, (duck_columns, duck_rows) in expected.items():
+        pg_columns, pg_rows = actual[name]
+        assert [c for c, _ in pg_columns] == [c for c, _ in duck_columns], name
+        assert [TYPE_FAMILIES.get(t, t) for _, t in pg_columns] == [
+            TYPE_FAMILIES.get(t, t) for _, t in duck_columns
+        ], name
+        columns = [c for c, _ in duck_columns]
+        pd.testing.assert_frame_equal(
+            _frame(columns, pg_rows),
+            _frame(columns, duck_rows),
+            check_dtype=False,
+            check_exact=False,
+            rtol=1e-9,
+            obj=name,
+        )
+
+
+def test_hashes_match_duckdb_and_the_salt_stays_out_of_sql_and_logs(
+    postgres_build: PostgresBuild, query: Callable[[str], list[tuple]]
+) -> None:
+    assert postgres_build.build.returncode == 0, postgres_build.build.output[-5000:]
+    con = _connect(postgres_build.dbname)
+    try:
+        with con.cursor() as cursor:
+            cursor.execute(
+                "select customer_record_id, email_hash, phone_hash from staging.base_crm__customers"
+            )
+            postgres_hashes = sorted(cursor.fetchall(), key=str)
+    finally:
+        con.close()
+    duckdb_hashes = sorted(
+        query("select customer_record_id, email_hash, phone_hash from staging.base_crm__customers"),
+        key=str,
+    )
+    assert postgres_hashes == duckdb_hashes
+    assert any(email is not None for _, email, _ in postgres_hashes)
+    # The salt is in no compiled SQL, manifest, run result or log line, nor in dbt's output.
+    assert postgres_build.salt not in postgres_build.build.output
+    leaks = [
+        str(path)
+        for path in postgres_build.work_dir.rglob("*")
+        if path.is_file() and postgres_build.salt.encode() in path.read_bytes()
+    ]
+    assert leaks == []
+    compiled = next(postgres_build.work_dir.rglob("compiled/**/base_crm__customers.sql"))
+    assert "current_setting('crm.pii_salt')" in compiled.read_text()
+
+
+def test_compiled_sql_without_the_salt_fails_instead_of_hashing_unsalted(
+    postgres_build: PostgresBuild, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert postgres_build.build.returncode == 0, postgres_build.build.output[-5000:]
+    compiled = next(postgres_build.work_dir.rglob("compiled/**/base_crm__customers.sql"))
+    monkeypatch.delenv("PGOPTIONS", raising=False)
+    con = _connect(postgres_build.dbname)  # a session without the salt
+    try:
+        with con.cursor() as cursor, pytest.raises(psycopg2.Error, match=r"crm\.pii_salt"):
+            cursor.execute(compiled.read_text())
+    finally:
+        con.close()
