@@ -74,3 +74,18 @@ def keyed_hash_sql(expression: str) -> str:
     identity keys stop matching (tests/ml/test_privacy.py checks they do).
     """
     return f"sha256(getvariable('{SALT_VARIABLE}') || {expression})"
+
+
+# The PostgreSQL setting the dbt macro `pii_salt` reads (dbt_project/macros/dialect.sql).
+POSTGRES_SALT_SETTING = "crm.pii_salt"
+
+
+def postgres_salt_options(salt: str) -> str:
+    """The ``PGOPTIONS`` value that sets the PII salt in every PostgreSQL session of a process.
+
+    dbt on PostgreSQL reads the salt with ``current_setting('crm.pii_salt')``, so it never appears
+    in compiled SQL. libpq splits PGOPTIONS on white space; a backslash escapes a space or a
+    backslash.
+    """
+    escaped = salt.replace("\\", "\\\\").replace(" ", "\\ ")
+    return f"-c {POSTGRES_SALT_SETTING}={escaped}"

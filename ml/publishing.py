@@ -179,23 +179,44 @@ def connect_postgres(
         con.close()
 
 
-def serving_tables(con: duckdb.DuckDBPyConnection) -> list[str]:
-    """The base tables of the DuckDB ``serving`` schema (views are left out), sorted."""
+def base_tables(con: duckdb.DuckDBPyConnection, schema: str = SERVING_SCHEMA) -> list[str]:
+    """The base tables of a DuckDB schema (views are left out), sorted."""
     rows = con.execute(
         "select table_name from information_schema.tables "
         "where table_schema = ? and table_type = 'BASE TABLE' order by 1",
-        [SERVING_SCHEMA],
+        [schema],
     ).fetchall()
     return [str(r[0]) for r in rows]
 
 
-def _columns(con: duckdb.DuckDBPyConnection, table: str) -> list[tuple[str, str]]:
+def serving_tables(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """The base tables of the DuckDB ``serving`` schema, sorted."""
+    return base_tables(con, SERVING_SCHEMA)
+
+
+def _columns(
+    con: duckdb.DuckDBPyConnection, table: str, schema: str = SERVING_SCHEMA
+) -> list[tuple[str, str]]:
     rows = con.execute(
         "select column_name, data_type from information_schema.columns "
         "where table_schema = ? and table_name = ? order by ordinal_position",
-        [SERVING_SCHEMA, table],
+        [schema, table],
     ).fetchall()
     return [(str(name), str(type_)) for name, type_ in rows]
+
+
+def _create_table(
+    cur: psycopg2.extensions.cursor, schema: str, table: str, columns: Sequence[tuple[str, str]]
+) -> None:
+    cur.execute(
+        sql.SQL("create table {} ({})").format(
+            sql.Identifier(schema, table),
+            sql.SQL(", ").join(
+                sql.SQL("{} {}").format(sql.Identifier(name), sql.SQL(_pg_type(type_)))
+                for name, type_ in columns
+            ),
+        )
+    )
 
 
 def _pg_type(duckdb_type: str) -> str:
@@ -279,15 +300,7 @@ def _publish_table(
     columns = _columns(duck, table)
     staging = f"{table}__publishing"
     cur.execute(sql.SQL("drop table if exists {}").format(sql.Identifier(schema, staging)))
-    cur.execute(
-        sql.SQL("create table {} ({})").format(
-            sql.Identifier(schema, staging),
-            sql.SQL(", ").join(
-                sql.SQL("{} {}").format(sql.Identifier(name), sql.SQL(_pg_type(type_)))
-                for name, type_ in columns
-            ),
-        )
-    )
+    _create_table(cur, schema, staging, columns)
     names = [name for name, _ in columns]
     _copy_into(
         duck, cur, newest_snapshot_sql(duck, table), sql.Identifier(schema, staging), names, scratch
@@ -430,6 +443,41 @@ def publish_to_postgres(
                 f"{str(error).strip()}"
             ) from error
     return PublishResult(rows, history_rows, (datetime.now() - started).total_seconds())
+
+
+def copy_schema(
+    duck: duckdb.DuckDBPyConnection,
+    target: psycopg2.extensions.connection,
+    schema: str,
+    scratch_dir: Path,
+) -> dict[str, int]:
+    """Copy every base table of a DuckDB schema into the same schema of PostgreSQL, exactly.
+
+    The PostgreSQL schema is dropped and created again in one transaction (column names, order
+    and mapped types kept; NULL and the empty string stay apart). Used to run the dbt project on
+    PostgreSQL from the raw tables ingest wrote (docs/postgres.md).
+
+    Returns:
+        Rows copied per table.
+    """
+    scratch_dir.mkdir(parents=True, exist_ok=True)
+    counts: dict[str, int] = {}
+    with tempfile.TemporaryDirectory(dir=scratch_dir) as scratch, target, target.cursor() as cur:
+        cur.execute(sql.SQL("drop schema if exists {} cascade").format(sql.Identifier(schema)))
+        cur.execute(sql.SQL("create schema {}").format(sql.Identifier(schema)))
+        for table in base_tables(duck, schema):
+            columns = _columns(duck, table, schema)
+            _create_table(cur, schema, table, columns)
+            _copy_into(
+                duck,
+                cur,
+                f"select * from {qualified(schema, table)}",
+                sql.Identifier(schema, table),
+                [name for name, _ in columns],
+                Path(scratch),
+            )
+            counts[table] = int(cur.rowcount)
+    return counts
 
 
 def erase_from_postgres(target: PostgresTarget, customer_ids: Sequence[str]) -> dict[str, int]:

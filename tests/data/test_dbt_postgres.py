@@ -1,7 +1,7 @@
 """The dbt project on its second adapter: the same build on the local PostgreSQL server.
 
 The raw tables of the DuckDB fixture warehouse (conftest `warehouse`) are copied into a fresh
-PostgreSQL database (tests/data/postgres_loading.py), `dbt build --target postgres` runs every
+PostgreSQL database (ml.publishing.copy_schema), `dbt build --target postgres` runs every
 model, data test and unit test there, and every table and view it builds must equal the DuckDB
 build row for row, with the same column types (up to a float tolerance). The PII salt reaches
 PostgreSQL only through PGOPTIONS; the e-mail and phone hashes must still equal DuckDB's, and the
@@ -24,8 +24,8 @@ import pandas as pd
 import psycopg2
 import pytest
 
-from ml.privacy import pii_salt
-from tests.data.postgres_loading import copy_schema, salt_options
+from ml.privacy import pii_salt, postgres_salt_options
+from ml.publishing import copy_schema
 
 HOST = os.environ.get("CRM_PG_HOST", "127.0.0.1")
 PORT = int(os.environ.get("CRM_PG_PORT", "5432"))
@@ -99,7 +99,7 @@ def postgres_build(
     with duckdb.connect(str(warehouse), read_only=True) as source:
         target = _connect(postgres_database)
         try:
-            copy_schema(source, target, "raw")
+            copy_schema(source, target, "raw", tmp_path_factory.mktemp("copy"))
         finally:
             target.close()
     # The DuckDB build hashed with this salt (the plugin reads it from the warehouse's folder).
@@ -110,7 +110,7 @@ def postgres_build(
         env.setenv("CRM_PG_PORT", str(PORT))
         env.setenv("CRM_PG_USER", USER)
         env.setenv("CRM_PG_DBNAME", postgres_database)
-        env.setenv("PGOPTIONS", salt_options(salt))
+        env.setenv("PGOPTIONS", postgres_salt_options(salt))
         build = dbt("build", warehouse, work_dir, extra_args=("--target", "postgres"))
     return PostgresBuild(postgres_database, work_dir, salt, build)
 
