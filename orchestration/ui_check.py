@@ -285,11 +285,12 @@ def _live_members(pgid: int) -> list[int]:
     return members
 
 
-def _stop_process_group(process: subprocess.Popen[bytes], grace: float = 20.0) -> None:
+def _stop_process_group(process: subprocess.Popen[bytes], grace: float = 5.0) -> None:
     # dagster dev leads its own process group (start_new_session): signal the whole group, so
-    # the webserver, daemon and code server stop with it. It shuts down cleanly on SIGTERM
-    # (13-17 s on a busy 2-core machine), but its code server can outlive it: kill what is
-    # left, and return only when nothing of the group runs any more.
+    # the webserver, daemon and code server stop with it. On SIGTERM the webserver and daemon
+    # stop within a second, but the code server takes 10 s or more on a busy 2-core machine
+    # and can outlive dagster dev: after `grace`, kill what is left, and return only when
+    # nothing of the group runs any more.
     with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGTERM)
     with contextlib.suppress(subprocess.TimeoutExpired):
