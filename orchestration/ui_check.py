@@ -31,7 +31,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -84,8 +84,9 @@ _ERROR_MARKERS = (
 )
 
 # One snapshot of a page, read in the browser: the labels drawn on the asset graph, the
-# checks listed on an asset page, and any error text. `title` covers shortened labels (Dagster
-# keeps the full name in `data-tooltip` or `title`).
+# names listed on an asset page, and any error text. Dagster shortens long labels in the
+# middle ("not_null_custo…_customer_id") and keeps the full name in the node's `data-tooltip`
+# or the list entry's `title`: those are read, not the visible text.
 _PAGE_STATE_JS = """
 const label = (el) => {
   const full = el.querySelector('[data-tooltip]');
@@ -405,8 +406,22 @@ def _page_state(driver: webdriver.Chrome) -> dict[str, Any]:
     return dict(driver.execute_script(_PAGE_STATE_JS, list(_ERROR_MARKERS)))
 
 
-def _wait_for(driver: webdriver.Chrome, what: str, rendered: Any, timeout: float) -> dict[str, Any]:
-    """Poll the page until `rendered(state)` holds or it shows an error; return that state."""
+def _wait_for(
+    driver: webdriver.Chrome,
+    what: str,
+    rendered: Callable[[dict[str, Any]], bool],
+    timeout: float,
+    screenshot: Path,
+) -> dict[str, Any]:
+    """Poll the page until `rendered(state)` holds or it shows an error, then screenshot it.
+
+    Returns:
+        The page state once rendered.
+
+    Raises:
+        UiCheckError: the page shows an error or did not render in time (the screenshot shows
+            what it showed instead).
+    """
 
     def settled(drv: webdriver.Chrome) -> dict[str, Any] | Literal[False]:
         state = _page_state(drv)
@@ -415,15 +430,17 @@ def _wait_for(driver: webdriver.Chrome, what: str, rendered: Any, timeout: float
     try:
         state: dict[str, Any] = WebDriverWait(driver, timeout, poll_frequency=0.5).until(settled)
     except TimeoutException as exc:
+        _screenshot(driver, screenshot)
         text = " ".join(_page_state(driver)["text"].split())[:400]
         raise UiCheckError(
             f"{what} did not render within {timeout:.0f} s at {driver.current_url}; "
-            f"the page shows: {text!r}"
+            f"the page shows: {text!r} (see {screenshot})"
         ) from exc
+    _screenshot(driver, screenshot)
     if state["errors"]:
         raise UiCheckError(
             f"{what} at {driver.current_url} shows an error ({', '.join(state['errors'])}): "
-            f"{' '.join(state['text'].split())[:400]!r}"
+            f"{' '.join(state['text'].split())[:400]!r} (see {screenshot})"
         )
     return state
 
@@ -461,7 +478,7 @@ def check_ui(
     Args:
         base_url: a running Dagster webserver, e.g. from `dagster_dev`.
         reports_dir: where ``ui_asset_graph.png`` and ``ui_asset_checks.png`` are written
-            (also when an assertion fails, so the failure can be seen).
+            (also when a page fails, so the failure can be seen).
         expected: the assets, groups and checks that must be shown.
         render_timeout: seconds each page may take to render.
 
@@ -477,13 +494,15 @@ def check_ui(
         started = time.monotonic()
         driver.get(graph_url(base_url, expected.focus_asset, _asset_groups(base_url)))
         # Rendered: nodes are drawn and the layout is done.
+        graph_png = reports_dir / "ui_asset_graph.png"
         state = _wait_for(
             driver,
             "the asset lineage",
             lambda s: bool(s["assets"]) and not s["loading"],
             render_timeout,
+            graph_png,
         )
-        result.screenshots.append(_screenshot(driver, reports_dir / "ui_asset_graph.png"))
+        result.screenshots.append(graph_png)
         result.graph_assets = sorted(set(state["assets"]))
         result.graph_groups = sorted(set(state["groups"]))
         result.seconds["asset_graph"] = round(time.monotonic() - started, 1)
@@ -492,13 +511,15 @@ def check_ui(
         driver.get(checks_url(base_url, expected.checked_asset, expected.blocking_check))
         name = expected.checked_asset.rsplit("/", 1)[-1]
         # Rendered: the asset's page (its name in the heading) lists its checks.
+        checks_png = reports_dir / "ui_asset_checks.png"
         state = _wait_for(
             driver,
             f"the checks of {expected.checked_asset}",
             lambda s: name in s["titles"] and "Checks (" in s["text"],
             render_timeout,
+            checks_png,
         )
-        result.screenshots.append(_screenshot(driver, reports_dir / "ui_asset_checks.png"))
+        result.screenshots.append(checks_png)
         result.check_page_labels = sorted(set(state["titles"]))
         result.blocking_shown = "This is a blocking asset check." in state["text"]
         result.seconds["asset_checks"] = round(time.monotonic() - started, 1)

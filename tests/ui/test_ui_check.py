@@ -164,6 +164,10 @@ def test_a_page_without_the_asset_fails_at_once(ui: UiSession) -> None:
     assert ui.error_page is not None, "opening a missing asset's lineage did not fail"
     assert "shows an error" in str(ui.error_page)
     assert "No assets match" in str(ui.error_page)
+    # The screenshot of what the page showed instead is kept, and named in the message.
+    screenshot = ui.home / "error_page" / "ui_asset_graph.png"
+    assert screenshot.stat().st_size > 0
+    assert str(screenshot) in str(ui.error_page)
     # It failed on what the page said, not by waiting out the render deadline.
     assert ui.error_page_seconds < RENDER_TIMEOUT
 
