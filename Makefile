@@ -17,7 +17,7 @@ BIN := $(VENV)/bin
 DBT_MANIFEST := dbt_project/target/manifest.json
 DBT_SOURCES := $(shell find dbt_project -path dbt_project/target -prune -o -type f \( -name '*.sql' -o -name '*.yml' -o -name '*.csv' \) -print)
 
-.PHONY: run ui test lint format clean env bench bench-quality bench-scale rollback
+.PHONY: run ui ui-check browser test lint format clean env bench bench-quality bench-scale rollback
 
 env: $(VENV)/.synced
 
@@ -42,8 +42,32 @@ run: env $(DBT_MANIFEST) $(DAGSTER_HOME)/dagster.yaml
 ui: env $(DBT_MANIFEST) $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
+## ui-check: open the Dagster UI in headless Chromium, check the key assets and checks are shown,
+## screenshots in $(CRM_HOME)/reports/ui_asset_graph.png and ui_asset_checks.png
+ui-check: env $(DBT_MANIFEST) $(DAGSTER_HOME)/dagster.yaml browser
+	$(BIN)/python -m orchestration.ui_check
+
+CHROMIUM := /usr/bin/chromium
+CHROMEDRIVER := /usr/bin/chromedriver
+
+## browser: Debian's chromium and chromedriver (for ui-check and its test), installed when missing
+browser:
+	@if [ -x $(CHROMIUM) ] && [ -x $(CHROMEDRIVER) ]; then exit 0; fi; \
+	sudo=""; if [ "$$(id -u)" != 0 ]; then sudo="sudo -n"; fi; \
+	log=$$(mktemp); \
+	echo "Installing chromium and chromium-driver with apt-get (for make ui-check)..."; \
+	if ! { $$sudo apt-get update -qq && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install \
+			-y -qq --no-install-recommends chromium chromium-driver; } >"$$log" 2>&1 \
+		|| [ ! -x $(CHROMIUM) ] || [ ! -x $(CHROMEDRIVER) ]; then \
+		tail -n 20 "$$log" >&2; rm -f "$$log"; \
+		echo "make browser: could not install chromium and chromium-driver with apt-get." >&2; \
+		echo "Install them as root (apt-get install chromium chromium-driver) and run make again." >&2; \
+		exit 1; \
+	fi; \
+	rm -f "$$log"
+
 ## test: the whole test suite
-test: env $(DBT_MANIFEST)
+test: env $(DBT_MANIFEST) browser
 	$(BIN)/pytest -n 2 --dist loadgroup
 
 ## bench: wall time, peak memory and time per step of the pipeline (benchmarks/results/)
