@@ -37,6 +37,7 @@ import duckdb
 
 from ml.contract import Column, Table
 from ml.erasure import RECORD_COLUMN, Tombstones, drop_erased_rows
+from ml.settings import path_within
 from ml.warehouse import fetch_row, quote_ident, transaction
 
 RAW_SCHEMA = "raw"
@@ -96,6 +97,7 @@ class IngestResult:
 
 
 def _literal(value: str) -> str:
+    """A SQL string literal of a constant of this module (data values go in as parameters)."""
     return "'" + value.replace("'", "''") + "'"
 
 
@@ -105,7 +107,7 @@ def find_source_file(table: Table, source_dir: Path) -> Path:
     Raises:
         ContractError: No file, or more than one candidate (ambiguous).
     """
-    candidates = [source_dir / f"{table.name}{s}" for s in _SUFFIXES]
+    candidates = [path_within(source_dir, f"{table.name}{s}") for s in _SUFFIXES]
     found = [p for p in candidates if p.is_file()]
     names = ", ".join(p.name for p in candidates)
     if not found:
@@ -462,7 +464,7 @@ def _write_parquet_atomically(con: duckdb.DuckDBPyConnection, sql: str, final: P
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = final.parent / f".{final.name}.{uuid.uuid4().hex}.tmp"
     try:
-        con.execute(f"copy ({sql}) to {_literal(str(tmp))} (format parquet, compression zstd)")
+        con.execute(f"copy ({sql}) to ? (format parquet, compression zstd)", [str(tmp)])
         os.replace(tmp, final)
     finally:
         tmp.unlink(missing_ok=True)
@@ -487,7 +489,7 @@ def load_empty_table(
     _write_parquet_atomically(
         con,
         f"select * from {QUARANTINE_SCHEMA}.{quote_ident(table.name)}",
-        quarantine_dir / f"{table.name}.parquet",
+        path_within(quarantine_dir, f"{table.name}.parquet"),
     )
     return IngestResult(
         table=table.name,
@@ -551,7 +553,9 @@ def ingest_table(
             no data rows while the table must have some. Nothing is written in that case.
     """
     source_dir, quarantine_dir = Path(source_dir), Path(quarantine_dir)
-    if table.optional and not any((source_dir / f"{table.name}{s}").is_file() for s in _SUFFIXES):
+    if table.optional and not any(
+        path_within(source_dir, f"{table.name}{s}").is_file() for s in _SUFFIXES
+    ):
         return load_empty_table(con, table, source_dir, quarantine_dir)
     path = find_source_file(table, source_dir)
     file_name = path.name
@@ -631,13 +635,13 @@ def ingest_table(
         raw_table = f"{RAW_SCHEMA}.{quote_ident(table.name)}"
         quarantine_table = f"{QUARANTINE_SCHEMA}.{quote_ident(table.name)}"
         bad_rows_sql = (
-            f"select {_literal(file_name)} as source_file, {_ROW} as row_number, "
+            f"select cast($source_file as varchar) as source_file, {_ROW} as row_number, "
             f"{_reason_expr(failing)} as reason, {original}, cast(null as varchar) as raw_line "
             f"from {quote_ident(src)} where {bad}"
         )
         if n_malformed:
             bad_rows_sql += (
-                f" union all by name select {_literal(file_name)} as source_file, "
+                f" union all by name select cast($source_file as varchar) as source_file, "
                 f"cast(line as bigint) as row_number, "
                 f"'malformed line: ' || lower(string_agg(distinct error_type, ', ')) as reason, "
                 f"{original_nulls}, any_value(csv_line) as raw_line "
@@ -654,7 +658,8 @@ def ingest_table(
             )
             con.execute(
                 f"create or replace table {quarantine_table} as "
-                f"select * from ({bad_rows_sql}) order by row_number"
+                f"select * from ({bad_rows_sql}) order by row_number",
+                {"source_file": file_name},
             )
             counts = fetch_row(
                 con,
@@ -663,7 +668,9 @@ def ingest_table(
             )
         assert counts is not None
         _write_parquet_atomically(
-            con, f"select * from {quarantine_table}", quarantine_dir / f"{table.name}.parquet"
+            con,
+            f"select * from {quarantine_table}",
+            path_within(quarantine_dir, f"{table.name}.parquet"),
         )
     return IngestResult(
         table=table.name,
