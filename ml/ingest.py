@@ -12,12 +12,12 @@ matched reliably.
 
 Each contract column is ``TRY_CAST`` to its type. A row whose value is present but does not cast,
 whose required value is missing, or whose text is unsafe (a spreadsheet formula, a control
-character, longer than ``MAX_TEXT_CHARS``; see docs/data-contract.md) goes to quarantine (DuckDB ``quarantine.<table>`` and
-``<quarantine_dir>/<table>.parquet``) with a reason; the other rows replace ``raw.<table>`` in one
-transaction. Problems that make the whole file unusable (missing, empty or unreadable file, a
-header that is not UTF-8, a missing required column, no data rows in a table that must have
-some) raise :class:`ContractError` before anything is written, so the previous
-``raw.<table>`` stays as it was.
+character, longer than ``MAX_TEXT_CHARS``; see docs/data-contract.md) goes to quarantine (DuckDB
+``quarantine.<table>`` and ``<quarantine_dir>/<table>.parquet``) with a reason; the other rows
+replace ``raw.<table>`` in one transaction. Problems that make the whole file unusable (missing,
+empty or unreadable file, a header that is not UTF-8, a missing required column, no data rows in
+a table that must have some) raise :class:`ContractError` before anything is written, so the
+previous ``raw.<table>`` stays as it was.
 
 Values of PII and protected columns are never written into messages: they are masked as
 ``'***'`` in problems and reasons (the quarantined row itself keeps them, like the source file).
@@ -169,9 +169,9 @@ def _read_error(file_name: str, exc: duckdb.Error) -> ContractError:
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
     summary = [
         line
-        for line in lines
-        if not line.startswith(("Original Line", "LINE ", "^"))
-        and ("Maximum line size" in line or line is lines[0])
+        for i, line in enumerate(lines)
+        if (i == 0 or "Maximum line size" in line)
+        and not line.startswith(("Original Line", "LINE ", "^"))
     ]
     detail = "; ".join(summary) or type(exc).__name__
     if "Maximum line size" in detail:
