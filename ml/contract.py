@@ -43,6 +43,14 @@ class Table:
     columns: tuple[Column, ...]
     optional: bool = False
     """A CRM may not have this table; without a file it is loaded empty and its models skip."""
+    may_be_empty: bool = False
+    """A file with a header and no rows is valid (the CRM has no such data). Otherwise an empty
+    file means a broken export, and ingest refuses it rather than replace the last good load."""
+
+    @property
+    def allows_no_rows(self) -> bool:
+        """Whether a file without data rows is a valid (empty) table."""
+        return self.optional or self.may_be_empty
 
     @property
     def column_names(self) -> tuple[str, ...]:
@@ -101,6 +109,7 @@ RAW_TABLES: dict[str, Table] = {
         ),
         Table(
             name="orders",
+            may_be_empty=True,
             key="order_id",
             description="One row per order (add-ons, services, one-off purchases).",
             columns=(
@@ -130,6 +139,7 @@ RAW_TABLES: dict[str, Table] = {
         ),
         Table(
             name="support_tickets",
+            may_be_empty=True,
             key="ticket_id",
             description="One row per support ticket.",
             columns=(
@@ -144,6 +154,7 @@ RAW_TABLES: dict[str, Table] = {
         ),
         Table(
             name="consents",
+            may_be_empty=True,
             key="consent_id",
             description="One row per consent change of a customer record for a channel.",
             columns=(

@@ -84,10 +84,6 @@ class ErasureOutcome:
         return sum(self.rows_removed.values())
 
 
-def _literal(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
-
-
 def _read_parquet_or_empty(path: Path, columns: dict[str, str]) -> pd.DataFrame:
     if path.is_file():
         return pd.read_parquet(path)
@@ -292,21 +288,23 @@ def erase_from_parquet_files(
     try:
         for label, folder in folders.items():
             for path in sorted(Path(folder).glob("*.parquet")):
-                source = f"read_parquet({_literal(str(path))})"
+                source, file = "read_parquet(?)", [str(path)]
                 columns = [
-                    str(r[0]) for r in con.execute(f"describe select * from {source}").fetchall()
+                    str(r[0])
+                    for r in con.execute(f"describe select * from {source}", file).fetchall()
                 ]
                 if RECORD_COLUMN not in columns and PERSON_COLUMN not in columns:
                     continue
                 predicate = _person_predicate(columns)
-                (count,) = fetch_row(con, f"select count(*) from {source} where {predicate}")
+                (count,) = fetch_row(con, f"select count(*) from {source} where {predicate}", file)
                 if not count:
                     continue
                 tmp = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
                 try:
                     con.execute(
-                        f"copy (select * from {source} where not ({predicate})) to "
-                        f"{_literal(str(tmp))} (format parquet, compression zstd)"
+                        f"copy (select * from {source} where not ({predicate})) to ? "
+                        "(format parquet, compression zstd)",
+                        [*file, str(tmp)],
                     )
                     os.replace(tmp, path)
                 finally:

@@ -5,15 +5,19 @@ DuckDB. CSV is read with every column as text so nothing is lost before it is ch
 row keeps its position in the file (for CSV the line number, for Parquet the 1-based row number)
 so an error message can point a person at it. CSV line numbers count one line per record: after a
 quoted value spanning several lines they point at the record, not the physical line. Malformed
-CSV lines (wrong number of fields, bad quoting, invalid UTF-8) are quarantined with their raw
-text in ``raw_line`` instead of failing the whole file.
+CSV lines (wrong number of fields, bad quoting, invalid UTF-8, longer than ``MAX_LINE_BYTES``) are
+quarantined with their raw text in ``raw_line`` instead of failing the whole file. A header row
+that is not UTF-8 text (a Latin-1 or UTF-16 export) fails the file, since no column could be
+matched reliably.
 
 Each contract column is ``TRY_CAST`` to its type. A row whose value is present but does not cast,
-or whose required value is missing, goes to quarantine (DuckDB ``quarantine.<table>`` and
-``<quarantine_dir>/<table>.parquet``) with a reason; the other rows replace ``raw.<table>`` in one
-transaction. Problems that make the whole file unusable (missing or unreadable file, missing
-required column) raise :class:`ContractError` before anything is written, so the previous
-``raw.<table>`` stays as it was.
+whose required value is missing, or whose text is unsafe (a spreadsheet formula, a control
+character, longer than ``MAX_TEXT_CHARS``; see docs/data-contract.md) goes to quarantine (DuckDB
+``quarantine.<table>`` and ``<quarantine_dir>/<table>.parquet``) with a reason; the other rows
+replace ``raw.<table>`` in one transaction. Problems that make the whole file unusable (missing,
+empty or unreadable file, a header that is not UTF-8, a missing required column, no data rows in
+a table that must have some) raise :class:`ContractError` before anything is written, so the
+previous ``raw.<table>`` stays as it was.
 
 Values of PII and protected columns are never written into messages: they are masked as
 ``'***'`` in problems and reasons (the quarantined row itself keeps them, like the source file).
@@ -21,6 +25,7 @@ Values of PII and protected columns are never written into messages: they are ma
 
 from __future__ import annotations
 
+import gzip
 import os
 import uuid
 from collections.abc import Iterator
@@ -32,6 +37,7 @@ import duckdb
 
 from ml.contract import Column, Table
 from ml.erasure import RECORD_COLUMN, Tombstones, drop_erased_rows
+from ml.settings import path_within
 from ml.warehouse import fetch_row, quote_ident, transaction
 
 RAW_SCHEMA = "raw"
@@ -44,10 +50,26 @@ _MAX_VALUE_CHARS = 40
 # Names the quarantine table uses for its own columns; a file column with one of these names is
 # not a contract column, so it is left out of quarantine rather than clashing.
 _QUARANTINE_META = ("source_file", "row_number", "reason", "raw_line")
+MAX_LINE_BYTES = 16 * 2**20
+"""Longest CSV line read (DuckDB's default is 2 MB); a longer line is a malformed line."""
+MAX_TEXT_CHARS = 10_000
+"""Longest text value accepted; no contract column holds free text, so longer is garbage."""
+# C0 control characters except tab, line feed and carriage return, and DEL: no CRM value holds
+# them, PostgreSQL cannot store NUL, and C tools cut a string at it (so 'c1\0x' would equal 'c1').
+_CONTROL_CHARS = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]"
+# Text a spreadsheet would run as a formula when a BI user exports it to CSV (OWASP "CSV
+# injection"): a first non-blank character of = @ tab or carriage return, or + / - followed by
+# anything but a number or phone number (digits, blanks and ( ) . / + -), so '+49 (0)30 123-4'
+# and '-5' are data while '+cmd|...' and '-2+3+cmd|...' are formulas.
+_FORMULA = r"(?s)^ *([=@\t\r]|[+-].*[^0-9\s()./+-])"
+_UNSAFE = f"{_FORMULA}|{_CONTROL_CHARS}"
 
 
 class ContractError(ValueError):
-    """A source file cannot be used at all: missing, unreadable, or missing a required column."""
+    """A source file cannot be used at all: missing, unreadable, or missing a required column.
+
+    The message names the file, the column and the rows where they are known, never a value.
+    """
 
 
 @dataclass(frozen=True)
@@ -75,6 +97,7 @@ class IngestResult:
 
 
 def _literal(value: str) -> str:
+    """A SQL string literal of a constant of this module (data values go in as parameters)."""
     return "'" + value.replace("'", "''") + "'"
 
 
@@ -84,7 +107,7 @@ def find_source_file(table: Table, source_dir: Path) -> Path:
     Raises:
         ContractError: No file, or more than one candidate (ambiguous).
     """
-    candidates = [source_dir / f"{table.name}{s}" for s in _SUFFIXES]
+    candidates = [path_within(source_dir, f"{table.name}{s}") for s in _SUFFIXES]
     found = [p for p in candidates if p.is_file()]
     names = ", ".join(p.name for p in candidates)
     if not found:
@@ -107,29 +130,123 @@ def _temp_names(con: duckdb.DuckDBPyConnection, *prefixes: str) -> Iterator[list
             con.execute(f"drop table if exists temp.{quote_ident(name)}")
 
 
+def _check_header_text(path: Path) -> None:
+    """Refuse a CSV whose header row is not UTF-8 text.
+
+    DuckDB would quarantine the header as a malformed line and take the first data row as the
+    header, so a Latin-1 or UTF-16 export would fail with a confusing list of values as column
+    names (or, worse, load under the wrong names).
+
+    Raises:
+        ContractError: The first line is not valid UTF-8 or holds NUL bytes (UTF-16).
+    """
+    opener = gzip.open if path.name.endswith(".gz") else open
+    with opener(path, "rb") as handle:
+        first = handle.readline(MAX_LINE_BYTES)
+    first = first.removeprefix(b"\xef\xbb\xbf")  # a UTF-8 byte-order mark is fine
+    try:
+        first.decode("utf-8")
+        if b"\x00" not in first:
+            return
+    except UnicodeDecodeError:
+        pass
+    if first.startswith((b"\xff\xfe", b"\xfe\xff")) or b"\x00" in first:
+        looks_like = "it looks like UTF-16"
+    else:
+        looks_like = "it looks like Latin-1 or Windows-1252"
+    raise ContractError(
+        f"{path.name}: the header row (line 1) is not UTF-8 text ({looks_like}); "
+        "save the export as UTF-8 CSV"
+    )
+
+
+def _read_error(file_name: str, exc: duckdb.Error) -> ContractError:
+    """A ContractError for a file DuckDB cannot read, without quoting its content.
+
+    DuckDB's message quotes the offending line ("Original Line: ..."), which may hold personal
+    data, so only its summary lines are kept.
+    """
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    summary = [
+        line
+        for i, line in enumerate(lines)
+        if (i == 0 or "Maximum line size" in line)
+        and not line.startswith(("Original Line", "LINE ", "^"))
+    ]
+    detail = "; ".join(summary) or type(exc).__name__
+    if "Maximum line size" in detail:
+        return ContractError(
+            f"{file_name}: a line within the first rows is longer than "
+            f"{MAX_LINE_BYTES // 2**20} MB, so the file's layout cannot be detected ({detail})"
+        )
+    return ContractError(f"{file_name}: cannot be read ({detail})")
+
+
+def _with_position(names: list[str], position: str, offset: int) -> str:
+    """Select list of the file's columns plus the 1-based position column ``_ROW``.
+
+    A file column that happens to be named like the position column is kept under another name
+    (an ignored extra column) instead of clashing with it.
+    """
+    columns = [
+        f"{quote_ident(n)} as {quote_ident(n + '_1')}" if n.lower() == _ROW else quote_ident(n)
+        for n in names
+    ]
+    return ", ".join([*columns, f"cast({quote_ident(position)} + {offset} as bigint) as {_ROW}"])
+
+
 def _read_into(
     con: duckdb.DuckDBPyConnection, path: Path, src: str, rejects: str, scans: str
 ) -> int:
     """Copy the file into temp table ``src`` with a position column; return malformed CSV lines.
 
-    Malformed CSV lines (wrong number of fields, bad quoting, invalid UTF-8) are kept in the
-    rejects table instead of failing the whole file.
+    Malformed CSV lines (wrong number of fields, bad quoting, invalid UTF-8, too long) are kept
+    in the rejects table instead of failing the whole file.
+
+    Raises:
+        ContractError: The file cannot be read at all (not CSV or Parquet, a header that is not
+            UTF-8, a line too long to detect the layout).
     """
-    file = _literal(str(path))
-    if path.name.endswith(".parquet"):
+    file = str(path)
+    try:
+        if path.name.endswith(".parquet"):
+            names = [
+                str(r[0]) for r in con.execute("describe from read_parquet(?)", [file]).fetchall()
+            ]
+            if "file_row_number" in {n.lower() for n in names}:
+                # The file has a column of that name; ordinality numbers the rows the same way.
+                relation, params = "read_parquet(?) with ordinality", [file]
+                described = con.execute(f"describe from {relation}", params).fetchall()
+                position, offset = str(described[-1][0]), 0
+            else:
+                relation = "read_parquet(?, file_row_number = true)"
+                params, position, offset = [file], "file_row_number", 1
+            con.execute(
+                f"create temp table {quote_ident(src)} as "
+                f"select {_with_position(names, position, offset)} from {relation}",
+                params,
+            )
+            return 0
+        _check_header_text(path)
+        options = (
+            "header = true, all_varchar = true, ignore_errors = true, "
+            f"max_line_size = {MAX_LINE_BYTES}, buffer_size = {2 * MAX_LINE_BYTES}"
+        )
+        # The reader names the ordinality column 'ordinality', or 'ordinality0' when the file
+        # has a column of that name: it is always the last column.
+        described = con.execute(
+            f"describe from read_csv(?, {options}) with ordinality", [file]
+        ).fetchall()
+        names, position = [str(r[0]) for r in described[:-1]], str(described[-1][0])
         con.execute(
             f"create temp table {quote_ident(src)} as "
-            f"select * exclude (file_row_number), file_row_number + 1 as {_ROW} "
-            f"from read_parquet({file}, file_row_number = true)"
+            f"select {_with_position(names, position, 0)} "
+            f"from read_csv(?, {options}, store_rejects = true, rejects_table = ?, "
+            f"rejects_scan = ?) with ordinality",
+            [file, rejects, scans],
         )
-        return 0
-    con.execute(
-        f"create temp table {quote_ident(src)} as "
-        f"select * exclude (ordinality), ordinality as {_ROW} "
-        f"from read_csv({file}, header = true, all_varchar = true, ignore_errors = true, "
-        f"store_rejects = true, rejects_table = {_literal(rejects)}, "
-        f"rejects_scan = {_literal(scans)}) with ordinality"
-    )
+    except duckdb.Error as exc:
+        raise _read_error(path.name, exc) from exc
     (n_rejected,) = fetch_row(con, f"select count(distinct line) from {quote_ident(rejects)}")
     # Turn the record ordinal into the line number in the file: line 1 is the header, and every
     # rejected line before a record shifts it down by one. The rejects are few, so an ASOF join
@@ -194,9 +311,71 @@ def _present_expr(source: str, source_type: str) -> str:
 @dataclass(frozen=True)
 class _Check:
     column: Column
-    kind: str  # "cast" or "missing"
+    kind: str  # a key of _PROBLEM
     predicate: str  # SQL, true for a bad row
-    value: str  # SQL of the value to quote in messages
+    value: str  # SQL of the value to quote in messages (masked when personal)
+    detail: str = "''"  # SQL of what to add after the problem, e.g. the offending character
+
+
+# What each kind of check says: after "<file>, column <c>: <n> rows" in a problem line, and
+# after "<c>: <value>" in a quarantine reason ({type} is the contract type).
+_PROBLEM = {
+    "cast": ("cannot be read as {type}", "cannot be read as {type}"),
+    "missing": ("without a value in a required column", "required value missing"),
+    "unsafe": (
+        "with unsafe text (a spreadsheet formula or a control character)",
+        "is unsafe text",
+    ),
+    "too_long": (
+        f"with text longer than {MAX_TEXT_CHARS} characters",
+        f"is longer than the {MAX_TEXT_CHARS} allowed",
+    ),
+}
+
+
+def _shown(column: Column, ref: str) -> str:
+    """SQL of a value as quoted in messages: masked when personal, else short and printable."""
+    if column.pii or column.protected:
+        return _MASK
+    # Control characters are replaced so a value cannot rewrite a terminal or a log line.
+    printable = (
+        f"regexp_replace(left(cast({ref} as varchar), {_MAX_VALUE_CHARS}), "
+        f"{_literal(_CONTROL_CHARS)}, '?', 'g')"
+    )
+    return f"'''' || {printable} || ''''"
+
+
+def _text_checks(column: Column, ref: str) -> list[_Check]:
+    """Checks of a text column whose file value is text: unsafe characters, length."""
+    control = f"regexp_extract({ref}, {_literal(_CONTROL_CHARS)})"
+    first = f"left(ltrim({ref}, ' '), 1)"
+    # The offending character is named so the reason says why, even with the value masked.
+    first_named = (
+        f"case {first} when chr(9) then 'a tab' when chr(13) then 'a carriage return' "
+        f"else '''' || {first} || '''' end"
+    )
+    why = (
+        f"case when {control} <> '' "
+        f"then ' (control character ' || printf('U+%04X', unicode({control})) || ')' "
+        f"else ' (a spreadsheet would run it as a formula: starts with ' || {first_named} || ')' "
+        "end"
+    )
+    return [
+        # One regular expression for both rules: it is most of the cost on large tables.
+        _Check(
+            column,
+            "unsafe",
+            f"regexp_matches({ref}, {_literal(_UNSAFE)})",
+            _shown(column, ref),
+            why,
+        ),
+        _Check(
+            column,
+            "too_long",
+            f"length({ref}) > {MAX_TEXT_CHARS}",
+            f"'text of ' || length({ref}) || ' characters'",
+        ),
+    ]
 
 
 def _checks(table: Table, mapping: dict[str, str], source_types: dict[str, str]) -> list[_Check]:
@@ -205,15 +384,14 @@ def _checks(table: Table, mapping: dict[str, str], source_types: dict[str, str])
         source = mapping.get(column.name)
         typed = _typed_expr(column, source, source_types.get(source) if source else None)
         if source is not None:
-            shown = (
-                _MASK
-                if column.pii or column.protected
-                else f"'''' || left(cast({quote_ident(source)} as varchar), "
-                f"{_MAX_VALUE_CHARS}) || ''''"
-            )
+            ref = quote_ident(source)
             if column.type != "VARCHAR":
                 present = _present_expr(source, source_types[source])
-                checks.append(_Check(column, "cast", f"({present} and {typed} is null)", shown))
+                checks.append(
+                    _Check(column, "cast", f"({present} and {typed} is null)", _shown(column, ref))
+                )
+            elif source_types[source] == "VARCHAR":
+                checks += _text_checks(column, ref)
         if column.required and source is not None:
             # Present-but-unreadable values are reported by the cast check; this one is for
             # absent values (null, or blank text, which no id or category can be).
@@ -229,10 +407,14 @@ def _checks(table: Table, mapping: dict[str, str], source_types: dict[str, str])
 def _reason_expr(checks: list[_Check]) -> str:
     parts = []
     for c in checks:
-        if c.kind == "cast":
-            text = f"'{c.column.name}: ' || {c.value} || ' cannot be read as {c.column.type}'"
+        said = _PROBLEM[c.kind][1].format(type=c.column.type)
+        if c.kind == "missing":
+            text = _literal(f"{c.column.name}: {said}")
         else:
-            text = f"'{c.column.name}: required value missing'"
+            text = (
+                f"{_literal(c.column.name + ': ')} || {c.value} || {_literal(' ' + said)} "
+                f"|| {c.detail}"
+            )
         parts.append(f"case when {c.predicate} then {text} end")
     return f"nullif(concat_ws('; ', {', '.join(parts)}), '')" if parts else "cast(null as varchar)"
 
@@ -248,32 +430,33 @@ def _problem_lines(
     """Describe each failing check in one line; return the lines and the failing checks."""
     if not checks:
         return [], []
-    # One scan over the table gives every column's count, first rows and first example value.
+    # One scan over the table gives every column's count and first rows. The example values are
+    # read from the first bad row of each failing check only: an aggregate would build the
+    # quoted example for every row, which costs more than the checks themselves.
     aggregates = []
     for c in checks:
         aggregates += [
             f"count(*) filter (where {c.predicate})",
             f"list({_ROW} order by {_ROW}) filter (where {c.predicate})[1:{_MAX_ROWS_LISTED}]",
-            f"arg_min({c.value}, {_ROW}) filter (where {c.predicate})",
         ]
     row = fetch_row(con, f"select {', '.join(aggregates)} from {quote_ident(src)}")
-    assert row is not None
     lines, failing = [], []
     for i, c in enumerate(checks):
-        count, rows, example = row[3 * i], row[3 * i + 1], row[3 * i + 2]
+        count, rows = row[2 * i], row[2 * i + 1]
         if not count:
             continue
         failing.append(c)
         where = f"{file_name}, column {c.column.name}: {count} row{'s' if count > 1 else ''}"
-        if c.kind == "cast":
-            lines.append(
-                f"{where} cannot be read as {c.column.type} "
-                f"(rows {_row_list(rows, count)}; e.g. {example})"
+        said = _PROBLEM[c.kind][0].format(type=c.column.type)
+        shown = ""
+        if c.kind != "missing":
+            (example,) = fetch_row(
+                con,
+                f"select {c.value} || {c.detail} from {quote_ident(src)} where {_ROW} = ?",
+                [rows[0]],
             )
-        else:
-            lines.append(
-                f"{where} without a value in a required column (rows {_row_list(rows, count)})"
-            )
+            shown = f"; e.g. {example}"
+        lines.append(f"{where} {said} (rows {_row_list(rows, count)}{shown})")
     return lines, failing
 
 
@@ -281,7 +464,7 @@ def _write_parquet_atomically(con: duckdb.DuckDBPyConnection, sql: str, final: P
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = final.parent / f".{final.name}.{uuid.uuid4().hex}.tmp"
     try:
-        con.execute(f"copy ({sql}) to {_literal(str(tmp))} (format parquet, compression zstd)")
+        con.execute(f"copy ({sql}) to ? (format parquet, compression zstd)", [str(tmp)])
         os.replace(tmp, final)
     finally:
         tmp.unlink(missing_ok=True)
@@ -306,7 +489,7 @@ def load_empty_table(
     _write_parquet_atomically(
         con,
         f"select * from {QUARANTINE_SCHEMA}.{quote_ident(table.name)}",
-        quarantine_dir / f"{table.name}.parquet",
+        path_within(quarantine_dir, f"{table.name}.parquet"),
     )
     return IngestResult(
         table=table.name,
@@ -316,6 +499,29 @@ def load_empty_table(
         rows_quarantined=0,
         problems=(f"{table.name}: no file in {source_dir}; optional table loaded empty",),
     )
+
+
+def _column_mapping(table: Table, file_name: str, names: list[str]) -> dict[str, str]:
+    """Contract column -> file column, matching names without regard to case and blanks.
+
+    Raises:
+        ContractError: Two file columns match the same contract column (' Email' and 'email'):
+            which one holds the data cannot be known.
+    """
+    by_lower: dict[str, list[str]] = {}
+    for name in names:
+        by_lower.setdefault(name.strip().lower(), []).append(name)
+    mapping = {}
+    for column in table.columns:
+        found = by_lower.get(column.name, [])
+        if len(found) > 1:
+            raise ContractError(
+                f"{file_name}: columns {', '.join(repr(n) for n in found)} all match contract "
+                f"column {column.name}; keep one"
+            )
+        if found:
+            mapping[column.name] = found[0]
+    return mapping
 
 
 def ingest_table(
@@ -342,33 +548,38 @@ def ingest_table(
         columns, malformed lines).
 
     Raises:
-        ContractError: The file is missing, ambiguous, unreadable, or lacks a required column.
-            Nothing is written in that case.
+        ContractError: The file is missing, ambiguous, empty, unreadable, has a header that is
+            not UTF-8, lacks a required column, has two columns for one contract column, or has
+            no data rows while the table must have some. Nothing is written in that case.
     """
     source_dir, quarantine_dir = Path(source_dir), Path(quarantine_dir)
-    if table.optional and not any((source_dir / f"{table.name}{s}").is_file() for s in _SUFFIXES):
+    if table.optional and not any(
+        path_within(source_dir, f"{table.name}{s}").is_file() for s in _SUFFIXES
+    ):
         return load_empty_table(con, table, source_dir, quarantine_dir)
     path = find_source_file(table, source_dir)
     file_name = path.name
     if path.stat().st_size == 0:
         raise ContractError(f"{file_name}: the file is empty (a header row is required)")
     with _temp_names(con, "src", "rejects", "scans") as (src, rejects, scans):
-        try:
-            n_malformed = _read_into(con, path, src, rejects, scans)
-        except duckdb.Error as exc:
-            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc)
-            raise ContractError(f"{file_name}: cannot be read ({first_line})") from exc
+        n_malformed = _read_into(con, path, src, rejects, scans)
 
         described = con.execute(f"describe {quote_ident(src)}").fetchall()
         source_types = {str(r[0]): str(r[1]) for r in described if r[0] != _ROW}
-        by_lower = {name.strip().lower(): name for name in source_types}
-        mapping = {c.name: by_lower[c.name] for c in table.columns if c.name in by_lower}
+        mapping = _column_mapping(table, file_name, list(source_types))
 
         missing_required = [c.name for c in table.columns if c.required and c.name not in mapping]
         if missing_required:
             raise ContractError(
                 f"{file_name}: missing required column(s) {', '.join(missing_required)} "
                 f"(file has: {', '.join(source_types) or 'no columns'})"
+            )
+        (n_rows,) = fetch_row(con, f"select count(*) from {quote_ident(src)}")
+        if n_rows + n_malformed == 0 and not table.allows_no_rows:
+            # A truncated export must not replace the last good load with nothing.
+            raise ContractError(
+                f"{file_name}: no data rows (a header only); {table.name} cannot be empty, "
+                "so the last good load is kept"
             )
         problems: list[str] = []
         n_erased = 0
@@ -424,13 +635,13 @@ def ingest_table(
         raw_table = f"{RAW_SCHEMA}.{quote_ident(table.name)}"
         quarantine_table = f"{QUARANTINE_SCHEMA}.{quote_ident(table.name)}"
         bad_rows_sql = (
-            f"select {_literal(file_name)} as source_file, {_ROW} as row_number, "
+            f"select cast($source_file as varchar) as source_file, {_ROW} as row_number, "
             f"{_reason_expr(failing)} as reason, {original}, cast(null as varchar) as raw_line "
             f"from {quote_ident(src)} where {bad}"
         )
         if n_malformed:
             bad_rows_sql += (
-                f" union all by name select {_literal(file_name)} as source_file, "
+                f" union all by name select cast($source_file as varchar) as source_file, "
                 f"cast(line as bigint) as row_number, "
                 f"'malformed line: ' || lower(string_agg(distinct error_type, ', ')) as reason, "
                 f"{original_nulls}, any_value(csv_line) as raw_line "
@@ -447,7 +658,8 @@ def ingest_table(
             )
             con.execute(
                 f"create or replace table {quarantine_table} as "
-                f"select * from ({bad_rows_sql}) order by row_number"
+                f"select * from ({bad_rows_sql}) order by row_number",
+                {"source_file": file_name},
             )
             counts = fetch_row(
                 con,
@@ -456,7 +668,9 @@ def ingest_table(
             )
         assert counts is not None
         _write_parquet_atomically(
-            con, f"select * from {quarantine_table}", quarantine_dir / f"{table.name}.parquet"
+            con,
+            f"select * from {quarantine_table}",
+            path_within(quarantine_dir, f"{table.name}.parquet"),
         )
     return IngestResult(
         table=table.name,

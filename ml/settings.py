@@ -6,6 +6,7 @@ It is read once by the entry point (Dagster resources, the CLI, tests) and passe
 
 from __future__ import annotations
 
+import os
 from datetime import date
 from pathlib import Path
 
@@ -17,6 +18,35 @@ from ml.publishing import PostgresTarget
 
 SYNTHETIC = "synthetic"
 _REPOSITORY = Path(__file__).resolve().parent.parent
+
+
+class PathEscapeError(ValueError):
+    """A file name built from a table name, a setting or data leads outside its folder."""
+
+
+def path_within(folder: Path, *parts: str) -> Path:
+    """Return ``folder / parts`` as an absolute path, refusing one that leaves ``folder``.
+
+    Use it wherever a file name is built from something that is not a literal: a table or
+    model name, a setting, a run id. ``'../x'``, an absolute part or ``'a/../../x'`` would
+    otherwise write (or delete) outside the state folder. The check is on the normalised path,
+    not on symlinks: a folder the operator links elsewhere on purpose keeps working.
+
+    Args:
+        folder: The folder the result must stay in (for example ``Settings.home``).
+        parts: Path parts below it.
+
+    Raises:
+        PathEscapeError: The result is ``folder`` itself or lies outside it.
+    """
+    root = Path(os.path.abspath(folder))
+    candidate = Path(os.path.abspath(root.joinpath(*parts)))
+    if candidate == root or not candidate.is_relative_to(root):
+        raise PathEscapeError(
+            f"{'/'.join(str(p) for p in parts)!r} leads outside {root} (to {candidate}); "
+            "a name or setting must not contain '..' or an absolute path"
+        )
+    return candidate
 
 
 class Settings(BaseSettings):
@@ -145,6 +175,10 @@ class Settings(BaseSettings):
     def truth_dir(self) -> Path:
         """Where the generator writes the hidden truth; the pipeline never reads it."""
         return self.home / "synthetic" / "truth"
+
+    def state_path(self, *parts: str) -> Path:
+        """A path under ``home``; raises :class:`PathEscapeError` if ``parts`` leave it."""
+        return path_within(self.home, *parts)
 
     def salt(self) -> str:
         """The PII salt (``ml.privacy``): ``CRM_PII_SALT``, else the generated file."""

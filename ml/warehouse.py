@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import duckdb
@@ -132,6 +132,7 @@ def publish_table(
     table: str,
     *,
     replace_where: str | None = None,
+    replace_params: Sequence[object] = (),
 ) -> int:
     """Publish rows into ``schema.table`` atomically.
 
@@ -139,7 +140,8 @@ def publish_table(
 
     * ``replace_where=None``: the table is replaced whole (``create or replace table``) with
       explicit column types taken from the input.
-    * ``replace_where="as_of_date = DATE '2026-09-01'"`` (a SQL predicate): rows matching it are
+    * ``replace_where="as_of_date = ?"`` with ``replace_params=[date(2026, 9, 1)]`` (a SQL
+      predicate; values go in as parameters, never into the SQL text): rows matching it are
       deleted and the new rows inserted. On first publish the table is created with explicit
       column types; later publishes keep the table's types (a value that does not cast fails the
       publish and the previous rows stay). Columns new in the input are added (additive schema
@@ -152,6 +154,7 @@ def publish_table(
         schema: Target schema (created if missing).
         table: Target table.
         replace_where: Predicate selecting the rows this publish replaces, or None for all.
+        replace_params: Values of the ``?`` placeholders in ``replace_where``.
 
     Returns:
         The number of rows inserted.
@@ -170,7 +173,7 @@ def publish_table(
                 for name, type_ in columns:
                     if name not in existing:
                         con.execute(f"alter table {target} add column {quote_ident(name)} {type_}")
-                con.execute(f"delete from {target} where {replace_where}")
+                con.execute(f"delete from {target} where {replace_where}", list(replace_params))
             inserted = fetch_row(
                 con,
                 f"insert into {target} ({column_list}) select {column_list} from ({select_sql})",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import gzip
 from collections.abc import Iterator
 from datetime import datetime
@@ -294,3 +295,69 @@ def test_extra_columns_ignored_and_pii_never_in_problems(
     assert "birth_year" in text and "rows 3" in text  # the problem is named ...
     for secret in ("secret", "hidden", "private", "Bob", "19x7"):  # ... but no value is shown
         assert secret not in text
+
+
+# (value of a text column, quarantined?) — the spreadsheet-formula and control-character rule.
+UNSAFE_TEXT = [
+    ("organic", False),
+    ("+49 (0)30 1234-567", False),  # phone numbers start with '+'
+    ("+1 555.010/9999", False),
+    ("-5", False),
+    ("-", False),  # a placeholder
+    ("e-mail = yes", False),  # '=' inside is harmless
+    ("Tab\tinside", False),
+    ("=1+1", True),
+    ("  =1+1", True),  # staging trims, so the spreadsheet would see '=1+1'
+    ("+cmd|' /C calc'!A0", True),
+    ("-2+3+cmd|' /C calc'!A0", True),
+    ("@SUM(1+1)", True),
+    ("+1-800-FLOWERS", True),  # a formula to a spreadsheet, so a vanity number goes too
+    ("\tx", True),
+    ("\rx", True),
+    ("a\x00b", True),
+    ("a\x1b[2Jb", True),
+    ("a\x7fb", True),
+]
+
+
+def test_text_that_a_spreadsheet_would_run_or_with_control_characters_is_quarantined(
+    con: duckdb.DuckDBPyConnection, dirs: tuple[Path, Path]
+) -> None:
+    source, quarantine = dirs
+    frame = pd.DataFrame(
+        {
+            "customer_record_id": [f"c{i}" for i in range(len(UNSAFE_TEXT))],
+            "acquisition_channel": [value for value, _ in UNSAFE_TEXT],
+            "signed_up_at": "2025-01-01",
+        }
+    )
+    # Every value quoted, so a carriage return or tab is inside its field.
+    frame.to_csv(source / "customers.csv", index=False, quoting=csv.QUOTE_ALL)
+    result = ingest_table(con, CUSTOMERS, source, quarantine)
+    quarantined = {r[0] for r in _rows(con, "select customer_record_id from quarantine.customers")}
+    expected = {f"c{i}" for i, (_, unsafe) in enumerate(UNSAFE_TEXT) if unsafe}
+    assert quarantined == expected
+    assert result.rows_loaded == len(UNSAFE_TEXT) - len(expected)
+    # Kept values are stored exactly as written.
+    kept = dict(_rows(con, "select customer_record_id, acquisition_channel from raw.customers"))
+    assert kept["c1"] == "+49 (0)30 1234-567" and kept["c6"] == "Tab\tinside"
+
+
+def test_non_utf8_header_and_header_only_file_are_refused(
+    con: duckdb.DuckDBPyConnection, dirs: tuple[Path, Path]
+) -> None:
+    source, quarantine = dirs
+    (source / "events.csv").write_text(
+        "event_id,customer_record_id,event_type,occurred_at\ne1,c1,login,2025-01-01\n"
+    )
+    ingest_table(con, RAW_TABLES["events"], source, quarantine)
+    (source / "events.csv").write_bytes("event_id,customer_récord_id\n".encode("cp1252"))
+    with pytest.raises(ContractError, match=r"events\.csv: the header row \(line 1\) is not UTF-8"):
+        ingest_table(con, RAW_TABLES["events"], source, quarantine)
+    (source / "events.csv").write_text("event_id,customer_record_id,event_type,occurred_at\n")
+    with pytest.raises(ContractError, match=r"events\.csv: no data rows"):
+        ingest_table(con, RAW_TABLES["events"], source, quarantine)
+    assert _rows(con, "select event_id from raw.events") == [("e1",)]
+    # orders may be empty: the CRM has no orders.
+    (source / "orders.csv").write_text("order_id,customer_record_id,ordered_at,amount\n")
+    assert ingest_table(con, RAW_TABLES["orders"], source, quarantine).rows_loaded == 0

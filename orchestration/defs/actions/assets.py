@@ -86,9 +86,11 @@ def next_best_actions(
         audit = audit_rows(
             expected_gains(inputs, action_settings), decision, actions, action_settings.min_gain
         )
-        where = f"as_of_date = '{actions['as_of_date'].iloc[0]}'"
-        publish_table(con, actions, "serving", "next_best_actions", replace_where=where)
-        publish_table(con, audit, "serving", "contact_policy_audit", replace_where=where)
+        as_of = [actions["as_of_date"].iloc[0]]
+        for table, rows in (("next_best_actions", actions), ("contact_policy_audit", audit)):
+            publish_table(
+                con, rows, "serving", table, replace_where="as_of_date = ?", replace_params=as_of
+            )
         path = export_parquet(con, "serving", "next_best_actions", settings.exports_dir)
         export_parquet(con, "serving", "contact_policy_audit", settings.exports_dir)
     counts = actions["action"].value_counts().to_dict()

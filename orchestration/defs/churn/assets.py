@@ -249,7 +249,12 @@ def customer_scores(
             )
         as_of = scores["as_of_date"].iloc[0]
         publish_table(
-            con, scores, "serving", "customer_scores", replace_where=f"as_of_date = '{as_of}'"
+            con,
+            scores,
+            "serving",
+            "customer_scores",
+            replace_where="as_of_date = ?",
+            replace_params=[as_of],
         )
         create_latest_view(
             con,

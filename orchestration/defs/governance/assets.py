@@ -103,7 +103,8 @@ def churn_promotion_decision(crm: CrmSettings) -> dg.MaterializeResult:
             row,
             "governance",
             "promotion_decisions",
-            replace_where=f"model_name = 'churn' and model_version = '{int(version)}'",
+            replace_where="model_name = 'churn' and model_version = ?",
+            replace_params=[str(int(version))],
         )
     return dg.MaterializeResult(
         metadata={

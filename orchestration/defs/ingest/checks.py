@@ -7,7 +7,7 @@ import dagster as dg
 from expectations.runner import validate_frame
 from expectations.suites import raw_suite
 from ml.contract import RAW_TABLES
-from ml.warehouse import connect, fetch_row
+from ml.warehouse import connect, fetch_row, qualified
 from orchestration.defs.checks_metadata import suite_metadata
 from orchestration.resources import CrmSettings
 
@@ -35,10 +35,11 @@ def raw_contract_checks(
     with connect(settings.warehouse_path, read_only=True) as con:
         for check_key in context.selected_asset_check_keys:
             table = RAW_TABLES[check_key.asset_key.path[-1]]
-            (rows,) = fetch_row(con, f"select count(*) from raw.{table.name}")
+            raw_table = qualified("raw", table.name)
+            (rows,) = fetch_row(con, f"select count(*) from {raw_table}")
             sample = f"using sample reservoir({SAMPLE_ROWS} rows) repeatable (42)"
             frame = con.sql(
-                f"select * from raw.{table.name} {sample if rows > SAMPLE_ROWS else ''}"
+                f"select * from {raw_table} {sample if rows > SAMPLE_ROWS else ''}"
             ).df()
             result = validate_frame(frame, raw_suite(table))
             yield dg.AssetCheckResult(

@@ -132,7 +132,12 @@ def next_product_offers(
             return dg.MaterializeResult(metadata={"dagster/row_count": 0})
         as_of: date = offers["as_of_date"].iloc[0]
         publish_table(
-            con, offers, "serving", "next_product_offers", replace_where=f"as_of_date = '{as_of}'"
+            con,
+            offers,
+            "serving",
+            "next_product_offers",
+            replace_where="as_of_date = ?",
+            replace_params=[as_of],
         )
         path = export_parquet(con, "serving", "next_product_offers", settings.exports_dir)
     by_category = offers["product_category"].value_counts().to_dict()

@@ -43,9 +43,15 @@ def customer_segments(crm: CrmSettings) -> dg.MaterializeResult:
         assigned = assign_segments(model, frame)
         profiles = profile(model, assigned, frame)
         profiles.insert(0, "as_of_date", assigned["as_of_date"].iloc[0])
-        where = f"as_of_date = '{as_of}'"
-        publish_table(con, assigned, "serving", "customer_segments", replace_where=where)
-        publish_table(con, profiles, "serving", "segment_profiles", replace_where=where)
+        for table, rows in (("customer_segments", assigned), ("segment_profiles", profiles)):
+            publish_table(
+                con,
+                rows,
+                "serving",
+                table,
+                replace_where="as_of_date = ?",
+                replace_params=[as_of],
+            )
         paths = [
             export_parquet(con, "serving", table, settings.exports_dir)
             for table in ("customer_segments", "segment_profiles")

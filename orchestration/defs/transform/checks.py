@@ -4,7 +4,7 @@ import dagster as dg
 
 from expectations.runner import validate_frame
 from expectations.suites import customer_features_suite
-from ml.warehouse import connect
+from ml.warehouse import connect, qualified
 from orchestration.defs.checks_metadata import suite_metadata
 from orchestration.resources import CrmSettings
 
@@ -16,6 +16,6 @@ def customer_features_expectations(crm: CrmSettings) -> dg.AssetCheckResult:
     """Keys unique and complete, ranges, allowed values, null rates, row count, no PII columns."""
     settings = crm.get()
     with connect(settings.warehouse_path, read_only=True) as con:
-        frame = con.sql(f"select * from {'.'.join(CUSTOMER_FEATURES.path)}").df()
+        frame = con.sql(f"select * from {qualified(*CUSTOMER_FEATURES.path)}").df()
     result = validate_frame(frame, customer_features_suite(min_rows=100))
     return dg.AssetCheckResult(passed=result.success, metadata=suite_metadata(result))

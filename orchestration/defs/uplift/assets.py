@@ -135,7 +135,12 @@ def customer_uplift(context: dg.AssetExecutionContext, crm: CrmSettings) -> dg.M
         uplift["model_version"] = version
         as_of: date = uplift["as_of_date"].iloc[0]
         publish_table(
-            con, uplift, "serving", "customer_uplift", replace_where=f"as_of_date = '{as_of}'"
+            con,
+            uplift,
+            "serving",
+            "customer_uplift",
+            replace_where="as_of_date = ?",
+            replace_params=[as_of],
         )
         path = export_parquet(con, "serving", "customer_uplift", settings.exports_dir)
     segments = uplift["uplift_segment"].value_counts().to_dict()

@@ -109,7 +109,12 @@ def customer_value(context: dg.AssetExecutionContext, crm: CrmSettings) -> dg.Ma
     values["model_version"] = registration.model_version
     with connect(settings.warehouse_path, threads=settings.threads) as con:
         publish_table(
-            con, values, "serving", "customer_value", replace_where=f"as_of_date = '{as_of.date()}'"
+            con,
+            values,
+            "serving",
+            "customer_value",
+            replace_where="as_of_date = ?",
+            replace_params=[as_of.date()],
         )
         path = export_parquet(con, "serving", "customer_value", settings.exports_dir)
     return dg.MaterializeResult(
