@@ -262,16 +262,24 @@ def _model_card(
 
 
 def score_latest(
-    features: pd.DataFrame, mlflow: MlflowConfig, scored_at: datetime, bands: RiskBands
+    features: pd.DataFrame,
+    mlflow: MlflowConfig,
+    scored_at: datetime,
+    bands: RiskBands,
+    typical: dict[str, float] | None = None,
 ) -> pd.DataFrame:
     """Score the newest as-of date with the champion and explain every row.
+
+    ``typical`` is what the reasons call typical; by default the medians of ``features``.
 
     Raises:
         ValueError: if the scores break the serving contract; the caller then keeps the last
             good table.
     """
     model, version = load_champion(mlflow)
-    scores = score_customers(model, features, mlflow.model_name, version, scored_at, bands)
+    scores = score_customers(
+        model, features, mlflow.model_name, version, scored_at, bands, typical=typical
+    )
     validate_scores(scores)
     return scores
 

@@ -13,8 +13,10 @@ from datetime import date
 import duckdb
 import pandas as pd
 
+from ml.explain import TYPICAL_FEATURES
 from ml.features import CHURN_FEATURES, KEY_COLUMNS, LABEL_COLUMN
 from ml.partitioning import SCORING_BUCKETS, bucket_predicate
+from ml.warehouse import quote_ident
 
 FEATURES_TABLE = "marts.customer_features"
 LABELS_TABLE = "marts.churn_labels"
@@ -76,6 +78,24 @@ def read_scoring_features(
         order by f.customer_id
     """
     return con.execute(sql, {"as_of_date": as_of_date}).df()
+
+
+def read_typical_values(
+    con: duckdb.DuckDBPyConnection, as_of_date: date | None = None
+) -> dict[str, float]:
+    """``ml.explain.typical_values`` of a whole snapshot, computed in DuckDB.
+
+    A bucket of customers is explained against what is typical for everyone scored, so its
+    reasons say what unpartitioned scoring says. DuckDB's median interpolates as pandas' does.
+    """
+    columns = sorted(TYPICAL_FEATURES)
+    medians = ", ".join(f"median(cast(f.{quote_ident(c)} as double))" for c in columns)
+    row = con.execute(
+        f"select {medians} from {FEATURES_TABLE} as f where f.as_of_date = coalesce("
+        f"$as_of_date::date, (select max(as_of_date) from {FEATURES_TABLE}))",
+        {"as_of_date": as_of_date},
+    ).fetchall()[0]
+    return {c: float(v) for c, v in zip(columns, row, strict=True) if v is not None}
 
 
 def read_reference_features(

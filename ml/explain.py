@@ -298,13 +298,21 @@ _AGGREGATE_SQL = """
 """
 
 
-def explain_scores(model: ChurnModel, frame: pd.DataFrame, n: int = 3) -> pd.DataFrame:
+def explain_scores(
+    model: ChurnModel,
+    frame: pd.DataFrame,
+    n: int = 3,
+    typical: dict[str, float] | None = None,
+) -> pd.DataFrame:
     """One explanation row per input row: top drivers as JSON and a plain-word reason.
 
     Args:
         model: The churn model.
         frame: Rows with the key columns and the model's features.
         n: Drivers per row.
+        typical: What is typical today per feature (``typical_values`` of everyone scored);
+            defaults to the medians of ``frame``. A bucket of customers passes the whole
+            snapshot's, so its reasons read as unpartitioned scoring's do.
 
     Returns:
         Columns customer_id, as_of_date (as in ``frame``), churn_top_drivers (JSON list of
@@ -324,7 +332,7 @@ def explain_scores(model: ChurnModel, frame: pd.DataFrame, n: int = 3) -> pd.Dat
                 "contribution": drivers.contribution,
             }
         ),
-        typical_values(frame),
+        typical if typical is not None else typical_values(frame),
     )
     # Typed value columns for DuckDB; pandas NA becomes SQL NULL (a NaN would be invalid JSON).
     long = pd.DataFrame(

@@ -73,6 +73,7 @@ def score_customers(
     model_version: str,
     scored_at: datetime,
     bands: RiskBands | None = None,
+    typical: dict[str, float] | None = None,
 ) -> pd.DataFrame:
     """Score, band and explain every row of a feature frame.
 
@@ -83,13 +84,14 @@ def score_customers(
         model_version: Registered model version written to each row.
         scored_at: When the scoring ran (naive = UTC; aware datetimes are converted to UTC).
         bands: Risk band thresholds; defaults to :class:`RiskBands`.
+        typical: What the reasons call typical (``ml.explain.explain_scores``).
 
     Returns:
         One row per input row with exactly the columns of ``serving.customer_scores``.
     """
     bands = bands or RiskBands()
     proba = model.predict_proba(frame) if len(frame) else np.empty(0)
-    explained = explain_scores(model, frame)
+    explained = explain_scores(model, frame, typical=typical)
     n = len(frame)
     scores = pd.DataFrame(
         {

@@ -6,7 +6,7 @@ import dagster as dg
 from pydantic import Field
 
 from ml.churn import ChurnGovernance, score_latest, train_and_register
-from ml.datasets import read_labelled_features, read_scoring_features
+from ml.datasets import read_labelled_features, read_scoring_features, read_typical_values
 from ml.fairness import FairnessConfig
 from ml.partitioning import bucket_keys, collect_bucket_scores, write_bucket_scores
 from ml.promotion import PromotionRule
@@ -190,8 +190,13 @@ def churn_score_buckets(
     bucket = int(context.partition_key)
     with connect(settings.warehouse_path, read_only=True, threads=settings.threads) as con:
         features = read_scoring_features(con, bucket=bucket)
+        typical = read_typical_values(con)
     scores = score_latest(
-        features, mlflow_config(settings), datetime.now(UTC).replace(tzinfo=None), RiskBands()
+        features,
+        mlflow_config(settings),
+        datetime.now(UTC).replace(tzinfo=None),
+        RiskBands(),
+        typical=typical,
     )
     path = write_bucket_scores(scores, settings.bucket_scores_dir, bucket)
     return dg.MaterializeResult(
