@@ -10,7 +10,10 @@ import duckdb
 import pandas as pd
 import pytest
 
+from ml.datasets import read_typical_values
+from ml.explain import typical_values
 from ml.partitioning import bucket_predicate, collect_bucket_scores, write_bucket_scores
+from tests.ml.conftest import make_feature_frame
 
 AS_OF = date(2026, 9, 1)
 
@@ -69,3 +72,13 @@ def test_collect_checks_completeness_date_and_version(tmp_path: Path) -> None:
     scores = collect_bucket_scores(tmp_path, AS_OF, "2", 100, buckets=3)
     assert scores["customer_id"].tolist() == sorted(ids)
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_typical_values_of_a_snapshot_in_duckdb_equal_the_pandas_medians() -> None:
+    frame = make_feature_frame(customers_per_date=301)  # odd and even counts per feature
+    newest = frame[frame["as_of_date"] == frame["as_of_date"].max()]
+    with duckdb.connect() as con:
+        con.execute("create schema marts")
+        con.register("frame", frame)
+        con.execute("create table marts.customer_features as select * from frame")
+        assert read_typical_values(con) == pytest.approx(typical_values(newest), abs=1e-12)
