@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+
+REPOSITORY = Path(__file__).resolve().parents[2]
 
 # The salt comes from the environment, as in production; tests search every log for it.
 PII_SALT = "salt-Secret-8b2e7a0c55"
@@ -21,3 +26,27 @@ def set_small_crm(env: pytest.MonkeyPatch, home: Path) -> None:
     env.setenv("CRM_HOME", str(home))
     for name, value in SMALL_CRM.items():
         env.setenv(name, value)
+
+
+def materialize_in_subprocess(home: Path, selection: str, *extra: str) -> subprocess.Popen[str]:
+    """``dagster asset materialize`` of ``selection`` in its own process (and process group),
+    as a run worker would run it, with its output (Dagster's event log) on ``stdout``."""
+    (home / "dagster").mkdir(exist_ok=True)
+    return subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "dagster"),
+            "asset",
+            "materialize",
+            "-m",
+            "orchestration.definitions",
+            "--select",
+            selection,
+            *extra,
+        ],
+        cwd=REPOSITORY,
+        env={**os.environ, "DAGSTER_HOME": str(home / "dagster")},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )

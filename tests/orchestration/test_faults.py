@@ -9,10 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import dagster as dg
 import duckdb
@@ -24,9 +21,8 @@ from ml.settings import Settings
 from orchestration.defs.churn.assets import customer_scores, customer_scores_parquet
 from orchestration.defs.publish.assets import postgres_tables
 from orchestration.resources import CrmSettings
-from tests.orchestration.small_crm import set_small_crm
+from tests.orchestration.small_crm import materialize_in_subprocess, set_small_crm
 
-REPOSITORY = Path(__file__).resolve().parents[2]
 SCORES = "select * from serving.customer_scores order by as_of_date, customer_id"
 
 
@@ -57,25 +53,8 @@ def test_a_run_killed_mid_scoring_leaves_the_previous_scores_and_a_rerun_complet
     before = _table(home)
     export = home.exports_dir / "serving.customer_scores.parquet"
     export_before = export.read_bytes()
-    command = [
-        str(Path(sys.executable).parent / "dagster"),
-        "asset",
-        "materialize",
-        "-m",
-        "orchestration.definitions",
-        "--select",
-        "serving/customer_scores,exports/customer_scores",
-    ]
-    env = {**os.environ, "DAGSTER_HOME": str(home.home / "dagster")}
-    (home.home / "dagster").mkdir(exist_ok=True)
-    process = subprocess.Popen(
-        command,
-        cwd=REPOSITORY,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
+    process = materialize_in_subprocess(
+        home.home, "serving/customer_scores,exports/customer_scores"
     )
     log = []
     assert process.stdout is not None

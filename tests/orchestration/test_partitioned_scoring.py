@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import dagster as dg
 import duckdb
@@ -17,9 +13,8 @@ from ml.partitioning import SCORING_BUCKETS, bucket_file, bucket_keys
 from ml.settings import Settings
 from orchestration.defs.churn.assets import customer_scores
 from orchestration.resources import CrmSettings
-from tests.orchestration.small_crm import set_small_crm
+from tests.orchestration.small_crm import materialize_in_subprocess, set_small_crm
 
-REPOSITORY = Path(__file__).resolve().parents[2]
 NEWEST_SCORES = (
     "select * exclude (scored_at) from serving.customer_scores "
     "where as_of_date = (select max(as_of_date) from serving.customer_scores) order by customer_id"
@@ -45,26 +40,8 @@ def test_bucketed_scoring_publishes_the_same_table_as_unpartitioned_scoring(
 
     # The backfill: one run per bucket, as the run queue launches them. The first two run at
     # the same time in two processes (both read the warehouse read-only); the rest in-process.
-    (home / "dagster").mkdir(exist_ok=True)
     parallel = [
-        subprocess.Popen(
-            [
-                str(Path(sys.executable).parent / "dagster"),
-                "asset",
-                "materialize",
-                "-m",
-                "orchestration.definitions",
-                "--select",
-                "scoring/churn_score_buckets",
-                "--partition",
-                key,
-            ],
-            cwd=REPOSITORY,
-            env={**os.environ, "DAGSTER_HOME": str(home / "dagster")},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
+        materialize_in_subprocess(home, "scoring/churn_score_buckets", "--partition", key)
         for key in bucket_keys()[:2]
     ]
     for process in parallel:
