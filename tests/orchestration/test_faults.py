@@ -10,9 +10,11 @@ import os
 import shutil
 import signal
 import time
+from collections.abc import Iterator
 
 import dagster as dg
 import duckdb
+import mlflow
 import pandas as pd
 import psycopg2
 import pytest
@@ -24,6 +26,16 @@ from orchestration.resources import CrmSettings
 from tests.orchestration.small_crm import materialize_in_subprocess, set_small_crm
 
 SCORES = "select * from serving.customer_scores order by as_of_date, customer_id"
+
+
+@pytest.fixture(autouse=True)
+def _restore_mlflow_uris() -> Iterator[None]:
+    # Loading a model sets MLflow's process-wide URIs; a test pointing them at a dead server
+    # must not leave them there for the tests that follow.
+    tracking, registry = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
+    yield
+    mlflow.set_tracking_uri(tracking)
+    mlflow.set_registry_uri(registry)
 
 
 @pytest.fixture

@@ -69,7 +69,8 @@ def test_serving_table_follows_the_contract(pipeline_run) -> None:
 
 
 def test_scores_come_from_the_registered_champion(pipeline_run) -> None:
-    client = mlflow.MlflowClient(tracking_uri=pipeline_run.settings.mlflow_tracking_uri)
+    uri = pipeline_run.settings.mlflow_tracking_uri
+    client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
     champion = client.get_model_version_by_alias("churn", "champion")
     with _warehouse(pipeline_run) as con:
         versions = con.execute(
