@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import duckdb
 import numpy as np
 import pandas as pd
+from catboost import Pool
 
 from ml.features import KEY_COLUMNS, NUMERIC_FEATURES
 from ml.training import MISSING_CATEGORY, ChurnModel
@@ -168,11 +169,24 @@ class _Drivers:
         return np.where(self.is_categorical, self.value_text, self.value_number.astype(object))
 
 
-def _driver_arrays(model: ChurnModel, frame: pd.DataFrame, n: int) -> _Drivers:
+def _driver_arrays(
+    model: ChurnModel,
+    frame: pd.DataFrame,
+    n: int,
+    prepared: pd.DataFrame | None = None,
+    pool: Pool | None = None,
+) -> _Drivers:
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
-    prepared = model.prepare(frame)
-    shap = model.shap_values(prepared)
+    if prepared is None:
+        prepared = model.prepare(frame)
+    if pool is None:
+        pool = model.pool(prepared)
+    # CatBoost's ShapValues on the caller's Pool: scoring builds the Pool once for both the
+    # probabilities and the explanations.
+    shap = np.asarray(model.booster.get_feature_importance(pool, type="ShapValues"), dtype=float)[
+        :, :-1
+    ]
     k = min(n, shap.shape[1])
     # Largest |contribution| first; a stable sort keeps feature order on ties.
     order = np.argsort(-np.abs(shap), axis=1, kind="stable")[:, :k]
@@ -298,13 +312,21 @@ _AGGREGATE_SQL = """
 """
 
 
-def explain_scores(model: ChurnModel, frame: pd.DataFrame, n: int = 3) -> pd.DataFrame:
+def explain_scores(
+    model: ChurnModel,
+    frame: pd.DataFrame,
+    n: int = 3,
+    prepared: pd.DataFrame | None = None,
+    pool: Pool | None = None,
+) -> pd.DataFrame:
     """One explanation row per input row: top drivers as JSON and a plain-word reason.
 
     Args:
         model: The churn model.
         frame: Rows with the key columns and the model's features.
         n: Drivers per row.
+        prepared: ``model.prepare(frame)`` when the caller has it (scoring), to skip a copy.
+        pool: ``model.pool(prepared)`` when the caller has it, to build the Pool once.
 
     Returns:
         Columns customer_id, as_of_date (as in ``frame``), churn_top_drivers (JSON list of
@@ -315,7 +337,7 @@ def explain_scores(model: ChurnModel, frame: pd.DataFrame, n: int = 3) -> pd.Dat
     out_columns = [*KEY_COLUMNS, "churn_top_drivers", "churn_reason"]
     if frame.empty:
         return pd.DataFrame({c: pd.Series(dtype=object) for c in out_columns})
-    drivers = _driver_arrays(model, frame, n)
+    drivers = _driver_arrays(model, frame, n, prepared, pool)
     reasons = reason_phrases(
         pd.DataFrame(
             {
