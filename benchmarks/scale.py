@@ -208,6 +208,7 @@ class StepClock:
 
     console: TextIO
     sampler: MemorySampler
+    partial: Path | None = None
     starts: dict[str, float] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
     peaks_gb: dict[str, float] = field(default_factory=dict)
@@ -227,10 +228,25 @@ class StepClock:
             self.seconds[step] = self.seconds.get(step, 0.0) + entry.timestamp - begun
             self.peaks_gb[step] = self.sampler.peak_gb(step)
             state = "done" if kind == "STEP_SUCCESS" else "FAILED"
+            self._write_partial()
             self._say(
                 f"{STAGE_OF_STEP.get(step, 'suite'):<13} {step} {state} in "
                 f"{self.seconds[step]:.1f} s, peak RSS {self.peaks_gb[step]:.2f} GB"
             )
+
+    def _write_partial(self) -> None:
+        """The steps finished so far, so a run stopped early still leaves its figures."""
+        if self.partial is None:
+            return
+        steps = {
+            step: {
+                "stage": STAGE_OF_STEP.get(step, "suite"),
+                "s": round(seconds, 2),
+                "peak_rss_gb": round(self.peaks_gb[step], 3),
+            }
+            for step, seconds in self.seconds.items()
+        }
+        self.partial.write_text(json.dumps({"finished_steps": steps}, indent=2) + "\n")
 
     def _say(self, text: str) -> None:
         self.console.write(f"[{datetime.now():%H:%M:%S}] {text}\n")
@@ -388,7 +404,9 @@ def run_worker(args: argparse.Namespace) -> dict[str, Any]:
         job = defs.resolve_job_def("churn_retraining_job")
         selection = _selection(defs, args.suite)
         import_s = time.time() - began
-        clock = StepClock(console=console, sampler=sampler)
+        clock = StepClock(
+            console=console, sampler=sampler, partial=args.out.with_suffix(".partial.json")
+        )
         run_config: dict[str, Any] = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
         if args.training_as_of_dates:
             run_config["ops"] = {
