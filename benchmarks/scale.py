@@ -714,6 +714,7 @@ def main(argv: list[str] | None = None) -> int:
         result = run_worker(args)
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(result, indent=2, default=str) + "\n")
+        args.out.with_suffix(".partial.json").unlink(missing_ok=True)  # the run is complete
         return 0
 
     if args.no_curve:
@@ -725,11 +726,18 @@ def main(argv: list[str] | None = None) -> int:
     sizes = sorted({*sizes, args.customers})
     final = args.out or RESULTS / "scale.json"
     results = []
+    incomplete: dict[int, Any] = {}
     if args.assemble:
         # Sizes run as separate invocations (e.g. the largest with other flags or stopped early).
         sizes = [s for s in sizes if (RESULTS / f"scale-{s}.json").exists()]
         results = [json.loads((RESULTS / f"scale-{s}.json").read_text()) for s in sizes]
         args.customers = max(sizes)
+        # A larger size stopped before the end leaves only the steps it finished.
+        incomplete = {
+            int(path.stem.split("-")[1].split(".")[0]): json.loads(path.read_text())
+            for path in RESULTS.glob("scale-*.partial.json")
+            if int(path.stem.split("-")[1].split(".")[0]) > args.customers
+        }
     for customers in [] if args.assemble else sizes:
         out = (
             final
@@ -739,6 +747,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[{datetime.now():%H:%M:%S}] scale run: {customers:,} customers", flush=True)
         results.append(run_size(args, customers, out))
     main_result = next(r for r in results if r["customers"] == args.customers)
+    if args.assemble and incomplete:
+        main_result["incomplete_runs"] = {str(size): run for size, run in incomplete.items()}
     if len(results) > 1:
         curve = _curve(results)
         main_result["curve"] = curve["points"]
