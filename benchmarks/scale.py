@@ -212,6 +212,7 @@ class StepClock:
     starts: dict[str, float] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
     peaks_gb: dict[str, float] = field(default_factory=dict)
+    states: dict[str, str] = field(default_factory=dict)
 
     def on_event(self, entry: Any) -> None:
         event = entry.dagster_event
@@ -228,6 +229,7 @@ class StepClock:
             self.seconds[step] = self.seconds.get(step, 0.0) + entry.timestamp - begun
             self.peaks_gb[step] = self.sampler.peak_gb(step)
             state = "done" if kind == "STEP_SUCCESS" else "FAILED"
+            self.states[step] = state
             self._write_partial()
             self._say(
                 f"{STAGE_OF_STEP.get(step, 'suite'):<13} {step} {state} in "
@@ -243,6 +245,7 @@ class StepClock:
                 "stage": STAGE_OF_STEP.get(step, "suite"),
                 "s": round(seconds, 2),
                 "peak_rss_gb": round(self.peaks_gb[step], 3),
+                "state": self.states.get(step, "done"),
             }
             for step, seconds in self.seconds.items()
         }
