@@ -99,24 +99,41 @@ def read_typical_values(
 
 
 def read_reference_features(
-    con: duckdb.DuckDBPyConnection, as_of_dates: Sequence[date]
+    con: duckdb.DuckDBPyConnection,
+    as_of_dates: Sequence[date],
+    max_rows: int | None = None,
+    seed: int = 0,
 ) -> pd.DataFrame:
     """Read the feature rows of given as-of dates, e.g. a model's training dates for drift.
 
     Args:
         con: Connection to the warehouse holding ``marts.customer_features``.
         as_of_dates: The as-of dates to read (``ChurnModel.training_as_of_dates``).
+        max_rows: At most this many rows, a seeded sample taken in DuckDB (the rows with the
+            smallest hash of key and seed), so millions of training rows never reach pandas
+            when drift needs a sample; ``None`` reads every row.
+        seed: Seed of the sample: the same seed and data give the same rows.
 
     Returns:
         The key columns and the allow-listed features, ordered by as_of_date and customer_id.
     """
+    # A hash order rather than USING SAMPLE: it is the same sample whatever the thread count.
+    sample = (
+        "" if max_rows is None else "order by hash(f.customer_id, f.as_of_date, $seed) limit $n"
+    )
     sql = f"""
-        select {_quoted(KEY_COLUMNS, "f")}, {_quoted(CHURN_FEATURES, "f")}
-        from {FEATURES_TABLE} as f
-        where f.as_of_date in (select unnest($as_of_dates::date[]))
-        order by f.as_of_date, f.customer_id
+        select * from (
+            select {_quoted(KEY_COLUMNS, "f")}, {_quoted(CHURN_FEATURES, "f")}
+            from {FEATURES_TABLE} as f
+            where f.as_of_date in (select unnest($as_of_dates::date[]))
+            {sample}
+        )
+        order by as_of_date, customer_id
     """
-    return con.execute(sql, {"as_of_dates": list(as_of_dates)}).df()
+    params: dict[str, object] = {"as_of_dates": list(as_of_dates)}
+    if max_rows is not None:
+        params.update(n=int(max_rows), seed=int(seed))
+    return con.execute(sql, params).df()
 
 
 PRODUCT_LABELS_TABLE = "marts.product_purchase_labels"

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import duckdb
 import numpy as np
 import pandas as pd
+from catboost import Pool
 
 from ml.features import KEY_COLUMNS, NUMERIC_FEATURES
 from ml.training import MISSING_CATEGORY, ChurnModel
@@ -168,11 +169,24 @@ class _Drivers:
         return np.where(self.is_categorical, self.value_text, self.value_number.astype(object))
 
 
-def _driver_arrays(model: ChurnModel, frame: pd.DataFrame, n: int) -> _Drivers:
+def _driver_arrays(
+    model: ChurnModel,
+    frame: pd.DataFrame,
+    n: int,
+    prepared: pd.DataFrame | None = None,
+    pool: Pool | None = None,
+) -> _Drivers:
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
-    prepared = model.prepare(frame)
-    shap = model.shap_values(prepared)
+    if prepared is None:
+        prepared = model.prepare(frame)
+    if pool is None:
+        pool = model.pool(prepared)
+    # CatBoost's ShapValues on the caller's Pool: scoring builds the Pool once for both the
+    # probabilities and the explanations.
+    shap = np.asarray(model.booster.get_feature_importance(pool, type="ShapValues"), dtype=float)[
+        :, :-1
+    ]
     k = min(n, shap.shape[1])
     # Largest |contribution| first; a stable sort keeps feature order on ties.
     order = np.argsort(-np.abs(shap), axis=1, kind="stable")[:, :k]
@@ -303,6 +317,8 @@ def explain_scores(
     frame: pd.DataFrame,
     n: int = 3,
     typical: dict[str, float] | None = None,
+    prepared: pd.DataFrame | None = None,
+    pool: Pool | None = None,
 ) -> pd.DataFrame:
     """One explanation row per input row: top drivers as JSON and a plain-word reason.
 
@@ -313,6 +329,8 @@ def explain_scores(
         typical: What is typical today per feature (``typical_values`` of everyone scored);
             defaults to the medians of ``frame``. A bucket of customers passes the whole
             snapshot's, so its reasons read as unpartitioned scoring's do.
+        prepared: ``model.prepare(frame)`` when the caller has it (scoring), to skip a copy.
+        pool: ``model.pool(prepared)`` when the caller has it, to build the Pool once.
 
     Returns:
         Columns customer_id, as_of_date (as in ``frame``), churn_top_drivers (JSON list of
@@ -323,7 +341,7 @@ def explain_scores(
     out_columns = [*KEY_COLUMNS, "churn_top_drivers", "churn_reason"]
     if frame.empty:
         return pd.DataFrame({c: pd.Series(dtype=object) for c in out_columns})
-    drivers = _driver_arrays(model, frame, n)
+    drivers = _driver_arrays(model, frame, n, prepared, pool)
     reasons = reason_phrases(
         pd.DataFrame(
             {

@@ -90,8 +90,15 @@ def score_customers(
         One row per input row with exactly the columns of ``serving.customer_scores``.
     """
     bands = bands or RiskBands()
-    proba = model.predict_proba(frame) if len(frame) else np.empty(0)
-    explained = explain_scores(model, frame, typical=typical)
+    if len(frame):
+        # One prepared frame and one Pool for the probabilities and the explanations.
+        prepared = model.prepare(frame)
+        pool = model.pool(prepared)
+        proba = model.predict_proba_of_pool(pool)
+        explained = explain_scores(model, frame, prepared=prepared, pool=pool, typical=typical)
+    else:
+        proba = np.empty(0)
+        explained = explain_scores(model, frame, typical=typical)
     n = len(frame)
     scores = pd.DataFrame(
         {

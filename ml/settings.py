@@ -65,6 +65,13 @@ class Settings(BaseSettings):
     )
     synthetic_customers: int = Field(default=20_000, ge=100, description="Synthetic persons.")
     synthetic_seed: int = Field(default=42, description="Seed of the synthetic generator.")
+    synthetic_event_share: float = Field(
+        default=1.0,
+        gt=0,
+        le=1,
+        description="Share of the simulated activity events the generator writes (1.0: all, "
+        "about 188 per person; the scale benchmark uses about 50 per person).",
+    )
     synthetic_start_date: date = Field(default=date(2024, 10, 1))
     synthetic_end_date: date = Field(default=date(2026, 9, 30))
     threads: int = Field(default=2, ge=1, description="Threads for DuckDB and CatBoost.")

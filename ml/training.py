@@ -345,17 +345,27 @@ class CalibratedBooster:
         raise NotImplementedError
 
     def _pool(self, frame: pd.DataFrame) -> Pool:
-        return Pool(self.prepare(frame), cat_features=list(self.cat_features))
+        return self.pool(self.prepare(frame))
+
+    def pool(self, prepared: pd.DataFrame) -> Pool:
+        """A CatBoost Pool of rows already :meth:`prepare`-d, to predict and explain once."""
+        return Pool(prepared, cat_features=list(self.cat_features))
 
     def raw_logit(self, frame: pd.DataFrame) -> np.ndarray:
         """Booster log-odds (before calibration)."""
-        return np.asarray(
-            self.booster.predict(self._pool(frame), prediction_type="RawFormulaVal"), dtype=float
-        )
+        return self.raw_logit_of_pool(self._pool(frame))
+
+    def raw_logit_of_pool(self, pool: Pool) -> np.ndarray:
+        """Booster log-odds (before calibration) of the rows of a Pool from :meth:`pool`."""
+        return np.asarray(self.booster.predict(pool, prediction_type="RawFormulaVal"), dtype=float)
 
     def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
         """Calibrated probability of the positive class per row, in [0, 1]."""
-        logit = self.raw_logit(frame)
+        return self.predict_proba_of_pool(self._pool(frame))
+
+    def predict_proba_of_pool(self, pool: Pool) -> np.ndarray:
+        """:meth:`predict_proba` of the rows of a Pool from :meth:`pool` (no frame copies)."""
+        logit = self.raw_logit_of_pool(pool)
         proba = self.calibrator.apply(logit) if self.calibrator else _sigmoid(logit)
         return np.clip(proba, 0.0, 1.0)
 

@@ -55,6 +55,9 @@ def test_scale_benchmark_reports_every_stage(tmp_path: Path) -> None:
     for key in ("customers", "events", "end_to_end_s", "peak_rss_gb", "scoring_rows_per_s"):
         assert result[key] > 0, key
     assert result["customers"] == 500
+    # The benchmark's event volume: about 50 per customer, as the issue sizes it (1M / 50M).
+    assert 35 < result["events_per_customer"] < 65
+    assert result["events"] == result["rows"]["raw/events"]
     for stage in STAGES:
         assert result["stages"][stage]["s"] > 0, stage
         assert result["stages"][stage]["peak_rss_gb"] > 0, stage

@@ -4,6 +4,7 @@ import dagster as dg
 
 from ml.churn import churn_drift
 from ml.datasets import read_reference_features, read_scoring_features
+from ml.drift import MAX_ROWS
 from ml.registry import load_champion
 from ml.warehouse import connect
 from orchestration.defs.churn.assets import customer_scores, mlflow_config
@@ -19,7 +20,9 @@ def churn_drift_report(crm: CrmSettings) -> dg.MaterializeResult:
     settings = crm.get()
     model, version = load_champion(mlflow_config(settings))
     with connect(settings.warehouse_path, read_only=True) as con:
-        reference = read_reference_features(con, model.training_as_of_dates)
+        # A sample in SQL: the report compares samples anyway, and the reference scores are
+        # computed on these rows only (every training row was read and scored before).
+        reference = read_reference_features(con, model.training_as_of_dates, max_rows=MAX_ROWS)
         current = read_scoring_features(con)
         scores = con.sql(
             "select churn_probability from serving.customer_scores "

@@ -19,6 +19,7 @@ def synthetic_config(settings: Settings) -> SyntheticConfig:
         seed=settings.synthetic_seed,
         start_date=settings.synthetic_start_date,
         end_date=settings.synthetic_end_date,
+        event_share=settings.synthetic_event_share,
     )
 
 

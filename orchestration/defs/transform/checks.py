@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from expectations.runner import validate_frame
+from expectations.sql import validate_table
 from expectations.suites import customer_features_suite
 from ml.warehouse import connect, qualified
 from orchestration.defs.checks_metadata import suite_metadata
@@ -13,9 +13,14 @@ CUSTOMER_FEATURES = dg.AssetKey(["marts", "customer_features"])
 
 @dg.asset_check(asset=CUSTOMER_FEATURES, blocking=True)
 def customer_features_expectations(crm: CrmSettings) -> dg.AssetCheckResult:
-    """Keys unique and complete, ranges, allowed values, null rates, row count, no PII columns."""
+    """Keys unique and complete, ranges, allowed values, null rates, row count, no PII columns.
+
+    The GX suite is evaluated in SQL over every row (expectations/sql.py): fetching the table
+    into pandas for GX cost 45 s and most of the memory at 100k customers.
+    """
     settings = crm.get()
-    with connect(settings.warehouse_path, read_only=True) as con:
-        frame = con.sql(f"select * from {qualified(*CUSTOMER_FEATURES.path)}").df()
-    result = validate_frame(frame, customer_features_suite(min_rows=100))
+    with connect(settings.warehouse_path, read_only=True, threads=settings.threads) as con:
+        result = validate_table(
+            con, qualified(*CUSTOMER_FEATURES.path), customer_features_suite(min_rows=100)
+        )
     return dg.AssetCheckResult(passed=result.success, metadata=suite_metadata(result))
