@@ -21,6 +21,7 @@ import argparse
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -445,6 +446,20 @@ def _wait_for(
     return state
 
 
+def _check_list_complete(state: dict[str, Any]) -> bool:
+    """The checks tab has drawn its whole list and the opened check's details.
+
+    The heading ("Checks (28)") comes before the list entries and the detail pane; reading the
+    page before both are drawn reported present checks as missing on a busy machine.
+    """
+    heading = re.search(r"Checks \((\d+)\)", state["text"])
+    return (
+        heading is not None
+        and len(set(state["titles"])) > int(heading.group(1))
+        and "asset check." in state["text"]
+    )
+
+
 def _asset_groups(base_url: str) -> list[str]:
     data = _graphql(base_url, "{ assetNodes { groupName } }")["data"]["assetNodes"]
     return sorted({node["groupName"] for node in data if node.get("groupName")})
@@ -515,7 +530,7 @@ def check_ui(
         state = _wait_for(
             driver,
             f"the checks of {expected.checked_asset}",
-            lambda s: name in s["titles"] and "Checks (" in s["text"],
+            lambda s: name in s["titles"] and _check_list_complete(s),
             render_timeout,
             checks_png,
         )

@@ -28,10 +28,17 @@ def set_small_crm(env: pytest.MonkeyPatch, home: Path) -> None:
         env.setenv(name, value)
 
 
-def materialize_in_subprocess(home: Path, selection: str, *extra: str) -> subprocess.Popen[str]:
+def materialize_in_subprocess(
+    home: Path, selection: str, *extra: str, instance: str = "dagster"
+) -> subprocess.Popen[str]:
     """``dagster asset materialize`` of ``selection`` in its own process (and process group),
-    as a run worker would run it, with its output (Dagster's event log) on ``stdout``."""
-    (home / "dagster").mkdir(exist_ok=True)
+    as a run worker would run it, with its output (Dagster's event log) on ``stdout``.
+
+    ``instance`` names the Dagster home under ``home``: processes started at the same moment
+    need their own, or both create the same new SQLite run storage and one fails.
+    """
+    dagster_home = home / instance
+    dagster_home.mkdir(exist_ok=True)
     return subprocess.Popen(
         [
             str(Path(sys.executable).parent / "dagster"),
@@ -44,7 +51,7 @@ def materialize_in_subprocess(home: Path, selection: str, *extra: str) -> subpro
             *extra,
         ],
         cwd=REPOSITORY,
-        env={**os.environ, "DAGSTER_HOME": str(home / "dagster")},
+        env={**os.environ, "DAGSTER_HOME": str(dagster_home)},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

@@ -41,7 +41,9 @@ def test_bucketed_scoring_publishes_the_same_table_as_unpartitioned_scoring(
     # The backfill: one run per bucket, as the run queue launches them. The first two run at
     # the same time in two processes (both read the warehouse read-only); the rest in-process.
     parallel = [
-        materialize_in_subprocess(home, "scoring/churn_score_buckets", "--partition", key)
+        materialize_in_subprocess(
+            home, "scoring/churn_score_buckets", "--partition", key, instance=f"dagster-{key}"
+        )
         for key in bucket_keys()[:2]
     ]
     for process in parallel:
