@@ -38,7 +38,7 @@ import duckdb
 from ml.contract import Column, Table
 from ml.erasure import RECORD_COLUMN, Tombstones, drop_erased_rows
 from ml.settings import path_within
-from ml.warehouse import fetch_row, quote_ident, transaction
+from ml.warehouse import fetch_row, quote_ident, sql_literal, transaction
 
 RAW_SCHEMA = "raw"
 QUARANTINE_SCHEMA = "quarantine"
@@ -94,11 +94,6 @@ class IngestResult:
     rows_quarantined: int
     problems: tuple[str, ...]
     rows_erased: int = 0
-
-
-def _literal(value: str) -> str:
-    """A SQL string literal of a constant of this module (data values go in as parameters)."""
-    return "'" + value.replace("'", "''") + "'"
 
 
 def find_source_file(table: Table, source_dir: Path) -> Path:
@@ -340,14 +335,14 @@ def _shown(column: Column, ref: str) -> str:
     # Control characters are replaced so a value cannot rewrite a terminal or a log line.
     printable = (
         f"regexp_replace(left(cast({ref} as varchar), {_MAX_VALUE_CHARS}), "
-        f"{_literal(_CONTROL_CHARS)}, '?', 'g')"
+        f"{sql_literal(_CONTROL_CHARS)}, '?', 'g')"
     )
     return f"'''' || {printable} || ''''"
 
 
 def _text_checks(column: Column, ref: str) -> list[_Check]:
     """Checks of a text column whose file value is text: unsafe characters, length."""
-    control = f"regexp_extract({ref}, {_literal(_CONTROL_CHARS)})"
+    control = f"regexp_extract({ref}, {sql_literal(_CONTROL_CHARS)})"
     first = f"left(ltrim({ref}, ' '), 1)"
     # The offending character is named so the reason says why, even with the value masked.
     first_named = (
@@ -365,7 +360,7 @@ def _text_checks(column: Column, ref: str) -> list[_Check]:
         _Check(
             column,
             "unsafe",
-            f"regexp_matches({ref}, {_literal(_UNSAFE)})",
+            f"regexp_matches({ref}, {sql_literal(_UNSAFE)})",
             _shown(column, ref),
             why,
         ),
@@ -409,10 +404,10 @@ def _reason_expr(checks: list[_Check]) -> str:
     for c in checks:
         said = _PROBLEM[c.kind][1].format(type=c.column.type)
         if c.kind == "missing":
-            text = _literal(f"{c.column.name}: {said}")
+            text = sql_literal(f"{c.column.name}: {said}")
         else:
             text = (
-                f"{_literal(c.column.name + ': ')} || {c.value} || {_literal(' ' + said)} "
+                f"{sql_literal(c.column.name + ': ')} || {c.value} || {sql_literal(' ' + said)} "
                 f"|| {c.detail}"
             )
         parts.append(f"case when {c.predicate} then {text} end")

@@ -58,7 +58,7 @@ from ml.ingest import (
     _typed_expr,
     _write_parquet_atomically,
 )
-from ml.warehouse import fetch_row, quote_ident, transaction
+from ml.warehouse import fetch_row, quote_ident, sql_literal, transaction
 
 TABLE = LEADS_TABLE.name
 
@@ -347,10 +347,6 @@ def _check_mapping(mapping: LeadMapping) -> None:
 
 def _sql_list(values: tuple[str, ...]) -> str:
     return ", ".join("'" + v.replace("'", "''") + "'" for v in values)
-
-
-def _literal(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
 
 
 @dataclass(frozen=True)
@@ -754,7 +750,7 @@ def load_leads(
             if n not in ("source_file", "row_number", "reason", "raw_line")
         )
         bad_rows_sql = (
-            f"select {_literal(file_name)} as source_file, b.{_ROW} as row_number, "
+            f"select {sql_literal(file_name)} as source_file, b.{_ROW} as row_number, "
             f"b.reason, {original}, cast(null as varchar) as raw_line "
             f"from (select {_ROW}, {reason} as reason from {quote_ident(clean)} where {bad}) b "
             f"join {quote_ident(src)} s on s.{_ROW} = b.{_ROW}"
@@ -762,7 +758,7 @@ def load_leads(
         if n_malformed:
             raw_line = "cast(null as varchar)" if mapping.pii else "any_value(csv_line)"
             bad_rows_sql += (
-                f" union all by name select {_literal(file_name)} as source_file, "
+                f" union all by name select {sql_literal(file_name)} as source_file, "
                 f"cast(line as bigint) as row_number, "
                 f"'malformed line: ' || lower(string_agg(distinct error_type, ', ')) as reason, "
                 f"{raw_line} as raw_line from {quote_ident(rejects)} group by line"

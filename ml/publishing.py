@@ -37,7 +37,7 @@ import psycopg2
 import psycopg2.extensions
 from psycopg2 import sql
 
-from ml.warehouse import qualified, quote_ident
+from ml.warehouse import qualified, quote_ident, sql_literal
 
 SERVING_SCHEMA = "serving"
 SCORE_HISTORY = "score_history"
@@ -366,8 +366,8 @@ def _append_history(
     names = [name for name, _ in _HISTORY_COLUMNS]
     # DuckDB cannot bind parameters inside COPY's query; the values are ours, quoted as literals.
     stamped = (
-        f"select *, {_literal(run_id)} as run_id, "
-        f"cast({_literal(published_at.isoformat(sep=' '))} as timestamp) as published_at "
+        f"select *, {sql_literal(run_id)} as run_id, "
+        f"cast({sql_literal(published_at.isoformat(sep=' '))} as timestamp) as published_at "
         f"from ({select_sql})"
     )
     _copy_into(duck, cur, stamped, sql.Identifier(load), names, scratch)
@@ -382,10 +382,6 @@ def _append_history(
     )
     cur.execute(sql.SQL("insert into {} select * from {}").format(history, sql.Identifier(load)))
     return int(cur.rowcount)
-
-
-def _literal(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
 
 
 def publish_to_postgres(

@@ -32,6 +32,12 @@ def quote_ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+def sql_literal(value: str) -> str:
+    """A SQL string literal (single quotes doubled), for the few places DuckDB cannot bind a
+    parameter (inside ``COPY (...)``, ``read_csv`` options); data values go in as parameters."""
+    return "'" + value.replace("'", "''") + "'"
+
+
 def fetch_row(con: duckdb.DuckDBPyConnection, sql: str, params: list | dict | None = None) -> tuple:
     """The single row of a query such as an aggregate.
 

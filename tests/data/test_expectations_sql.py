@@ -7,10 +7,7 @@ unexpected counts must agree.
 
 from __future__ import annotations
 
-from datetime import date
-
 import duckdb
-import numpy as np
 import pandas as pd
 import pytest
 
@@ -18,27 +15,9 @@ from expectations.runner import SuiteResult, validate_frame
 from expectations.sql import validate_table
 from expectations.suites import customer_features_suite, raw_suite
 from ml.contract import RAW_TABLES
-from ml.features import CHURN_FEATURES, KEY_COLUMNS, NUMERIC_FEATURES
+from tests.data.test_expectations import _good_features
 
 N = 12
-
-
-def _good_features(rows: int = N) -> pd.DataFrame:
-    frame = pd.DataFrame(
-        {
-            "customer_id": [f"c{i}" for i in range(rows)],
-            "as_of_date": [date(2026, 9, 1)] * rows,
-        }
-    )
-    for name in NUMERIC_FEATURES:
-        frame[name] = np.arange(rows, dtype=float) + 1.0
-    frame["avg_satisfaction_90d"] = [None, 4.5] * (rows // 2)
-    frame["days_since_last_order"] = None
-    frame["plan"] = ["basic", "standard", "premium"] * (rows // 3)
-    frame["contract_type"] = ["month-to-month", "one-year", "two-year"] * (rows // 3)
-    frame["acquisition_channel"] = "organic"
-    frame["country_code"] = "DE"
-    return frame[[*KEY_COLUMNS, *CHURN_FEATURES]]
 
 
 def _in_sql(frame: pd.DataFrame, suite_min_rows: int) -> SuiteResult:
