@@ -26,12 +26,24 @@ def _quoted(columns: tuple[str, ...], alias: str) -> str:
     return ", ".join(f'{alias}."{c}"' for c in columns)
 
 
-def read_labelled_features(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
-    """Read every feature row whose 90-day label window is fully observed, with its label.
+def read_labelled_as_of_dates(con: duckdb.DuckDBPyConnection) -> list[date]:
+    """The as-of dates that have at least one row with a fully observed label window."""
+    rows = con.execute(
+        f"select distinct as_of_date from {LABELS_TABLE} where label_available order by 1"
+    ).fetchall()
+    return [row[0] for row in rows]
+
+
+def read_labelled_features(
+    con: duckdb.DuckDBPyConnection, as_of_dates: Sequence[date] | None = None
+) -> pd.DataFrame:
+    """Read the feature rows whose 90-day label window is fully observed, with their label.
 
     Args:
         con: Connection to the warehouse holding ``marts.customer_features`` and
             ``marts.churn_labels``.
+        as_of_dates: Only these as-of dates (``ml.training.out_of_time_dates`` of a split), so
+            the older snapshots never reach pandas; ``None`` reads every labelled row.
 
     Returns:
         One row per customer per labelled as-of date: the key columns, the allow-listed features
@@ -44,10 +56,13 @@ def read_labelled_features(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
         from {FEATURES_TABLE} as f
         join {LABELS_TABLE} as l
           on l.customer_id = f.customer_id and l.as_of_date = f.as_of_date
-        where l.label_available
+        where l.label_available {
+        "" if as_of_dates is None else "and f.as_of_date in (select unnest($as_of_dates::date[]))"
+    }
         order by f.as_of_date, f.customer_id
     """
-    return con.execute(sql).df()
+    params = None if as_of_dates is None else {"as_of_dates": list(as_of_dates)}
+    return con.execute(sql, params).df()
 
 
 def read_scoring_features(

@@ -19,7 +19,7 @@ on its own calibration rows.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, replace
 from datetime import date, timedelta
 from pathlib import Path
@@ -163,6 +163,46 @@ def _as_dates(values: pd.Series) -> pd.Series:
     return pd.to_datetime(values).dt.date
 
 
+def out_of_time_dates(
+    labelled_dates: Iterable[date],
+    training_as_of_dates: int,
+    horizon_days: int = LABEL_HORIZON_DAYS,
+) -> tuple[tuple[date, ...], date | None, date]:
+    """Choose the as-of dates of an out-of-time split (the rule ``split_out_of_time`` applies).
+
+    Knowing the dates first lets the training read fetch only their rows from the warehouse.
+
+    Args:
+        labelled_dates: The as-of dates that have labelled rows.
+        training_as_of_dates: How many training as-of dates to use (calibration slice included).
+        horizon_days: Length of the label window in days.
+
+    Returns:
+        The training dates, the calibration date (None with a single training date) and the
+        validation date.
+
+    Raises:
+        ValueError: If there is no date, or none old enough to train on.
+    """
+    if training_as_of_dates < 1:
+        raise ValueError(f"training_as_of_dates must be >= 1, got {training_as_of_dates}")
+    dates = sorted(set(labelled_dates))
+    if not dates:
+        raise ValueError("labelled frame is empty: no as-of date has a closed label window yet")
+    validation_date = dates[-1]
+    eligible = [d for d in dates if d + timedelta(days=horizon_days) <= validation_date]
+    if not eligible:
+        raise ValueError(
+            f"not enough labelled as-of dates for an out-of-time split: validation is "
+            f"{validation_date} and no other as-of date is at least {horizon_days} days older "
+            f"(found {', '.join(d.isoformat() for d in dates)})"
+        )
+    chosen = eligible[-training_as_of_dates:]
+    calibration_date = chosen[-1] if len(chosen) >= 2 else None
+    train_dates = tuple(chosen[:-1]) if calibration_date else tuple(chosen)
+    return train_dates, calibration_date, validation_date
+
+
 def split_out_of_time(
     frame: pd.DataFrame, training_as_of_dates: int, horizon_days: int = LABEL_HORIZON_DAYS
 ) -> TimeSplit:
@@ -185,8 +225,6 @@ def split_out_of_time(
         ValueError: If the frame is empty, lacks columns, or has no as-of date old enough to train
             on.
     """
-    if training_as_of_dates < 1:
-        raise ValueError(f"training_as_of_dates must be >= 1, got {training_as_of_dates}")
     missing = [c for c in (*KEY_COLUMNS, LABEL_COLUMN) if c not in frame.columns]
     if missing:
         raise ValueError(f"labelled frame lacks columns {missing}")
@@ -194,18 +232,9 @@ def split_out_of_time(
         raise ValueError("labelled frame is empty: no as-of date has a closed label window yet")
 
     row_dates = _as_dates(frame["as_of_date"])
-    dates = sorted(set(row_dates))
-    validation_date = dates[-1]
-    eligible = [d for d in dates if d + timedelta(days=horizon_days) <= validation_date]
-    if not eligible:
-        raise ValueError(
-            f"not enough labelled as-of dates for an out-of-time split: validation is "
-            f"{validation_date} and no other as-of date is at least {horizon_days} days older "
-            f"(found {', '.join(d.isoformat() for d in dates)})"
-        )
-    chosen = eligible[-training_as_of_dates:]
-    calibration_date = chosen[-1] if len(chosen) >= 2 else None
-    train_dates = tuple(chosen[:-1]) if calibration_date else tuple(chosen)
+    train_dates, calibration_date, validation_date = out_of_time_dates(
+        set(row_dates), training_as_of_dates, horizon_days
+    )
 
     def rows(selected: list[date]) -> pd.DataFrame:
         return frame.loc[row_dates.isin(selected).to_numpy()].reset_index(drop=True)

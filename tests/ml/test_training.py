@@ -13,12 +13,18 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from ml.datasets import read_labelled_features, read_reference_features, read_scoring_features
+from ml.datasets import (
+    read_labelled_as_of_dates,
+    read_labelled_features,
+    read_reference_features,
+    read_scoring_features,
+)
 from ml.features import CHURN_FEATURES, KEY_COLUMNS, LABEL_COLUMN
 from ml.training import (
     ChurnModel,
     TrainingConfig,
     choose_calibrator,
+    out_of_time_dates,
     split_out_of_time,
     train_churn_model,
 )
@@ -256,6 +262,23 @@ def test_read_labelled_features_selects_allow_list_and_available_labels(
     assert set(pd.to_datetime(frame["as_of_date"]).dt.date) == set(months[-5:-2])
     assert len(frame) == 3 * 30
     assert frame[LABEL_COLUMN].dtype == bool
+
+
+def test_reading_only_the_split_dates_gives_the_split_of_every_labelled_row(
+    warehouse: duckdb.DuckDBPyConnection, months: tuple[date, ...]
+) -> None:
+    # The training asset reads only the dates out_of_time_dates picks; the split must not change.
+    assert read_labelled_as_of_dates(warehouse) == list(months[-5:-2])
+    train_dates, calibration_date, validation_date = out_of_time_dates(
+        read_labelled_as_of_dates(warehouse), training_as_of_dates=1, horizon_days=28
+    )
+    assert (train_dates, calibration_date, validation_date) == ((months[-4],), None, months[-3])
+    few = read_labelled_features(warehouse, [*train_dates, validation_date])
+    assert set(pd.to_datetime(few["as_of_date"]).dt.date) == {months[-4], months[-3]}
+    from_few = split_out_of_time(few, training_as_of_dates=1, horizon_days=28)
+    from_all = split_out_of_time(read_labelled_features(warehouse), 1, horizon_days=28)
+    pd.testing.assert_frame_equal(from_few.train, from_all.train)
+    pd.testing.assert_frame_equal(from_few.validation, from_all.validation)
 
 
 def test_read_scoring_features_defaults_to_newest_date(

@@ -6,14 +6,19 @@ import dagster as dg
 from pydantic import Field
 
 from ml.churn import ChurnGovernance, score_latest, train_and_register
-from ml.datasets import read_labelled_features, read_scoring_features, read_typical_values
+from ml.datasets import (
+    read_labelled_as_of_dates,
+    read_labelled_features,
+    read_scoring_features,
+    read_typical_values,
+)
 from ml.fairness import FairnessConfig
 from ml.partitioning import bucket_keys, collect_bucket_scores, write_bucket_scores
 from ml.promotion import PromotionRule
 from ml.registry import MlflowConfig, load_champion
 from ml.scoring import RiskBands, validate_scores
 from ml.settings import Settings
-from ml.training import TrainingConfig
+from ml.training import TrainingConfig, out_of_time_dates
 from ml.warehouse import (
     connect,
     create_latest_view,
@@ -86,7 +91,14 @@ def churn_model(
     """CatBoost churn model (90 days), validated out of time, registered in MLflow as `churn`."""
     settings = crm.get()
     with connect(settings.warehouse_path, read_only=True) as con:
-        labelled = read_labelled_features(con)
+        # Only the snapshots the split uses: at 1M customers every labelled row is ~12M rows.
+        train_dates, calibration_date, validation_date = out_of_time_dates(
+            read_labelled_as_of_dates(con), config.training_as_of_dates
+        )
+        split_dates = [*train_dates, validation_date]
+        if calibration_date is not None:
+            split_dates.append(calibration_date)
+        labelled = read_labelled_features(con, split_dates)
         identity_map = con.sql("select * from marts.customer_identity_map").df()
         # Protected attributes, for the fairness audit only (never features).
         customers = con.sql("select customer_id, birth_year, gender from marts.customers").df()
