@@ -21,6 +21,10 @@ _SHARED_FIXTURE_FOLDERS = {
 }
 
 
+# tryfirst: xdist's worker turns the markers into the "@group" node-id suffix its scheduler
+# groups by, in its own collection hook, which otherwise runs before this one: the groups were
+# then silently ignored and both workers built every session fixture.
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     tests_dir = Path(__file__).parent
     for item in items:
