@@ -49,6 +49,13 @@ def _violation(kind: str, kwargs: dict[str, Any]) -> str | None:
             op = ">=" if kwargs.get("strict_max") else ">"
             bad.append(f"{column} {op} {_literal(kwargs['max_value'])}")
         return f"{column} is not null and ({' or '.join(bad) or 'false'})"
+    if kind == "expect_column_values_to_match_regex":
+        # GX's pandas check is a search (str.contains), as regexp_matches is; RE2 reads the
+        # suites' patterns (anchors, \s, inline (?i:...)) as Python's re does.
+        return (
+            f"{column} is not null and "
+            f"not regexp_matches(cast({column} as varchar), {_literal(kwargs['regex'])})"
+        )
     if kind == "expect_column_values_to_be_in_set":
         values = ", ".join(_literal(v) for v in kwargs["value_set"])
         return f"{column} is not null and {column} not in ({values})"
@@ -77,7 +84,7 @@ def validate_table(
         table: Qualified table or view name (e.g. ``marts.customer_features``).
         suite: A suite from :mod:`expectations.suites` made of the expectation types this
             module translates: table columns match set, table row count between, compound
-            columns unique, column values not null / between / in set.
+            columns unique, column values unique / not null / between / in set / match regex.
 
     Returns:
         The suite's verdict, in the same shape as :func:`expectations.runner.validate_frame`.
@@ -91,6 +98,7 @@ def validate_table(
     failed: list[FailedExpectation] = []
     row_level: list[tuple[str, dict[str, Any], str, str]] = []
     compound: list[list[str]] = []
+    unique: list[dict[str, Any]] = []
     row_count_rules: list[dict[str, Any]] = []
     for expectation in suite.expectations:
         kind = str(expectation.expectation_type)
@@ -110,6 +118,8 @@ def validate_table(
             row_count_rules.append(kwargs)
         elif kind == "expect_compound_columns_to_be_unique":
             compound.append(list(kwargs["column_list"]))
+        elif kind == "expect_column_values_to_be_unique":
+            unique.append(kwargs)
         else:
             condition = _violation(kind, kwargs)
             if condition is None:
@@ -142,6 +152,31 @@ def validate_table(
         if (low is not None and rows < low) or (high is not None and rows > high):
             failed.append(
                 FailedExpectation("expect_table_row_count_to_be_between", None, None, str(rows))
+            )
+
+    for rule in unique:
+        column = rule["column"]
+        if column not in present:
+            text = f"column {column!r} does not exist in {table}"
+            failed.append(
+                FailedExpectation("expect_column_values_to_be_unique", column, None, text)
+            )
+            continue
+        # GX counts every row of a repeated value as unexpected, the first one too; nulls are
+        # neither unexpected nor part of the share ``mostly`` applies to.
+        repeated, total = con.execute(
+            f"select coalesce(sum(n) filter (where n > 1), 0), coalesce(sum(n), 0) from "
+            f"(select count(*) as n from {table} where {_quote(column)} is not null "
+            f"group by {_quote(column)})"
+        ).fetchall()[0]
+        if not _passes(int(repeated), int(total), rule.get("mostly")):
+            failed.append(
+                FailedExpectation(
+                    "expect_column_values_to_be_unique",
+                    column,
+                    int(repeated),
+                    f"{int(repeated)} rows share their value with another row",
+                )
             )
 
     for key in compound:
