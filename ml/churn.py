@@ -45,6 +45,8 @@ from ml.registry import (
 from ml.scoring import RiskBands, score_customers, validate_scores
 from ml.training import ChurnModel, TimeSplit, TrainingConfig, split_out_of_time, train_churn_model
 
+SHAP_SUMMARY_ROWS = 20_000  # validation rows explained for the SHAP summary and importance
+
 
 @dataclass(frozen=True)
 class ChurnTrainingOutcome:
@@ -151,10 +153,13 @@ def train_and_register(
     proba = model.predict_proba(split.validation)
     metrics = evaluate(y_true, proba)
     plots_dir.mkdir(parents=True, exist_ok=True)
+    # The summary and global importance from a seeded sample: SHAP costs ~0.1 ms per row, and
+    # 600k validation rows at 1M customers (70 s) say no more than 20k about a mean |SHAP|.
+    explained = split.validation.sample(
+        n=min(len(split.validation), SHAP_SUMMARY_ROWS), random_state=0
+    )
     shap_plot, importance = plot_shap_summary(
-        model.shap_values(split.validation),
-        model.prepare(split.validation),
-        plots_dir / "shap_summary.png",
+        model.shap_values(explained), model.prepare(explained), plots_dir / "shap_summary.png"
     )
     plots = (
         plot_calibration_curve(y_true, proba, plots_dir / "calibration_curve.png"),

@@ -97,12 +97,14 @@
 {%- endmacro %}
 
 {% macro duckdb__rank_within_key(rows, key, order_by) -%}
+    {#- The repeated keys once (a group-by over every row), for both parts. -#}
+    with repeated_keys as materialized (
+        select {{ key }} from {{ rows }} group by {{ key }} having count(*) > 1
+    )
     (
         select *, 1 as key_rank, false as is_exact_copy
         from {{ rows }}
-        anti join (
-            select {{ key }} from {{ rows }} group by {{ key }} having count(*) > 1
-        ) as repeated_keys using ({{ key }})
+        anti join repeated_keys using ({{ key }})
     )
     union all by name
     (
@@ -112,9 +114,7 @@
             coalesce(row_content is not distinct from lag(row_content) over by_key, false)
                 as is_exact_copy
         from {{ rows }}
-        semi join (
-            select {{ key }} from {{ rows }} group by {{ key }} having count(*) > 1
-        ) as repeated_keys using ({{ key }})
+        semi join repeated_keys using ({{ key }})
         window by_key as (partition by {{ key }} order by {{ order_by }})
     )
 {%- endmacro %}

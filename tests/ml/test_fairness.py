@@ -8,10 +8,19 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from fairlearn.metrics import (
+    MetricFrame,
+    count,
+    false_positive_rate,
+    selection_rate,
+    true_positive_rate,
+)
+from sklearn.metrics import brier_score_loss
 
 from ml.fairness import (
     FairnessConfig,
     fairness_report,
+    group_metrics,
     protected_groups,
     proxy_check,
 )
@@ -68,6 +77,43 @@ def test_group_metrics_match_hand_computed_values() -> None:
     assert summary.selection_rate_ratio == pytest.approx(0.4 / 0.6)
     assert summary.tpr_difference == pytest.approx(2 / 3)
     assert report.reasons == ("g: selection-rate ratio 0.67 (b 0.400 vs a 0.600) < 0.8",)
+
+
+def test_vectorised_group_metrics_equal_fairlearns_metric_frame() -> None:
+    # group_metrics replaces MetricFrame for speed; fairlearn stays the reference it must match.
+    rng = np.random.default_rng(7)
+    n = 3000
+    y = (rng.random(n) < 0.2).astype(int)
+    p = np.clip(0.2 + 0.3 * (y - 0.2) + rng.normal(0, 0.15, n), 0, 1)
+    groups = pd.Series(rng.choice(["a", "b", "c", "d"], n), dtype=object)
+    y[groups.to_numpy() == "d"] = 0  # a group without positives: TPR undefined
+    in_top_k = np.zeros(n, dtype=bool)
+    in_top_k[np.argsort(-p, kind="stable")[:300]] = True
+    threshold = 0.3
+
+    def decided(metric):  # fairlearn's rates on the thresholded decision
+        return lambda yy, pp: float(metric(yy, (pp >= threshold).astype(int)))
+
+    frame = MetricFrame(
+        metrics={
+            "n": count,
+            "selection_rate": decided(selection_rate),
+            "tpr": decided(true_positive_rate),
+            "fpr": decided(false_positive_rate),
+            "precision_at_k": lambda yy, pp, k: float(yy[k].mean()) if k.any() else math.nan,
+            "mean_predicted": lambda yy, pp: float(np.mean(pp)),
+            "observed_rate": lambda yy, pp: float(np.mean(yy)),
+            "brier": lambda yy, pp: float(brier_score_loss(yy, pp, labels=[0, 1])),
+        },
+        y_true=y,
+        y_pred=p,
+        sensitive_features=groups.rename("group"),
+        sample_params={"precision_at_k": {"k": in_top_k}},
+    )
+    expected = frame.by_group.reset_index()
+    expected.loc[expected["group"] == "d", "tpr"] = math.nan  # fairlearn says 0; we say undefined
+    ours = group_metrics(y, p, in_top_k, groups, threshold)
+    pd.testing.assert_frame_equal(ours, expected, check_dtype=False, check_exact=False, rtol=1e-12)
 
 
 def test_tpr_is_undefined_not_zero_for_a_group_without_positives() -> None:
