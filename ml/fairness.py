@@ -6,9 +6,9 @@ customers table) are never features; they are read here only to audit a model's 
 * :func:`protected_groups` turns the protected columns into audit groups (gender, age band).
 * :func:`fairness_report` measures, per attribute and group, the decision at the action threshold
   (selection rate, TPR, FPR), precision within a contact capacity, and calibration: the
-  metrics of fairlearn's ``MetricFrame``, computed in one vectorised group-by (:func:`group_metrics`). Attributes named in ``gated`` (the protected ones) decide
-  :attr:`FairnessReport.gate_passed`; business slices (plan, country, company size) are measured
-  the same way but only reported.
+  metrics of fairlearn's ``MetricFrame`` in one vectorised group-by (:func:`group_metrics`).
+  Attributes named in ``gated`` (the protected ones) decide :attr:`FairnessReport.gate_passed`;
+  business slices (plan, country, company size) are measured the same way but only reported.
 * :func:`proxy_check` flags features strongly associated with a protected attribute, because a
   model can rebuild a protected attribute it never sees from such a proxy.
 
@@ -551,7 +551,7 @@ def _is_numeric(series: pd.Series) -> bool:
 
 
 def _as_groups(series: pd.Series) -> pd.Series:
-    # fairlearn rejects missing sensitive values; missing is a group of its own, not dropped.
+    # Missing is a group of its own, not dropped (missingness can itself be a proxy).
     return series.reset_index(drop=True).astype("string").fillna(UNKNOWN).astype(object)
 
 
