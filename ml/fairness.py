@@ -569,8 +569,10 @@ def _association(
             return "spearman", math.nan, len(both)
         return "spearman", abs(float(spearmanr(a, b).statistic)), len(both)
     if feature_codes is None or protected_codes is None:
-        values = feature if feature_codes is None else protected
-        groups = protected_codes if feature_codes is None else feature_codes
+        values, groups = (
+            (feature, protected_codes) if feature_codes is None else (protected, feature_codes)
+        )
+        assert groups is not None  # both None is the Spearman case above
         keep = values.notna().to_numpy()
         return (
             "correlation_ratio",
