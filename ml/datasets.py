@@ -50,15 +50,16 @@ def read_labelled_features(
         and ``churned_within_90d`` (bool), ordered by as_of_date and customer_id so the result is
         deterministic.
     """
+    date_filter = (
+        "" if as_of_dates is None else "and f.as_of_date in (select unnest($as_of_dates::date[]))"
+    )
     sql = f"""
         select {_quoted(KEY_COLUMNS, "f")}, {_quoted(CHURN_FEATURES, "f")},
                l."{LABEL_COLUMN}"::boolean as "{LABEL_COLUMN}"
         from {FEATURES_TABLE} as f
         join {LABELS_TABLE} as l
           on l.customer_id = f.customer_id and l.as_of_date = f.as_of_date
-        where l.label_available {
-        "" if as_of_dates is None else "and f.as_of_date in (select unnest($as_of_dates::date[]))"
-    }
+        where l.label_available {date_filter}
         order by f.as_of_date, f.customer_id
     """
     params = None if as_of_dates is None else {"as_of_dates": list(as_of_dates)}
