@@ -456,10 +456,11 @@ def group_metrics(
             "p": p,
             "y": y,
             "squared_error": (p - y) ** 2,
+            "n": 1,
         }
     )
     sums = parts.groupby("group", sort=True).sum()
-    n = parts.groupby("group", sort=True).size()
+    n = sums["n"]
 
     def rate(numerator: str, denominator: pd.Series) -> pd.Series:
         return (sums[numerator] / denominator.where(denominator > 0)).astype(float)
