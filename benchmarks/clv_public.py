@@ -1,4 +1,4 @@
-"""Customer lifetime value on public data: BG/NBD + Gamma-Gamma against CatBoost (ml/clv.py).
+"""Customer lifetime value on public data: BG/NBD + Gamma-Gamma against CatBoost (ml/models/customer_value/model.py).
 
     .venv/bin/python benchmarks/clv_public.py
     .venv/bin/python benchmarks/clv_public.py --data ../shared/data --threads 2
@@ -20,7 +20,7 @@ targets 2011-01-20..2011-06-30; the headline) and, for comparison with CDNOW, by
 
 A purchase is a customer's day with an order (same-day orders or invoices count once) in
 predictions and actuals alike. CatBoost's features are the RFM summary and the history aggregates
-of ``ml.clv.history_features``, all from orders before the cutoff. The data are read from
+of ``ml.models.customer_value.model.history_features``, all from orders before the cutoff. The data are read from
 ``--data``, else ``CRM_PUBLIC_DATA``, else ``../shared/data`` beside the repository, and never
 copied into it. Results are printed and written to ``benchmarks/results/clv-public.json``.
 """
@@ -41,8 +41,14 @@ from typing import Any
 
 import pandas as pd
 
-from ml.clv import ClvComparison, ClvConfig, compare_on_holdout, fit_baseline, rfm_summary
-from ml.settings import Settings
+from ml.core.settings import Settings
+from ml.models.customer_value.model import (
+    ClvComparison,
+    ClvConfig,
+    compare_on_holdout,
+    fit_baseline,
+    rfm_summary,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -4,7 +4,7 @@
     .venv/bin/python benchmarks/leads_xeducation.py --data ../shared/data --threads 2
 
 X Education (9,240 leads, 38.5% converted) is loaded exactly as a user would load an export:
-``examples/x_education/leads_mapping.yaml`` through ``ml.lead_mapping.load_leads`` into an
+``examples/x_education/leads_mapping.yaml`` through ``ml.data.lead_mapping.load_leads`` into an
 in-memory DuckDB. Then 5-fold stratified cross-validation (shuffled, random_state 0) of
 
 * the project's lead model (``train_lead_model`` with the default ``LeadConfig`` on each training
@@ -49,8 +49,10 @@ from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from ml.lead_mapping import LeadMapping, load_leads, load_mapping, read_leads
-from ml.leads import (
+from ml.core.settings import Settings
+from ml.data.lead_mapping import LeadMapping, load_leads, load_mapping, read_leads
+from ml.models.churn.model import MISSING_CATEGORY
+from ml.models.lead_scoring.model import (
     GRADES,
     LABEL_COLUMN,
     LeadConfig,
@@ -59,9 +61,7 @@ from ml.leads import (
     score_leads,
     train_lead_model,
 )
-from ml.settings import Settings
-from ml.synthetic_leads import generate_leads_with_truth
-from ml.training import MISSING_CATEGORY
+from ml.synthetic.leads import generate_leads_with_truth
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results"

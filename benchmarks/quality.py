@@ -9,7 +9,7 @@ Every figure comes from the code the pipeline runs (``ml/``), on the public data
 into it); a missing file stops the run with its path.
 
 * Telco churn: 5-fold stratified CV ROC AUC (shuffled, random_state 0) of the churn model
-  (``ml.tabular``: the pipeline's booster and calibration choice on a plain table), with its
+  (``ml.models.churn.tabular``: the pipeline's booster and calibration choice on a plain table), with its
   variants, and of a one-hot logistic regression on the same folds. Any tuning happens by inner
   CV on the training fold only.
 * Leads: the same protocol for the lead model on X Education through
@@ -71,12 +71,9 @@ from uplift_hillstrom import (
     split_train_test,
 )
 
-from ml.lead_mapping import load_mapping
-from ml.leads import LeadConfig, lead_training_frame
-from ml.settings import Settings
-from ml.tabular import TabularModel, TabularTask, choose_config_by_cv, train_tabular_model
-from ml.training import TrainingConfig
-from ml.uplift import (
+from ml.core.settings import Settings
+from ml.data.lead_mapping import load_mapping
+from ml.modelling.uplift import (
     UpliftConfig,
     UpliftModel,
     bootstrap_uplift_at_k,
@@ -84,6 +81,14 @@ from ml.uplift import (
     qini_coefficient,
     uplift_at_k,
 )
+from ml.models.churn.model import TrainingConfig
+from ml.models.churn.tabular import (
+    TabularModel,
+    TabularTask,
+    choose_config_by_cv,
+    train_tabular_model,
+)
+from ml.models.lead_scoring.model import LeadConfig, lead_training_frame
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS_JSON = Path(__file__).resolve().parent / "results" / "quality.json"
@@ -453,7 +458,7 @@ def mean_uplift_interval(
     model. The test sets of different splits overlap (each holds 30% of the same customers), so
     resampling each split on its own would treat them as independent and give too narrow an
     interval; drawing customers once per resample keeps the overlap. Refitting noise is not in
-    it: the models are fixed, as in ``ml.uplift.bootstrap_uplift_at_k``.
+    it: the models are fixed, as in ``ml.modelling.uplift.bootstrap_uplift_at_k``.
 
     Args:
         outcome: 0/1 outcome of every customer of the data set.
@@ -888,11 +893,11 @@ def render_section(report: dict[str, Any]) -> str:
     lines += _paragraph(
         "**Telco churn.** `customerID` is dropped; `TotalCharges` is blank for the customers "
         "with tenure 0 and read as missing. The churn model is the pipeline's booster and "
-        "calibration choice (`ml.tabular.train_tabular_model`: `TrainingConfig`; a Platt map "
+        "calibration choice (`ml.models.churn.tabular.train_tabular_model`: `TrainingConfig`; a Platt map "
         "kept only if it lowers the out-of-fold Brier score on a held-out 20% of the training "
         'fold, the booster refitted on all of it otherwise). Settings "chosen by inner CV" are '
         f"picked per outer training fold by {FULL.inner_folds}-fold CV inside it "
-        "(`ml.tabular.choose_config_by_cv`) among the pipeline's settings and "
+        "(`ml.models.churn.tabular.choose_config_by_cv`) among the pipeline's settings and "
         f"{len(TUNING_GRID) - 1} slower, more regularised ones; the test fold is never seen. "
         "The derived features are `TotalCharges / tenure`, the monthly charge above that "
         "average and the number of services. What each variant gave on the same folds (set the "
@@ -917,7 +922,7 @@ def render_section(report: dict[str, Any]) -> str:
         "overlap, which a bootstrap per split would ignore. Learners are the pipeline's "
         "`UpliftConfig` with the changes named, seed = split seed. The inner CV "
         f"({FULL.inner_folds} folds of the training split, stratified by arm x visit, "
-        "`ml.uplift.choose_uplift_config_by_cv`) chooses among the four fixed learners below "
+        "`ml.modelling.uplift.choose_uplift_config_by_cv`) chooses among the four fixed learners below "
         "by mean Qini; the fixed ones are shown for what they gave, none was chosen by its test "
         "figures."
     )

@@ -55,7 +55,7 @@ DEFAULT_CUSTOMERS = 1_000_000
 CURVE_SIZES = (100_000, 300_000)
 CURVE_MAX_GROWTH = 0.20  # time per customer may grow by at most this much over the curve
 SAMPLE_SECONDS = 0.2
-DRIFT_SAMPLE_ROWS = 20_000  # ml.drift.MAX_ROWS: the drift asset's sample (taken in SQL)
+DRIFT_SAMPLE_ROWS = 20_000  # ml.modelling.drift.MAX_ROWS: the drift asset's sample (taken in SQL)
 # The default synthetic world writes about 188 events per person (two years of history); the
 # issue's 1M customers and about 50M events is 50 per person, so the benchmark keeps this share.
 EVENT_SHARE = 0.266
@@ -284,12 +284,12 @@ def _after_job_measurements(
     settings: Any, console: TextIO, drift_check: bool, full_drift: bool
 ) -> dict[str, Any]:
     """Model apply, scoring with explanations and drift sample-vs-full on the built warehouse."""
-    from ml.datasets import read_reference_features, read_scoring_features
-    from ml.drift import drift_report
-    from ml.features import CATEGORICAL_FEATURES, CHURN_FEATURES
-    from ml.registry import MlflowConfig, load_champion
-    from ml.scoring import score_customers
-    from ml.warehouse import connect
+    from ml.core.warehouse import connect
+    from ml.data.datasets import read_reference_features, read_scoring_features
+    from ml.data.features import CATEGORICAL_FEATURES, CHURN_FEATURES
+    from ml.modelling.drift import drift_report
+    from ml.modelling.registry import MlflowConfig, load_champion
+    from ml.models.churn.scoring import score_customers
 
     def say(text: str) -> None:
         console.write(f"[{datetime.now():%H:%M:%S}] {text}\n")
@@ -399,7 +399,7 @@ def run_worker(args: argparse.Namespace) -> dict[str, Any]:
         sampler.switch("import")
         import dagster as dg
 
-        from ml.settings import Settings
+        from ml.core.settings import Settings
         from orchestration.definitions import defs as load_defs
 
         settings = Settings()

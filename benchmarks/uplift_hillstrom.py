@@ -31,8 +31,8 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
-from ml.settings import Settings
-from ml.uplift import (
+from ml.core.settings import Settings
+from ml.modelling.uplift import (
     SEGMENTS,
     SegmentThresholds,
     UpliftConfig,

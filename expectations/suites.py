@@ -1,5 +1,5 @@
-"""Great Expectations suites, one per table contract, built from ``ml/contract.py`` and
-``ml/features.py`` so the checks cannot drift away from the contracts they guard.
+"""Great Expectations suites, one per table contract, built from ``ml/data/contract.py`` and
+``ml/data/features.py`` so the checks cannot drift away from the contracts they guard.
 
 Raw tables hold the source values as they are, so the raw suites are tolerant where staging does
 the cleaning, and strict where ingest already guarantees something:
@@ -25,8 +25,8 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
-from ml.contract import Table
-from ml.features import CHURN_FEATURES, KEY_COLUMNS
+from ml.data.contract import Table
+from ml.data.features import CHURN_FEATURES, KEY_COLUMNS
 
 if TYPE_CHECKING:
     import great_expectations as gx

@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from ml.settings import Settings
+from ml.core.settings import Settings
 from orchestration.defs import (
     actions,
     churn,

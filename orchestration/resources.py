@@ -8,14 +8,14 @@ from pathlib import Path
 import dagster as dg
 from dagster_dbt import DbtCliResource, DbtProject
 
-from ml.settings import Settings
+from ml.core.settings import Settings
 
 DBT_PROJECT_DIR = Path(__file__).resolve().parent.parent / "dbt_project"
 dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
 
 
 class CrmSettings(dg.ConfigurableResource):
-    """The project settings (``ml.settings.Settings``), read once per run from ``CRM_*``.
+    """The project settings (``ml.core.settings.Settings``), read once per run from ``CRM_*``.
 
     The fields override the environment; tests and the UI launchpad use them to point a run at
     another state folder or a smaller synthetic CRM.

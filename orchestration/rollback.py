@@ -15,8 +15,8 @@ import sys
 from collections.abc import Sequence
 from dataclasses import replace
 
-from ml.registry import MlflowConfig, roll_back
-from ml.settings import Settings
+from ml.core.settings import Settings
+from ml.modelling.registry import MlflowConfig, roll_back
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from ml.settings import Settings
+from ml.core.settings import Settings
 from orchestration.definitions import defs as load_defs
 
 # Only problems reach the console; the summary below says what happened.

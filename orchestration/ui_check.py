@@ -42,7 +42,7 @@ from selenium.common.exceptions import TimeoutException, WebDriverException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.support.ui import WebDriverWait
 
-from ml.settings import Settings
+from ml.core.settings import Settings
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 WORKSPACE = PROJECT_DIR / "workspace.yaml"

@@ -23,8 +23,8 @@
 {%- endmacro %}
 
 {% macro duckdb__pii_salt() -%}
-    {#- Bound per session by the dbt-duckdb plugin ml.dbt_salt_plugin. -#}
-    coalesce(getvariable('pii_salt'), error('the PII salt is not set (ml.dbt_salt_plugin)'))
+    {#- Bound per session by the dbt-duckdb plugin ml.core.dbt_salt_plugin. -#}
+    coalesce(getvariable('pii_salt'), error('the PII salt is not set (ml.core.dbt_salt_plugin)'))
 {%- endmacro %}
 
 {% macro postgres__pii_salt() -%}

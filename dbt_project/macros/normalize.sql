@@ -45,10 +45,10 @@
 
 {% macro keyed_hash(column) -%}
     {#- Salted SHA-256 of a personal identifier (null stays null), lower-case hex. The salt is a
-        secret the session carries (macro pii_salt: on DuckDB the plugin ml.dbt_salt_plugin, on
+        secret the session carries (macro pii_salt: on DuckDB the plugin ml.core.dbt_salt_plugin, on
         PostgreSQL PGOPTIONS), never written in SQL; a build without it fails here rather than
         matching everyone on a null key. On DuckDB the same expression as
-        ml.privacy.keyed_hash_sql; every adapter gives the same hex for the same salt and value. -#}
+        ml.core.privacy.keyed_hash_sql; every adapter gives the same hex for the same salt and value. -#}
     {{ sha256_hex(pii_salt() ~ ' || ' ~ column) }}
 {%- endmacro %}
 

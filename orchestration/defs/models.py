@@ -7,9 +7,9 @@ from typing import Any
 
 import dagster as dg
 
-from ml.model_card import ModelCard, write_model_card
-from ml.registry import MlflowConfig, ModelRegistration, log_artifact_dir
-from ml.settings import Settings
+from ml.core.settings import Settings
+from ml.modelling.model_card import ModelCard, write_model_card
+from ml.modelling.registry import MlflowConfig, ModelRegistration, log_artifact_dir
 
 # Training assets carry this tag; the scoring job selects everything else.
 TRAINING_TAG = {"crm/role": "training"}
@@ -37,7 +37,7 @@ def model_card_metadata(
 ) -> dict[str, dg.MetadataValue]:
     """Write the version's model card (Markdown and HTML), log it to its MLflow run, link it.
 
-    ``card`` holds the :class:`ml.model_card.ModelCard` fields other than name, version, alias,
+    ``card`` holds the :class:`ml.modelling.model_card.ModelCard` fields other than name, version, alias,
     creation time and promotion, which come from the registration.
     """
     md, html = write_model_card(

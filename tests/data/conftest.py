@@ -1,6 +1,6 @@
 """Fixtures for the dbt tests: a DuckDB warehouse in tmp_path with hand-written raw fixtures.
 
-The raw tables are created from ml/contract.py with plain DuckDB SQL (the same typed tables the
+The raw tables are created from ml/data/contract.py with plain DuckDB SQL (the same typed tables the
 ingest step writes), then the real dbt project is built into them with the real dbt CLI.
 """
 
@@ -17,7 +17,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from ml.contract import RAW_TABLES
+from ml.data.contract import RAW_TABLES
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DBT_PROJECT_DIR = REPO_ROOT / "dbt_project"

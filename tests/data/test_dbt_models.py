@@ -17,8 +17,8 @@ from typing import Any
 
 import duckdb
 
-from ml.features import CHURN_FEATURES, KEY_COLUMNS, LABEL_COLUMN
-from ml.privacy import pii_salt
+from ml.core.privacy import pii_salt
+from ml.data.features import CHURN_FEATURES, KEY_COLUMNS, LABEL_COLUMN
 
 Query = Callable[[str], list[tuple]]
 # The conftest fixtures `dbt_build_fixtures`, `load_raw` and `dbt` hand out DbtBuild results and
@@ -72,7 +72,7 @@ def test_emails_phones_and_countries_are_standardised(query: Query, warehouse: P
     salt = pii_salt(warehouse.parent)
 
     def hashed(value: str | None) -> str | None:
-        # The dbt macro keyed_hash and ml.privacy must agree: tombstones depend on it.
+        # The dbt macro keyed_hash and ml.core.privacy must agree: tombstones depend on it.
         return None if value is None else hashlib.sha256((salt + value).encode()).hexdigest()
 
     rows = {

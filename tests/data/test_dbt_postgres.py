@@ -1,7 +1,7 @@
 """The dbt project on its second adapter: the same build on the local PostgreSQL server.
 
 The raw tables of the DuckDB fixture warehouse (conftest `warehouse`) are copied into a fresh
-PostgreSQL database (ml.publishing.copy_schema), `dbt build --target postgres` runs every
+PostgreSQL database (ml.serving.publishing.copy_schema), `dbt build --target postgres` runs every
 model, data test and unit test there, and every table and view it builds must equal the DuckDB
 build row for row, with the same column types (up to a float tolerance). The PII salt reaches
 PostgreSQL only through PGOPTIONS; the e-mail and phone hashes must still equal DuckDB's, and the
@@ -24,8 +24,8 @@ import pandas as pd
 import psycopg2
 import pytest
 
-from ml.privacy import pii_salt, postgres_salt_options
-from ml.publishing import copy_schema
+from ml.core.privacy import pii_salt, postgres_salt_options
+from ml.serving.publishing import copy_schema
 
 HOST = os.environ.get("CRM_PG_HOST", "127.0.0.1")
 PORT = int(os.environ.get("CRM_PG_PORT", "5432"))

@@ -17,8 +17,8 @@ from expectations.suites import (
     customer_features_suite,
     raw_suite,
 )
-from ml.contract import RAW_TABLES, Table
-from ml.features import CATEGORICAL_FEATURES, CHURN_FEATURES, KEY_COLUMNS, NUMERIC_FEATURES
+from ml.data.contract import RAW_TABLES, Table
+from ml.data.features import CATEGORICAL_FEATURES, CHURN_FEATURES, KEY_COLUMNS, NUMERIC_FEATURES
 
 N = 12
 

@@ -15,7 +15,7 @@ import pytest
 from expectations.runner import SuiteResult, validate_frame
 from expectations.sql import validate_table
 from expectations.suites import customer_features_suite, raw_suite
-from ml.contract import RAW_TABLES, Table
+from ml.data.contract import RAW_TABLES, Table
 from tests.data.test_expectations import _good_features, _good_raw
 
 N = 12

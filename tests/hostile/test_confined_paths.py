@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from ml.contract import RAW_TABLES
-from ml.ingest import ingest_table
-from ml.settings import PathEscapeError, Settings, path_within
-from ml.warehouse import connect
+from ml.core.settings import PathEscapeError, Settings, path_within
+from ml.core.warehouse import connect
+from ml.data.contract import RAW_TABLES
+from ml.data.ingest import ingest_table
 
 
 @pytest.mark.parametrize(

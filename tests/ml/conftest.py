@@ -15,8 +15,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ml.features import LABEL_COLUMN
-from ml.training import ChurnModel, TrainingConfig, split_out_of_time, train_churn_model
+from ml.data.features import LABEL_COLUMN
+from ml.models.churn.model import ChurnModel, TrainingConfig, split_out_of_time, train_churn_model
 
 # No network from tests: MLflow reads these before its telemetry client starts (at import).
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")

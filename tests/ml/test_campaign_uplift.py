@@ -8,14 +8,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ml.campaign_uplift import (
+from ml.modelling.uplift import UpliftConfig
+from ml.models.retention_uplift.model import (
     UPLIFT_COLUMNS,
     CampaignUpliftConfig,
     plot_qini,
     predict_retention_uplift,
     train_campaign_uplift,
 )
-from ml.uplift import UpliftConfig
 from tests.ml.conftest import make_feature_frame
 
 WAVES = (date(2025, 1, 1), date(2025, 4, 1), date(2025, 7, 1), date(2025, 10, 1))

@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from ml.churn import ChurnGovernance, train_and_register
-from ml.evaluation import capacity_metrics
-from ml.registry import MlflowConfig
-from ml.training import TrainingConfig
+from ml.modelling.evaluation import capacity_metrics
+from ml.modelling.registry import MlflowConfig
+from ml.models.churn.model import TrainingConfig
+from ml.models.churn.pipeline import ChurnGovernance, train_and_register
 
 
 def _customers(frame: pd.DataFrame, unfair: bool) -> pd.DataFrame:

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ml.clv import (
+from ml.models.customer_value.model import (
     PREDICTION_COLUMNS,
     BaselineModel,
     ClvConfig,

@@ -7,14 +7,14 @@ from datetime import date
 import pandas as pd
 import pytest
 
-from ml.contact_policy import (
+from ml.models.next_best_action.contact_policy import (
     AUDIT_COLUMNS,
     FrequencyCap,
     audit_rows,
     caps_from_settings,
     decide_contacts,
 )
-from ml.next_best_action import ACTIONS, ActionSettings, choose_actions, expected_gains
+from ml.models.next_best_action.model import ACTIONS, ActionSettings, choose_actions, expected_gains
 
 CAPS = (FrequencyCap("email", 2, 30), FrequencyCap("phone", 1, 30))
 CUSTOMERS = pd.Series(["A", "B", "C", "D", "E"])

@@ -1,11 +1,11 @@
-"""docs/data-contract.md must describe exactly the tables and columns of ml/contract.py."""
+"""docs/data-contract.md must describe exactly the tables and columns of ml/data/contract.py."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
-from ml.contract import LEADS_TABLE, RAW_TABLES
+from ml.data.contract import LEADS_TABLE, RAW_TABLES
 
 DOCUMENTED = {**RAW_TABLES, LEADS_TABLE.name: LEADS_TABLE}
 

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ml.drift import drift_report
+from ml.modelling.drift import drift_report
 
 COLUMNS = ["tenure_days", "monthly_price", "logins_30d", "plan", "country_code"]
 CATEGORICAL = ["plan", "country_code"]

@@ -11,14 +11,14 @@ import duckdb
 import pandas as pd
 import pytest
 
-from ml.contract import RAW_TABLES
-from ml.erasure import (
+from ml.core.warehouse import connect, export_parquet, publish_table
+from ml.data.contract import RAW_TABLES
+from ml.data.erasure import (
     erase_requested_persons,
     read_audit_log,
     read_tombstones,
 )
-from ml.ingest import ingest_table
-from ml.warehouse import connect, export_parquet, publish_table
+from ml.data.ingest import ingest_table
 
 SALT = "test-salt-0123456789"
 ERASED_AT = datetime(2026, 10, 1, 12, 0)

@@ -9,14 +9,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ml.evaluation import (
+from ml.modelling.evaluation import (
     evaluate,
     expected_calibration_error,
     plot_calibration_curve,
     plot_lift_chart,
     plot_shap_summary,
 )
-from ml.oracle import oracle_auc
+from ml.synthetic.oracle import oracle_auc
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ml.explain import (
+from ml.data.features import CATEGORICAL_FEATURES, CHURN_FEATURES, KEY_COLUMNS
+from ml.models.churn.explain import (
     CATEGORICAL_TEMPLATES,
     NO_RISK_SIGNALS,
     NUMERIC_TEMPLATES,
@@ -16,8 +17,7 @@ from ml.explain import (
     reason_phrases,
     top_drivers,
 )
-from ml.features import CATEGORICAL_FEATURES, CHURN_FEATURES, KEY_COLUMNS
-from ml.training import ChurnModel
+from ml.models.churn.model import ChurnModel
 
 
 @pytest.fixture(scope="module")

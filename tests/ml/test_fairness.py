@@ -17,7 +17,7 @@ from fairlearn.metrics import (
 )
 from sklearn.metrics import brier_score_loss
 
-from ml.fairness import (
+from ml.modelling.fairness import (
     FairnessConfig,
     fairness_report,
     group_metrics,

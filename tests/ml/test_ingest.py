@@ -12,9 +12,9 @@ import duckdb
 import pandas as pd
 import pytest
 
-from ml.contract import RAW_TABLES
-from ml.ingest import ContractError, ingest_table
-from ml.warehouse import connect
+from ml.core.warehouse import connect
+from ml.data.contract import RAW_TABLES
+from ml.data.ingest import ContractError, ingest_table
 
 SUBSCRIPTIONS = RAW_TABLES["subscriptions"]
 CUSTOMERS = RAW_TABLES["customers"]

@@ -10,7 +10,7 @@ import duckdb
 import pandas as pd
 import pytest
 
-from ml.lead_mapping import (
+from ml.data.lead_mapping import (
     LEAD_COLUMNS,
     LeadMapping,
     MappingError,

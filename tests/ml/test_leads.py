@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ml.lead_mapping import load_leads, load_mapping, read_leads
-from ml.leads import (
+from ml.data.lead_mapping import load_leads, load_mapping, read_leads
+from ml.models.lead_scoring.model import (
     GRADES,
     LABEL_COLUMN,
     LEAD_SCORE_COLUMNS,
@@ -24,7 +24,7 @@ from ml.leads import (
     score_leads,
     train_lead_model,
 )
-from ml.synthetic_leads import EXPORT_COLUMNS, generate_leads, generate_leads_with_truth
+from ml.synthetic.leads import EXPORT_COLUMNS, generate_leads, generate_leads_with_truth
 
 ROOT = Path(__file__).resolve().parents[2]
 START, END = date(2025, 1, 1), date(2025, 12, 31)

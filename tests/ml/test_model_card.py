@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ml.model_card import (
+from ml.modelling.model_card import (
     SECTION_TITLES,
     FairnessGate,
     ModelCard,

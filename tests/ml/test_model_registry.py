@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from ml.registry import MlflowConfig, load_champion_model, log_and_register_model
+from ml.modelling.registry import MlflowConfig, load_champion_model, log_and_register_model
 
 
 @dataclass(frozen=True)

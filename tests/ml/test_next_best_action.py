@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ml.next_best_action import (
+from ml.models.next_best_action.model import (
     NBA_COLUMNS,
     NO_ACTION,
     ActionSettings,

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ml.next_product import (
+from ml.models.next_product.model import (
     LABEL,
     OFFER_COLUMNS,
     NextProductConfig,

@@ -10,9 +10,9 @@ import duckdb
 import pandas as pd
 import pytest
 
-from ml.datasets import read_typical_values
-from ml.explain import typical_values
-from ml.partitioning import bucket_predicate, collect_bucket_scores, write_bucket_scores
+from ml.data.datasets import read_typical_values
+from ml.models.churn.explain import typical_values
+from ml.serving.partitioning import bucket_predicate, collect_bucket_scores, write_bucket_scores
 from tests.ml.conftest import make_feature_frame
 
 AS_OF = date(2026, 9, 1)

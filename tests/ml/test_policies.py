@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from ml.policies import RetrainDecision, should_retrain
+from ml.modelling.retraining import RetrainDecision, should_retrain
 
 NOW = datetime(2026, 9, 2, 12, 0)
 DAY = timedelta(hours=24)

@@ -9,7 +9,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from ml.privacy import keyed_hash_sql, pii_salt, salt_file, set_salt_variable
+from ml.core.privacy import keyed_hash_sql, pii_salt, salt_file, set_salt_variable
 
 
 def test_salt_is_generated_once_and_readable_by_the_owner_only(tmp_path: Path) -> None:

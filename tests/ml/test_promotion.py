@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ml.promotion import PromotionRule, decide_promotion, promotion_scores
+from ml.modelling.promotion import PromotionRule, decide_promotion, promotion_scores
 
 RULE = PromotionRule(capacity=100)
 

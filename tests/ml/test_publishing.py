@@ -17,14 +17,14 @@ import pandas as pd
 import psycopg2
 import pytest
 
-from ml.publishing import (
+from ml.core.warehouse import connect, publish_table
+from ml.serving.publishing import (
     PostgresTarget,
     PublishError,
     erase_from_postgres,
     publish_to_postgres,
     redact_url,
 )
-from ml.warehouse import connect, publish_table
 from tests.postgres_server import fresh_database
 
 SCHEMA = "crm_signals"
@@ -246,8 +246,8 @@ def test_a_publisher_killed_mid_publish_leaves_the_previous_tables(
     blocker_cur.execute(f"lock table {SCHEMA}.customer_scores in access share mode")
     script = (
         "import sys, datetime, pathlib\n"
-        "from ml.publishing import PostgresTarget, publish_to_postgres\n"
-        "from ml.warehouse import connect\n"
+        "from ml.serving.publishing import PostgresTarget, publish_to_postgres\n"
+        "from ml.core.warehouse import connect\n"
         "with connect(pathlib.Path(sys.argv[1]), read_only=True) as duck:\n"
         "    publish_to_postgres(duck, PostgresTarget(sys.argv[2], sys.argv[3]), 'killed',\n"
         "        datetime.datetime(2026, 9, 1), pathlib.Path(sys.argv[4]))\n"

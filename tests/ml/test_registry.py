@@ -17,10 +17,16 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from ml.evaluation import evaluate, plot_calibration_curve, plot_lift_chart
-from ml.features import LABEL_COLUMN
-from ml.registry import MlflowConfig, RegistrationResult, load_champion, log_and_register
-from ml.training import ChurnModel, TimeSplit, TrainingConfig, split_out_of_time, train_churn_model
+from ml.data.features import LABEL_COLUMN
+from ml.modelling.evaluation import evaluate, plot_calibration_curve, plot_lift_chart
+from ml.modelling.registry import MlflowConfig, RegistrationResult, load_champion, log_and_register
+from ml.models.churn.model import (
+    ChurnModel,
+    TimeSplit,
+    TrainingConfig,
+    split_out_of_time,
+    train_churn_model,
+)
 
 CUSTOMER_ID = re.compile(rb"C\d{6}")
 

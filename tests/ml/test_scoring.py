@@ -12,14 +12,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ml.scoring import (
+from ml.models.churn.model import ChurnModel
+from ml.models.churn.scoring import (
     CUSTOMER_SCORES_COLUMNS,
     CUSTOMER_SCORES_SCHEMA,
     RiskBands,
     score_customers,
     validate_scores,
 )
-from ml.training import ChurnModel
 
 SCORED_AT = datetime(2026, 1, 5, 6, 0, 0)
 

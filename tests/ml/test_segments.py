@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ml.segments import (
+from ml.models.segments.model import (
     CUSTOMER_SEGMENTS_COLUMNS,
     NEVER_ACTIVE_DAYS,
     PROFILE_COLUMNS,

@@ -11,9 +11,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from ml import synthetic
-from ml.contract import RAW_TABLES
-from ml.synthetic import SyntheticConfig, generate
+from ml.data.contract import RAW_TABLES
+from ml.synthetic import generator as synthetic
+from ml.synthetic.generator import SyntheticConfig, generate
 
 World = tuple[Path, Path, synthetic.GenerationResult]
 SMALL = SyntheticConfig(customers=300, seed=3)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from ml.synthetic import SyntheticConfig, generate
+from ml.synthetic.generator import SyntheticConfig, generate
 
 
 def _tables(root: Path, share: float) -> dict[str, object]:

@@ -13,14 +13,14 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from ml.datasets import (
+from ml.data.datasets import (
     read_labelled_as_of_dates,
     read_labelled_features,
     read_reference_features,
     read_scoring_features,
 )
-from ml.features import CHURN_FEATURES, KEY_COLUMNS, LABEL_COLUMN
-from ml.training import (
+from ml.data.features import CHURN_FEATURES, KEY_COLUMNS, LABEL_COLUMN
+from ml.models.churn.model import (
     ChurnModel,
     TrainingConfig,
     choose_calibrator,

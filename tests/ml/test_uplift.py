@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ml.uplift import (
+from ml.modelling.uplift import (
     SEGMENTS,
     Segment,
     SegmentThresholds,

@@ -12,7 +12,7 @@ import duckdb
 import pandas as pd
 import pytest
 
-from ml.warehouse import connect, create_latest_view, export_parquet, publish_table
+from ml.core.warehouse import connect, create_latest_view, export_parquet, publish_table
 
 
 def _scores(as_of: date, customers: list[str], probability: float) -> pd.DataFrame:

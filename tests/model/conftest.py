@@ -14,11 +14,11 @@ import mlflow
 import pandas as pd
 import pytest
 
-from ml.datasets import read_scoring_features
-from ml.registry import MlflowConfig, load_champion
-from ml.settings import Settings
-from ml.training import ChurnModel
-from ml.warehouse import connect
+from ml.core.settings import Settings
+from ml.core.warehouse import connect
+from ml.data.datasets import read_scoring_features
+from ml.modelling.registry import MlflowConfig, load_champion
+from ml.models.churn.model import ChurnModel
 from orchestration.definitions import defs as load_defs
 
 

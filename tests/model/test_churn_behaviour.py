@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ml.features import RISK_NEVER_FALLS_WITH
+from ml.data.features import RISK_NEVER_FALLS_WITH
 
 
 def test_out_of_time_auc_is_close_to_the_oracle(default_run) -> None:

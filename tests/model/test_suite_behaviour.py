@@ -10,9 +10,9 @@ from __future__ import annotations
 import mlflow
 import pandas as pd
 
-from ml.datasets import read_product_candidates
-from ml.registry import MlflowConfig, load_champion_model
-from ml.warehouse import connect
+from ml.core.warehouse import connect
+from ml.data.datasets import read_product_candidates
+from ml.modelling.registry import MlflowConfig, load_champion_model
 
 
 def _read(default_run, sql: str) -> pd.DataFrame:

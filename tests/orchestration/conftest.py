@@ -10,7 +10,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from ml.settings import Settings
+from ml.core.settings import Settings
 from orchestration.definitions import defs as load_defs
 from tests.orchestration.small_crm import set_small_crm
 from tests.postgres_server import fresh_database, unreachable_reason

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from ml.contract import RAW_TABLES
+from ml.data.contract import RAW_TABLES
 from orchestration.definitions import defs as load_defs
 
 

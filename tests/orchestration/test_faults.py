@@ -19,7 +19,7 @@ import pandas as pd
 import psycopg2
 import pytest
 
-from ml.settings import Settings
+from ml.core.settings import Settings
 from orchestration.defs.churn.assets import customer_scores, customer_scores_parquet
 from orchestration.defs.publish.assets import postgres_tables
 from orchestration.resources import CrmSettings

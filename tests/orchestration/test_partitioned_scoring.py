@@ -9,8 +9,8 @@ import dagster as dg
 import duckdb
 import pandas as pd
 
-from ml.partitioning import SCORING_BUCKETS, bucket_file, bucket_keys
-from ml.settings import Settings
+from ml.core.settings import Settings
+from ml.serving.partitioning import SCORING_BUCKETS, bucket_file, bucket_keys
 from orchestration.defs.churn.assets import customer_scores
 from orchestration.resources import CrmSettings
 from tests.orchestration.small_crm import materialize_in_subprocess, set_small_crm

@@ -14,10 +14,10 @@ import mlflow
 import psycopg2
 import pytest
 
-from ml.contract import PII_COLUMNS, PROTECTED_COLUMNS
-from ml.erasure import read_audit_log, read_tombstones
-from ml.features import CHURN_FEATURES
-from ml.publishing import HISTORY_SCORES, SCORE_HISTORY, newest_snapshot_sql, serving_tables
+from ml.data.contract import PII_COLUMNS, PROTECTED_COLUMNS
+from ml.data.erasure import read_audit_log, read_tombstones
+from ml.data.features import CHURN_FEATURES
+from ml.serving.publishing import HISTORY_SCORES, SCORE_HISTORY, newest_snapshot_sql, serving_tables
 from orchestration.defs.ingest.assets import raw_tables
 from orchestration.defs.transform.checks import CUSTOMER_FEATURES
 from orchestration.resources import CrmSettings

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from ml.registry import MlflowConfig, load_champion_model, log_and_register_model
+from ml.modelling.registry import MlflowConfig, load_champion_model, log_and_register_model
 from orchestration.rollback import main
 from tests.ml.test_model_registry import ConstantModel
 

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from matplotlib import image
 
-from ml.settings import Settings
+from ml.core.settings import Settings
 from orchestration.ui_check import (
     VIEWPORT,
     UiCheckError,

@@ -1,6 +1,6 @@
 -- One row per active customer per as_of_date (see int_as_of_customers_active). Every feature
 -- uses only data strictly before as_of_date. The columns after the keys are exactly
--- ml/features.py CATEGORICAL_FEATURES + NUMERIC_FEATURES, in that order.
+-- ml/data/features.py CATEGORICAL_FEATURES + NUMERIC_FEATURES, in that order.
 with
 
 customers_active as (

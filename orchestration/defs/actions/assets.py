@@ -5,10 +5,14 @@ from dataclasses import asdict, fields
 import dagster as dg
 from pydantic import Field
 
-from ml.contact_policy import audit_rows, caps_from_settings, decide_contacts
-from ml.datasets import read_action_inputs, read_consent_in_force, read_recent_contacts
-from ml.next_best_action import ActionSettings, choose_actions, expected_gains
-from ml.warehouse import connect, export_parquet, publish_table
+from ml.core.warehouse import connect, export_parquet, publish_table
+from ml.data.datasets import read_action_inputs, read_consent_in_force, read_recent_contacts
+from ml.models.next_best_action.contact_policy import (
+    audit_rows,
+    caps_from_settings,
+    decide_contacts,
+)
+from ml.models.next_best_action.model import ActionSettings, choose_actions, expected_gains
 from orchestration.defs.churn.assets import customer_scores
 from orchestration.defs.markdown import markdown_table
 from orchestration.defs.next_product.assets import next_product_offers
@@ -22,7 +26,7 @@ _DEFAULTS = ActionSettings()
 
 
 class NextBestActionSettings(dg.Config):
-    """Costs (EUR) and assumptions of the actions; see ml/next_best_action.py."""
+    """Costs (EUR) and assumptions of the actions; see ml/models/next_best_action/model.py."""
 
     cost_retention_call: float = Field(default=_DEFAULTS.cost_retention_call)
     cost_retention_offer: float = Field(default=_DEFAULTS.cost_retention_offer)
@@ -64,7 +68,7 @@ def next_best_actions(
 ) -> dg.MaterializeResult:
     """One action per customer by expected incremental value net of cost, or no action.
 
-    The contact policy is the last step before publishing (ml/contact_policy.py): a
+    The contact policy is the last step before publishing (ml/models/next_best_action/contact_policy.py): a
     do-not-contact request, a channel without consent in force, or a channel whose frequency cap
     (CRM_CONTACT_CAPS) is reached blocks an action, and the customer gets the next best allowed
     action or none. Every action worth its cost that the policy blocked is written with its

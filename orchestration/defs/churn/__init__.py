@@ -1,6 +1,6 @@
 import dagster as dg
 
-from ml.settings import Settings
+from ml.core.settings import Settings
 from orchestration.defs.churn.assets import (
     churn_model,
     churn_score_buckets,

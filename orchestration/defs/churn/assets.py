@@ -5,27 +5,27 @@ from datetime import UTC, datetime
 import dagster as dg
 from pydantic import Field
 
-from ml.churn import ChurnGovernance, score_latest, train_and_register
-from ml.datasets import (
-    read_labelled_as_of_dates,
-    read_labelled_features,
-    read_scoring_features,
-    read_typical_values,
-)
-from ml.fairness import FairnessConfig
-from ml.partitioning import bucket_keys, collect_bucket_scores, write_bucket_scores
-from ml.promotion import PromotionRule
-from ml.registry import MlflowConfig, load_champion
-from ml.scoring import RiskBands, validate_scores
-from ml.settings import Settings
-from ml.training import TrainingConfig, out_of_time_dates
-from ml.warehouse import (
+from ml.core.settings import Settings
+from ml.core.warehouse import (
     connect,
     create_latest_view,
     export_parquet,
     fetch_row,
     publish_table,
 )
+from ml.data.datasets import (
+    read_labelled_as_of_dates,
+    read_labelled_features,
+    read_scoring_features,
+    read_typical_values,
+)
+from ml.modelling.fairness import FairnessConfig
+from ml.modelling.promotion import PromotionRule
+from ml.modelling.registry import MlflowConfig, load_champion
+from ml.models.churn.model import TrainingConfig, out_of_time_dates
+from ml.models.churn.pipeline import ChurnGovernance, score_latest, train_and_register
+from ml.models.churn.scoring import RiskBands, validate_scores
+from ml.serving.partitioning import bucket_keys, collect_bucket_scores, write_bucket_scores
 from orchestration.defs.governance.assets import erasure
 from orchestration.defs.markdown import markdown_table
 from orchestration.defs.models import TRAINING_TAG

@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from ml.settings import Settings
+from ml.core.settings import Settings
 from orchestration.defs.churn.jobs import churn_retraining_job, churn_scoring_job
 
 

@@ -4,7 +4,7 @@ from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
-from ml.policies import should_retrain
+from ml.modelling.retraining import should_retrain
 from orchestration.defs.churn.jobs import churn_retraining_job
 from orchestration.resources import CrmSettings
 

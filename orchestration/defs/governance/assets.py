@@ -6,9 +6,9 @@ from datetime import UTC, datetime
 import dagster as dg
 import pandas as pd
 
-from ml.erasure import AUDIT_FILE, erase_requested_persons, read_audit_log
-from ml.registry import latest_promotion_decision
-from ml.warehouse import connect, publish_table
+from ml.core.warehouse import connect, publish_table
+from ml.data.erasure import AUDIT_FILE, erase_requested_persons, read_audit_log
+from ml.modelling.registry import latest_promotion_decision
 from orchestration.defs.markdown import markdown_table
 from orchestration.defs.models import TRAINING_TAG, model_mlflow_config
 from orchestration.resources import CrmSettings
@@ -77,7 +77,7 @@ def erasure(context: dg.AssetExecutionContext, crm: CrmSettings) -> dg.Materiali
     tags=TRAINING_TAG,
 )
 def churn_promotion_decision(crm: CrmSettings) -> dg.MaterializeResult:
-    """Why the newest churn version is champion or challenger, term by term (ml/promotion.py).
+    """Why the newest churn version is champion or challenger, term by term (ml/modelling/promotion.py).
 
     Every decision is appended to ``governance.promotion_decisions`` so the history of who became
     champion, on which numbers, can be read next to the scores.

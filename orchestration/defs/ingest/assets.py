@@ -4,10 +4,10 @@ from collections.abc import Iterator
 
 import dagster as dg
 
-from ml.contract import RAW_TABLES
-from ml.erasure import read_tombstones
-from ml.ingest import ContractError, ingest_table
-from ml.warehouse import connect
+from ml.core.warehouse import connect
+from ml.data.contract import RAW_TABLES
+from ml.data.erasure import read_tombstones
+from ml.data.ingest import ContractError, ingest_table
 from orchestration.defs.source.assets import crm_source_files
 from orchestration.resources import CrmSettings
 

@@ -6,8 +6,8 @@ import dagster as dg
 
 from expectations.sql import validate_table
 from expectations.suites import raw_suite
-from ml.contract import RAW_TABLES
-from ml.warehouse import connect, fetch_row, qualified
+from ml.core.warehouse import connect, fetch_row, qualified
+from ml.data.contract import RAW_TABLES
 from orchestration.defs.checks_metadata import suite_metadata
 from orchestration.resources import CrmSettings
 

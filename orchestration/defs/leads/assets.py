@@ -5,11 +5,13 @@ from datetime import UTC, datetime
 import dagster as dg
 from sklearn.metrics import roc_auc_score
 
-from ml.contract import LEADS_TABLE
-from ml.evaluation import plot_shap_summary
-from ml.ingest import ContractError, load_empty_table
-from ml.lead_mapping import MappingError, load_leads, load_mapping, read_leads
-from ml.leads import (
+from ml.core.warehouse import connect, export_parquet, publish_table
+from ml.data.contract import LEADS_TABLE
+from ml.data.ingest import ContractError, load_empty_table
+from ml.data.lead_mapping import MappingError, load_leads, load_mapping, read_leads
+from ml.modelling.evaluation import plot_shap_summary
+from ml.modelling.registry import load_champion_model, log_and_register_model
+from ml.models.lead_scoring.model import (
     LeadConfig,
     holdout_split,
     lead_feature_importance,
@@ -18,8 +20,6 @@ from ml.leads import (
     score_leads,
     train_lead_model,
 )
-from ml.registry import load_champion_model, log_and_register_model
-from ml.warehouse import connect, export_parquet, publish_table
 from orchestration.defs.markdown import markdown_table
 from orchestration.defs.models import (
     TRAINING_TAG,

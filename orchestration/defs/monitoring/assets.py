@@ -2,11 +2,11 @@
 
 import dagster as dg
 
-from ml.churn import churn_drift
-from ml.datasets import read_reference_features, read_scoring_features
-from ml.drift import MAX_ROWS
-from ml.registry import load_champion
-from ml.warehouse import connect
+from ml.core.warehouse import connect
+from ml.data.datasets import read_reference_features, read_scoring_features
+from ml.modelling.drift import MAX_ROWS
+from ml.modelling.registry import load_champion
+from ml.models.churn.pipeline import churn_drift
 from orchestration.defs.churn.assets import customer_scores, mlflow_config
 from orchestration.resources import CrmSettings
 

@@ -5,11 +5,11 @@ from datetime import date
 import dagster as dg
 from sklearn.metrics import roc_auc_score
 
-from ml.datasets import read_product_candidates
-from ml.evaluation import plot_calibration_curve, plot_lift_chart, plot_shap_summary
-from ml.next_product import NextProductConfig, recommend, train_next_product_model
-from ml.registry import load_champion_model, log_and_register_model
-from ml.warehouse import connect, export_parquet, publish_table
+from ml.core.warehouse import connect, export_parquet, publish_table
+from ml.data.datasets import read_product_candidates
+from ml.modelling.evaluation import plot_calibration_curve, plot_lift_chart, plot_shap_summary
+from ml.modelling.registry import load_champion_model, log_and_register_model
+from ml.models.next_product.model import NextProductConfig, recommend, train_next_product_model
 from orchestration.defs.governance.assets import erasure
 from orchestration.defs.models import (
     TRAINING_TAG,

@@ -5,8 +5,8 @@ from datetime import UTC, datetime
 import dagster as dg
 import pandas as pd
 
-from ml.publishing import publish_to_postgres
-from ml.warehouse import connect
+from ml.core.warehouse import connect
+from ml.serving.publishing import publish_to_postgres
 from orchestration.defs.markdown import markdown_table
 from orchestration.resources import CrmSettings
 

@@ -4,10 +4,10 @@ from dataclasses import replace
 
 import dagster as dg
 
-from ml.datasets import read_scoring_features
-from ml.registry import log_unregistered_run
-from ml.segments import SegmentConfig, assign_segments, fit_segments, profile
-from ml.warehouse import connect, export_parquet, publish_table
+from ml.core.warehouse import connect, export_parquet, publish_table
+from ml.data.datasets import read_scoring_features
+from ml.modelling.registry import log_unregistered_run
+from ml.models.segments.model import SegmentConfig, assign_segments, fit_segments, profile
 from orchestration.defs.churn.assets import CUSTOMER_FEATURES, customer_scores, mlflow_config
 from orchestration.defs.governance.assets import erasure
 from orchestration.defs.markdown import markdown_table

@@ -5,9 +5,9 @@ from dataclasses import asdict
 
 import dagster as dg
 
-from ml.contract import RAW_TABLES
-from ml.settings import Settings
-from ml.synthetic import SyntheticConfig, generate
+from ml.core.settings import Settings
+from ml.data.contract import RAW_TABLES
+from ml.synthetic.generator import SyntheticConfig, generate
 from orchestration.resources import CrmSettings
 
 _STAMP = "generator-config.json"

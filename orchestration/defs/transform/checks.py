@@ -4,7 +4,7 @@ import dagster as dg
 
 from expectations.sql import validate_table
 from expectations.suites import customer_features_suite
-from ml.warehouse import connect, qualified
+from ml.core.warehouse import connect, qualified
 from orchestration.defs.checks_metadata import suite_metadata
 from orchestration.resources import CrmSettings
 

@@ -4,16 +4,16 @@ from datetime import date
 
 import dagster as dg
 
-from ml.campaign_uplift import (
+from ml.core.warehouse import connect, export_parquet, publish_table
+from ml.data.datasets import read_campaign_sends, read_scoring_features
+from ml.modelling.registry import load_champion_model, log_and_register_model
+from ml.modelling.uplift import qini_coefficient
+from ml.models.retention_uplift.model import (
     CampaignUpliftConfig,
     plot_qini,
     predict_retention_uplift,
     train_campaign_uplift,
 )
-from ml.datasets import read_campaign_sends, read_scoring_features
-from ml.registry import load_champion_model, log_and_register_model
-from ml.uplift import qini_coefficient
-from ml.warehouse import connect, export_parquet, publish_table
 from orchestration.defs.governance.assets import erasure
 from orchestration.defs.markdown import markdown_table
 from orchestration.defs.models import (

@@ -5,10 +5,16 @@ from dataclasses import replace
 import dagster as dg
 import pandas as pd
 
-from ml.clv import ClvConfig, compare_on_holdout, fit_clv, plot_clv_holdout, predict_clv
-from ml.datasets import read_reference_features, read_transactions
-from ml.registry import log_and_register_model
-from ml.warehouse import connect, export_parquet, fetch_row, publish_table
+from ml.core.warehouse import connect, export_parquet, fetch_row, publish_table
+from ml.data.datasets import read_reference_features, read_transactions
+from ml.modelling.registry import log_and_register_model
+from ml.models.customer_value.model import (
+    ClvConfig,
+    compare_on_holdout,
+    fit_clv,
+    plot_clv_holdout,
+    predict_clv,
+)
 from orchestration.defs.governance.assets import erasure
 from orchestration.defs.models import (
     TRAINING_TAG,

@@ -1,0 +1,228 @@
+"""The one typed settings object of CRM Signals, read from ``CRM_*`` environment variables.
+
+It is read once by the entry point (Dagster resources, the CLI, tests) and passed down; nothing in
+``ml/`` reads the environment on its own and nothing happens at import time.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import date
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from ml.core.privacy import pii_salt
+from ml.serving.publishing import PostgresTarget
+
+SYNTHETIC = "synthetic"
+_REPOSITORY = Path(__file__).resolve().parent.parent
+
+
+class PathEscapeError(ValueError):
+    """A file name built from a table name, a setting or data leads outside its folder."""
+
+
+def path_within(folder: Path, *parts: str) -> Path:
+    """Return ``folder / parts`` as an absolute path, refusing one that leaves ``folder``.
+
+    Use it wherever a file name is built from something that is not a literal: a table or
+    model name, a setting, a run id. ``'../x'``, an absolute part or ``'a/../../x'`` would
+    otherwise write (or delete) outside the state folder. The check is on the normalised path,
+    not on symlinks: a folder the operator links elsewhere on purpose keeps working.
+
+    Args:
+        folder: The folder the result must stay in (for example ``Settings.home``).
+        parts: Path parts below it.
+
+    Raises:
+        PathEscapeError: The result is ``folder`` itself or lies outside it.
+    """
+    root = Path(os.path.abspath(folder))
+    candidate = Path(os.path.abspath(root.joinpath(*parts)))
+    if candidate == root or not candidate.is_relative_to(root):
+        raise PathEscapeError(
+            f"{'/'.join(str(p) for p in parts)!r} leads outside {root} (to {candidate}); "
+            "a name or setting must not contain '..' or an absolute path"
+        )
+    return candidate
+
+
+class Settings(BaseSettings):
+    """Project settings. Every field can be set with ``CRM_<FIELD>`` (for example ``CRM_HOME``)."""
+
+    model_config = SettingsConfigDict(env_prefix="CRM_", frozen=True, extra="ignore")
+
+    home: Path = Field(
+        default=Path("var"),
+        description="State folder: warehouse, MLflow, reports, exports, Dagster home, quarantine.",
+    )
+    source: str = Field(
+        default=SYNTHETIC,
+        description="'synthetic' for the embedded generator, or a folder of CSV/Parquet files "
+        "that follow docs/data-contract.md.",
+    )
+    synthetic_customers: int = Field(default=20_000, ge=100, description="Synthetic persons.")
+    synthetic_seed: int = Field(default=42, description="Seed of the synthetic generator.")
+    synthetic_event_share: float = Field(
+        default=1.0,
+        gt=0,
+        le=1,
+        description="Share of the simulated activity events the generator writes (1.0: all, "
+        "about 188 per person; the scale benchmark uses about 50 per person).",
+    )
+    synthetic_start_date: date = Field(default=date(2024, 10, 1))
+    synthetic_end_date: date = Field(default=date(2026, 9, 30))
+    threads: int = Field(default=2, ge=1, description="Threads for DuckDB and CatBoost.")
+    duckdb_memory_limit: str = Field(default="6GB", description="DuckDB memory_limit.")
+    leads_mapping: Path | None = Field(
+        default=None,
+        description="YAML column mapping of the lead export <source>/leads.csv "
+        "(docs/lead-scoring.md). Default: <source>/leads_mapping.yaml, or the bundled mapping of "
+        "the synthetic lead export.",
+    )
+    capacity_top_k: int = Field(
+        default=500,
+        ge=1,
+        description="Customers the team can act on per cycle; precision and lift are reported "
+        "at this capacity.",
+    )
+    fairness_min_selection_rate_ratio: float = Field(
+        default=0.8,
+        gt=0,
+        le=1,
+        description="Fairness gate: the lowest selection rate of a protected group divided by "
+        "the highest must reach this (0.8 is the four-fifths rule), or the model stays a "
+        "challenger.",
+    )
+    contact_caps: dict[str, tuple[int, int]] = Field(
+        default={"email": (2, 30), "phone": (1, 30), "sms": (2, 30)},
+        description="Frequency caps per channel: (most contacts, in this many days), as JSON, "
+        'e.g. CRM_CONTACT_CAPS=\'{"email": [2, 30], "phone": [1, 30]}\'.',
+    )
+    pii_salt: SecretStr | None = Field(
+        default=None,
+        description="Secret salt of the hashes that replace e-mails, phones and erased record "
+        "ids (at least 16 characters). Default: generated once into <home>/secrets/pii_salt.",
+    )
+    postgres_url: SecretStr | None = Field(
+        default=None,
+        description="PostgreSQL to publish the serving tables to, as a libpq URL "
+        "(postgresql://user:password@host:5432/db). Unset: nothing is published to PostgreSQL.",
+    )
+    postgres_schema: str = Field(
+        default="crm_signals", description="PostgreSQL schema of the published tables."
+    )
+    mlflow_uri: str | None = Field(
+        default=None,
+        description="MLflow tracking and registry URI, e.g. http://mlflow:5000 for a shared "
+        "server. Default: sqlite:///<home>/mlflow.db.",
+    )
+    public_data: Path | None = Field(
+        default=None, description="Folder of the public data sets (../shared/data)."
+    )
+    scoring_cron: str = Field(default="0 6 * * *", description="Daily scoring schedule.")
+    retraining_cron: str = Field(default="0 4 * * 1", description="Weekly retraining schedule.")
+    drift_share_threshold: float = Field(
+        default=0.3, gt=0, le=1, description="Share of drifted features that triggers retraining."
+    )
+    retrain_cooldown_hours: float = Field(
+        default=24.0, ge=0, description="At most one drift-triggered retraining per this period."
+    )
+
+    @field_validator("home", mode="after")
+    @classmethod
+    def _absolute_home(cls, value: Path) -> Path:
+        # dbt runs in its own working directory, so every path handed down must be absolute.
+        return value.expanduser().resolve()
+
+    @property
+    def is_synthetic(self) -> bool:
+        return self.source == SYNTHETIC
+
+    @property
+    def warehouse_path(self) -> Path:
+        return self.home / "warehouse.duckdb"
+
+    @property
+    def mlflow_tracking_uri(self) -> str:
+        return self.mlflow_uri or f"sqlite:///{self.home / 'mlflow.db'}"
+
+    @property
+    def mlflow_artifacts_dir(self) -> Path:
+        return self.home / "mlartifacts"
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.home / "reports"
+
+    @property
+    def exports_dir(self) -> Path:
+        return self.home / "exports"
+
+    @property
+    def quarantine_dir(self) -> Path:
+        return self.home / "quarantine"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.home / "logs"
+
+    @property
+    def dagster_home(self) -> Path:
+        return self.home / "dagster"
+
+    @property
+    def synthetic_dir(self) -> Path:
+        """Where the generator writes the raw contract files the pipeline reads."""
+        return self.home / "synthetic" / "raw"
+
+    @property
+    def truth_dir(self) -> Path:
+        """Where the generator writes the hidden truth; the pipeline never reads it."""
+        return self.home / "synthetic" / "truth"
+
+    def state_path(self, *parts: str) -> Path:
+        """A path under ``home``; raises :class:`PathEscapeError` if ``parts`` leave it."""
+        return path_within(self.home, *parts)
+
+    def salt(self) -> str:
+        """The PII salt (``ml.core.privacy``): ``CRM_PII_SALT``, else the generated file."""
+        configured = self.pii_salt.get_secret_value() if self.pii_salt else None
+        return pii_salt(self.home, configured)
+
+    def postgres_target(self) -> PostgresTarget | None:
+        """Where to publish (``ml.serving.publishing``), or None when ``CRM_POSTGRES_URL`` is unset."""
+        if self.postgres_url is None:
+            return None
+        return PostgresTarget(self.postgres_url.get_secret_value(), self.postgres_schema)
+
+    @property
+    def bucket_scores_dir(self) -> Path:
+        """Churn scores of each customer bucket (``ml.serving.partitioning``), before publishing."""
+        return self.home / "scoring" / "churn_buckets"
+
+    @property
+    def scratch_dir(self) -> Path:
+        """Files in transit (e.g. the CSV of a PostgreSQL publish); inside the home folder."""
+        return self.home / "tmp"
+
+    @property
+    def erasure_dir(self) -> Path:
+        """Tombstones and the erasure audit log: outside the warehouse, which may be rebuilt."""
+        return self.home / "erasure"
+
+    @property
+    def leads_mapping_path(self) -> Path:
+        """The lead mapping to use (see ``leads_mapping``)."""
+        if self.leads_mapping is not None:
+            return self.leads_mapping.expanduser().resolve()
+        if self.is_synthetic:
+            return _REPOSITORY / "examples" / "synthetic" / "leads_mapping.yaml"
+        return self.source_dir / "leads_mapping.yaml"
+
+    @property
+    def source_dir(self) -> Path:
+        """The folder of raw contract files to ingest."""
+        return self.synthetic_dir if self.is_synthetic else Path(self.source).expanduser().resolve()

@@ -1,0 +1,219 @@
+"""Next product to offer: per customer, the propensity to buy each category not bought yet.
+
+One CatBoost classifier over (customer, as-of date, candidate category) rows, with the category as
+a feature next to the customer's features: it learns both what sells in general and which
+customers buy what, and it scores every candidate category in one pass. The label is a completed
+order of that category in the 90 days after the as-of date (``marts.product_purchase_labels``).
+
+Out of time like churn: the newest labelled as-of date is held out for evaluation, the dates
+before it train; the served model is refitted on all of them with the same settings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pandas as pd
+from catboost import CatBoostClassifier, Pool
+
+from ml.data.features import CATEGORICAL_FEATURES, CHURN_FEATURES
+from ml.modelling.boosting import catboost_frame
+from ml.modelling.evaluation import EvaluationResult, evaluate
+
+CATEGORY_COLUMN = "product_category"
+LABEL = "purchased_within_90d"
+FEATURES: tuple[str, ...] = (CATEGORY_COLUMN, *CHURN_FEATURES)
+CAT_FEATURES: tuple[str, ...] = (CATEGORY_COLUMN, *CATEGORICAL_FEATURES)
+OFFER_COLUMNS: tuple[str, ...] = (
+    "customer_id",
+    "as_of_date",
+    CATEGORY_COLUMN,
+    "probability",
+    "offer_reason",
+)
+
+
+@dataclass(frozen=True)
+class NextProductConfig:
+    """Settings of the next-product model.
+
+    Attributes:
+        training_as_of_dates: Newest labelled as-of dates used (the newest one is the holdout).
+        iterations: Boosting rounds.
+        depth: Tree depth.
+        learning_rate: Step size.
+        one_hot_max_size: Categoricals with at most this many values are one-hot encoded.
+        thread_count: CatBoost threads.
+        seed: Random seed.
+    """
+
+    training_as_of_dates: int = 7
+    iterations: int = 300
+    depth: int = 4
+    learning_rate: float = 0.08
+    one_hot_max_size: int = 16
+    thread_count: int = 2
+    seed: int = 42
+
+    def __post_init__(self) -> None:
+        if self.training_as_of_dates < 2:
+            raise ValueError("training_as_of_dates must be at least 2 (one is the holdout)")
+
+    def as_params(self) -> dict[str, int | float]:
+        return dict(asdict(self))
+
+
+def _pool(frame: pd.DataFrame, labels: np.ndarray | None = None) -> Pool:
+    features = catboost_frame(frame, FEATURES, CAT_FEATURES, what="next-product")
+    return Pool(features, label=labels, cat_features=list(CAT_FEATURES))
+
+
+@dataclass(frozen=True, eq=False)
+class NextProductModel:
+    """A fitted next-product classifier.
+
+    Attributes:
+        booster: CatBoost classifier of ``P(buys category within 90 days | customer, category)``.
+        categories: The categories seen in training.
+        config: Settings it was fitted with.
+        purchase_rates: Share of training candidates that bought, per category (the "average"
+            the offer reasons compare with).
+    """
+
+    booster: CatBoostClassifier
+    categories: tuple[str, ...]
+    config: NextProductConfig
+    purchase_rates: dict[str, float]
+
+    def predict(self, frame: pd.DataFrame) -> np.ndarray:
+        """Purchase probability per candidate row."""
+        return np.asarray(self.booster.predict_proba(_pool(frame))[:, 1], dtype=float)
+
+    def features(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """The model's features of the candidate rows, in model order."""
+        return catboost_frame(frame, FEATURES, CAT_FEATURES, what="next-product")
+
+    def shap_values(self, frame: pd.DataFrame) -> np.ndarray:
+        """SHAP contributions per row and feature in log-odds (bias dropped)."""
+        shap = self.booster.get_feature_importance(_pool(frame), type="ShapValues")
+        return np.asarray(shap, dtype=float)[:, :-1]
+
+
+def _fit(frame: pd.DataFrame, config: NextProductConfig) -> CatBoostClassifier:
+    labels = frame[LABEL].astype(bool).to_numpy()
+    if labels.all() or not labels.any():
+        raise ValueError("next-product training rows need both purchases and non-purchases")
+    booster = CatBoostClassifier(
+        iterations=config.iterations,
+        depth=config.depth,
+        learning_rate=config.learning_rate,
+        loss_function="Logloss",
+        # Every categorical here has a handful of values: one-hot is exact and several times
+        # faster than CatBoost's target statistics.
+        one_hot_max_size=config.one_hot_max_size,
+        thread_count=config.thread_count,
+        random_seed=config.seed,
+        allow_writing_files=False,
+        verbose=False,
+    )
+    booster.fit(_pool(frame, labels))
+    return booster
+
+
+@dataclass(frozen=True)
+class NextProductTraining:
+    """The served model and its out-of-time evaluation.
+
+    Attributes:
+        model: Refitted on every training as-of date, holdout included.
+        holdout: Metrics of the model fitted without the holdout date, on that date.
+        holdout_labels: The holdout's 0/1 labels (for plots; no ids).
+        holdout_probability: Its predicted probabilities.
+        summary: Aggregate description: dates, rows, purchase rate per category.
+    """
+
+    model: NextProductModel
+    holdout: EvaluationResult
+    holdout_labels: np.ndarray
+    holdout_probability: np.ndarray
+    summary: dict[str, object]
+
+
+def train_next_product_model(
+    labelled: pd.DataFrame, config: NextProductConfig | None = None
+) -> NextProductTraining:
+    """Fit on all but the newest labelled as-of date, evaluate on it, then refit on all.
+
+    Args:
+        labelled: ``ml.data.datasets.read_product_candidates(con, labelled=True, ...)``.
+        config: Model settings.
+
+    Raises:
+        ValueError: With fewer than two labelled as-of dates or a one-class training set.
+    """
+    config = config or NextProductConfig()
+    dates = sorted(labelled["as_of_date"].unique())
+    if len(dates) < 2:
+        raise ValueError(f"need at least two labelled as-of dates, got {len(dates)}")
+    is_holdout = (labelled["as_of_date"] == dates[-1]).to_numpy()
+    train, holdout = labelled.loc[~is_holdout], labelled.loc[is_holdout]
+    categories = tuple(sorted(labelled[CATEGORY_COLUMN].astype(str).unique()))
+    rates = labelled.groupby(CATEGORY_COLUMN)[LABEL].mean()
+    purchase_rates = {str(k): float(v) for k, v in rates.items()}
+    first = NextProductModel(_fit(train, config), categories, config, purchase_rates)
+    y = holdout[LABEL].astype(int).to_numpy()
+    proba = first.predict(holdout)
+    metrics = evaluate(y, proba)
+    served = NextProductModel(_fit(labelled, config), categories, config, purchase_rates)
+    summary: dict[str, object] = {
+        "training_as_of_dates": [_iso(d) for d in dates[:-1]],
+        "holdout_as_of_date": _iso(dates[-1]),
+        "training_rows": len(train),
+        "holdout_rows": len(holdout),
+        "purchase_rate_by_category": purchase_rates,
+    }
+    return NextProductTraining(served, metrics, y, proba, summary)
+
+
+def _iso(day: object) -> str:
+    return pd.Timestamp(day).date().isoformat()  # type: ignore[arg-type]
+
+
+def recommend(model: NextProductModel, candidates: pd.DataFrame) -> pd.DataFrame:
+    """The most likely category per customer among the ones not bought yet.
+
+    Args:
+        model: A fitted model.
+        candidates: ``read_product_candidates(con, labelled=False)``: one row per customer and
+            category not bought yet, at one as-of date.
+
+    Returns:
+        One row per customer with a candidate: ``customer_id``, ``as_of_date``,
+        ``product_category``, ``probability`` and ``offer_reason`` (the probability against the
+        category's average purchase rate, in words); customers who bought every category have
+        no row.
+    """
+    if candidates.empty:
+        return pd.DataFrame({c: pd.Series(dtype="object") for c in OFFER_COLUMNS})
+    scored = candidates.loc[:, ["customer_id", "as_of_date", CATEGORY_COLUMN]].copy()
+    scored["probability"] = model.predict(candidates)
+    # Highest probability first; the category name breaks ties so reruns give the same offer.
+    scored = scored.sort_values(
+        ["customer_id", "probability", CATEGORY_COLUMN], ascending=[True, False, True]
+    )
+    best = scored.drop_duplicates("customer_id", keep="first").reset_index(drop=True)
+    # Dates, not timestamps: DuckDB then stores DATE, as docs/output-tables.md says.
+    best["as_of_date"] = pd.to_datetime(best["as_of_date"]).dt.date.to_numpy(dtype=object)
+    average = best[CATEGORY_COLUMN].astype(str).map(model.purchase_rates).astype(float)
+    ratio = (best["probability"] / average).round(1).astype(str)
+    percent = (100 * best["probability"]).round(1).astype(str)
+    best["offer_reason"] = (
+        percent
+        + "% chance to buy "
+        + best[CATEGORY_COLUMN].astype(str)
+        + " within 90 days, "
+        + ratio
+        + "x the average customer who has not bought it"
+    )
+    return best.loc[:, list(OFFER_COLUMNS)]
