@@ -100,9 +100,9 @@ def main() -> int:
     (home / "dagster").mkdir(parents=True)
     shutil.copy(ROOT / "orchestration" / "dagster.yaml", home / "dagster" / "dagster.yaml")
     try:
-        cold = run_once("churn_retraining_job", env, home / "cold.json")
-        warm = run_once("churn_retraining_job", env, home / "warm.json")
-        scoring = run_once("churn_scoring_job", env, home / "scoring.json")
+        cold = run_once("retraining_job", env, home / "cold.json")
+        warm = run_once("retraining_job", env, home / "warm.json")
+        scoring = run_once("scoring_job", env, home / "scoring.json")
     finally:
         if not args.keep:
             shutil.rmtree(home, ignore_errors=True)

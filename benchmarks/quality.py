@@ -692,7 +692,7 @@ def synthetic(protocol: Protocol, progress: Progress) -> dict[str, Any]:
         ),
     ):
         definitions = load_defs()
-        job = definitions.resolve_job_def("churn_retraining_job")
+        job = definitions.resolve_job_def("retraining_job")
         # All of dbt, not only the models churn_model reads: a dbt test of a selected model can
         # read a model left out (relationships), and dbt build would then fail.
         selection = (

@@ -285,8 +285,12 @@ def _after_job_measurements(
 ) -> dict[str, Any]:
     """Model apply, scoring with explanations and drift sample-vs-full on the built warehouse."""
     from ml.core.warehouse import connect
-    from ml.data.datasets import read_reference_features, read_scoring_features
-    from ml.data.features import CATEGORICAL_FEATURES, CHURN_FEATURES
+    from ml.data.features import (
+        CATEGORICAL_FEATURES,
+        CHURN_FEATURES,
+        read_reference_features,
+        read_scoring_features,
+    )
     from ml.modelling.drift import drift_report
     from ml.modelling.registry import MlflowConfig, load_champion
     from ml.models.churn.scoring import score_customers
@@ -404,7 +408,7 @@ def run_worker(args: argparse.Namespace) -> dict[str, Any]:
 
         settings = Settings()
         defs = load_defs()
-        job = defs.resolve_job_def("churn_retraining_job")
+        job = defs.resolve_job_def("retraining_job")
         selection = _selection(defs, args.suite)
         import_s = time.time() - began
         clock = StepClock(

@@ -1,43 +1,21 @@
-"""The one Dagster code location of CRM Signals, built from the domain folders in defs/."""
+"""The one Dagster code location of CRM Signals: every definition in defs/, found by folder.
+
+Each domain folder of defs/ (source, ingest, transform, governance, one per model, monitoring,
+publish, automation) holds its assets, checks, jobs, schedules and sensors; adding a file there
+is all it takes. Domains share code through orchestration/lib, never by importing each other.
+"""
+
+from pathlib import Path
 
 import dagster as dg
 
-from ml.core.settings import Settings
-from orchestration.defs import (
-    actions,
-    churn,
-    governance,
-    ingest,
-    leads,
-    monitoring,
-    next_product,
-    publish,
-    segments,
-    source,
-    transform,
-    uplift,
-    value,
-)
 from orchestration.resources import CrmSettings, dbt_cli
 
 
 @dg.definitions
 def defs() -> dg.Definitions:
-    settings = Settings()
     return dg.Definitions.merge(
-        source.defs,
-        ingest.defs,
-        transform.defs,
-        governance.defs,
-        churn.build_defs(settings),
-        monitoring.defs,
-        segments.defs,
-        uplift.defs,
-        leads.defs,
-        value.defs,
-        next_product.defs,
-        actions.defs,
-        publish.defs,
+        dg.load_from_defs_folder(path_within_project=Path(__file__).parent),
         dg.Definitions(
             resources={"crm": CrmSettings(), "dbt": dbt_cli()},
             # One step at a time in one process: DuckDB has one writer, and a process per step

@@ -9,6 +9,7 @@ import dagster as dg
 from dagster_dbt import DbtCliResource, DbtProject
 
 from ml.core.settings import Settings
+from ml.modelling.registry import Registry
 
 DBT_PROJECT_DIR = Path(__file__).resolve().parent.parent / "dbt_project"
 dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
@@ -30,6 +31,11 @@ class CrmSettings(dg.ConfigurableResource):
     def get(self) -> Settings:
         overrides = {k: v for k, v in self.model_dump().items() if v is not None}
         return Settings(**overrides)
+
+
+def registry(settings: Settings) -> Registry:
+    """The MLflow registry of these settings."""
+    return Registry(settings.mlflow_tracking_uri, settings.mlflow_artifacts_dir)
 
 
 def dbt_cli() -> DbtCliResource:

@@ -3,7 +3,7 @@
     make rollback MODEL=churn VERSION=3 REASON="v4 over-predicts after the price change"
     .venv/bin/python -m orchestration.rollback churn 3 --reason "..."
 
-The next scoring run (the daily schedule, or ``churn_scoring_job`` in the UI) scores with that
+The next scoring run (the daily schedule, or ``scoring_job`` in the UI) scores with that
 version. Every model of the suite is registered under its own name: churn, lead_scoring,
 next_product, retention_uplift, customer_value.
 """
@@ -13,10 +13,10 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from dataclasses import replace
 
 from ml.core.settings import Settings
-from ml.modelling.registry import MlflowConfig, roll_back
+from ml.modelling.registry import roll_back
+from orchestration.resources import registry
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -25,17 +25,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("version", help="version to make champion")
     parser.add_argument("--reason", default="manual rollback", help="why, for the audit trail")
     args = parser.parse_args(argv)
-    settings = Settings()
-    config = replace(
-        MlflowConfig(
-            tracking_uri=settings.mlflow_tracking_uri,
-            artifacts_dir=settings.mlflow_artifacts_dir,
-        ),
-        experiment=args.model,
-        model_name=args.model,
-    )
     try:
-        previous = roll_back(config, args.version, args.reason)
+        previous = roll_back(registry(Settings()), args.model, args.version, args.reason)
     except LookupError as error:
         print(f"rollback failed: {error}", file=sys.stderr)
         return 1

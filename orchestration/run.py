@@ -1,6 +1,6 @@
 """Run one job of the pipeline from the command line and print a short summary.
 
-``make run`` calls ``python -m orchestration.run churn_retraining_job``. The run is recorded in
+``make run`` calls ``python -m orchestration.run retraining_job``. The run is recorded in
 $DAGSTER_HOME, so it appears in the Dagster UI like any other run.
 """
 
@@ -52,7 +52,7 @@ def _materialization_metadata(result: dg.ExecuteInProcessResult) -> dict[str, di
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("job", help="churn_retraining_job or churn_scoring_job")
+    parser.add_argument("job", help="retraining_job or scoring_job")
     parser.add_argument(
         "--summary-json", type=Path, help="also write the summary here (used by benchmarks/)"
     )
@@ -113,6 +113,7 @@ _SUMMARY_FIELDS = (
     "records_erased",
     "rows_removed",
     "promoted",
+    "skipped",
     "roc_auc",
     "oracle_auc",
     "lift_top_decile",

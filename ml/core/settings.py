@@ -13,11 +13,11 @@ from pathlib import Path
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from ml.core.postgres import PostgresTarget
 from ml.core.privacy import pii_salt
-from ml.serving.publishing import PostgresTarget
 
 SYNTHETIC = "synthetic"
-_REPOSITORY = Path(__file__).resolve().parent.parent
+_REPOSITORY = Path(__file__).resolve().parents[2]
 
 
 class PathEscapeError(ValueError):

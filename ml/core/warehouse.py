@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import duckdb
@@ -139,6 +139,7 @@ def publish_table(
     *,
     replace_where: str | None = None,
     replace_params: Sequence[object] = (),
+    column_types: Mapping[str, str] | None = None,
 ) -> int:
     """Publish rows into ``schema.table`` atomically.
 
@@ -161,6 +162,8 @@ def publish_table(
         table: Target table.
         replace_where: Predicate selecting the rows this publish replaces, or None for all.
         replace_params: Values of the ``?`` placeholders in ``replace_where``.
+        column_types: Column -> SQL type to create and cast to (every column of the input);
+            None takes the types DuckDB infers from the input.
 
     Returns:
         The number of rows inserted.
@@ -168,8 +171,15 @@ def publish_table(
     target = qualified(schema, table)
     with _source_sql(con, frame_or_relation_sql) as select_sql:
         columns = _column_types(con, select_sql)
+        if column_types is not None:
+            columns = [(name, column_types[name]) for name, _ in columns]
         column_defs = ", ".join(f"{quote_ident(n)} {t}" for n, t in columns)
         column_list = ", ".join(quote_ident(n) for n, _ in columns)
+        casts = (
+            ", ".join(f"cast({quote_ident(n)} as {t})" for n, t in columns)
+            if column_types is not None
+            else column_list
+        )
         with transaction(con):
             con.execute(f"create schema if not exists {quote_ident(schema)}")
             existing = _table_columns(con, schema, table)
@@ -182,7 +192,7 @@ def publish_table(
                 con.execute(f"delete from {target} where {replace_where}", list(replace_params))
             inserted = fetch_row(
                 con,
-                f"insert into {target} ({column_list}) select {column_list} from ({select_sql})",
+                f"insert into {target} ({column_list}) select {casts} from ({select_sql})",
             )
     return int(inserted[0]) if inserted else 0
 

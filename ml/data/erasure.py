@@ -23,29 +23,30 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
 import duckdb
 import pandas as pd
+import psycopg2
+from psycopg2 import sql
 
+from ml.core.postgres import PostgresError, PostgresTarget, connect_postgres
 from ml.core.privacy import keyed_hash_sql, set_salt_variable
-from ml.core.warehouse import fetch_row, qualified, quote_ident, transaction
-from ml.serving.publishing import PostgresTarget, erase_from_postgres
+from ml.core.warehouse import fetch_row, qualified, transaction
+from ml.data.tombstones import (
+    RECORD_COLUMN,
+    TOMBSTONES_FILE,
+    read_parquet_or_empty,
+)
 
-TOMBSTONES_FILE = "tombstones.parquet"
 AUDIT_FILE = "audit.parquet"
-RECORD_COLUMN = "customer_record_id"
 PERSON_COLUMN = "customer_id"
 IDENTITY_MAP = "marts.customer_identity_map"
 REQUESTS_TABLE = "raw.erasure_requests"
 
-_TOMBSTONE_COLUMNS = {
-    "record_key_hash": "VARCHAR",
-    "request_id": "VARCHAR",
-    "erased_at": "TIMESTAMP",
-}
 _AUDIT_COLUMNS = {
     "request_id": "VARCHAR",
     "requested_at": "TIMESTAMP",
@@ -54,14 +55,6 @@ _AUDIT_COLUMNS = {
     "rows_removed": "BIGINT",
     "stores": "VARCHAR",
 }
-
-
-@dataclass(frozen=True)
-class Tombstones:
-    """The salted hashes of erased record ids, and the salt to hash incoming ids with."""
-
-    salt: str
-    record_key_hashes: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -84,12 +77,6 @@ class ErasureOutcome:
         return sum(self.rows_removed.values())
 
 
-def _read_parquet_or_empty(path: Path, columns: dict[str, str]) -> pd.DataFrame:
-    if path.is_file():
-        return pd.read_parquet(path)
-    return pd.DataFrame({name: pd.Series(dtype="object") for name in columns})
-
-
 def _append_parquet(con: duckdb.DuckDBPyConnection, path: Path, rows: pd.DataFrame) -> None:
     """Append ``rows`` to a small Parquet log, atomically (temporary file, then ``os.replace``)."""
     combined = (
@@ -107,61 +94,9 @@ def _append_parquet(con: duckdb.DuckDBPyConnection, path: Path, rows: pd.DataFra
         tmp.unlink(missing_ok=True)
 
 
-def read_tombstones(erasure_dir: Path, salt: str) -> Tombstones:
-    """The tombstones written so far (none before the first erasure)."""
-    frame = _read_parquet_or_empty(Path(erasure_dir) / TOMBSTONES_FILE, _TOMBSTONE_COLUMNS)
-    return Tombstones(salt, frozenset(frame["record_key_hash"].astype(str)))
-
-
 def read_audit_log(erasure_dir: Path) -> pd.DataFrame:
     """The erasure audit log: one row per request carried out."""
-    return _read_parquet_or_empty(Path(erasure_dir) / AUDIT_FILE, _AUDIT_COLUMNS)
-
-
-def _register_hashes(con: duckdb.DuckDBPyConnection, tombstones: Tombstones) -> str:
-    name = f"_erased_{uuid.uuid4().hex[:12]}"
-    con.register(name, pd.DataFrame({"h": sorted(tombstones.record_key_hashes)}, dtype="object"))
-    return name
-
-
-def drop_erased_rows(
-    con: duckdb.DuckDBPyConnection,
-    table_sql: str,
-    tombstones: Tombstones,
-    *,
-    record_column: str | None = None,
-    raw_line_column: str | None = None,
-) -> int:
-    """Delete the rows of erased records from a (temporary) table; return how many went.
-
-    Args:
-        con: Connection holding the table.
-        table_sql: Quoted name of the table (e.g. a temp table of a file being loaded).
-        tombstones: The erased records.
-        record_column: The column with the customer record id (compared trimmed).
-        raw_line_column: A column with whole malformed CSV lines: a line with a field equal to
-            an erased record id goes.
-    """
-    if not tombstones.record_key_hashes or (record_column is None and raw_line_column is None):
-        return 0
-    set_salt_variable(con, tombstones.salt)
-    hashes = _register_hashes(con, tombstones)
-    try:
-        predicates = []
-        if record_column is not None:
-            record = f"trim(cast({quote_ident(record_column)} as varchar))"
-            predicates.append(f"{keyed_hash_sql(record)} in (select h from {hashes})")
-        if raw_line_column is not None:
-            fields = f"string_split(replace({quote_ident(raw_line_column)}, '\"', ''), ',')"
-            hashed_fields = f"list_transform({fields}, lambda x: {keyed_hash_sql('trim(x)')})"
-            predicates.append(
-                f"({quote_ident(raw_line_column)} is not null and "
-                f"list_has_any({hashed_fields}, (select list(h) from {hashes})))"
-            )
-        (deleted,) = fetch_row(con, f"delete from {table_sql} where {' or '.join(predicates)}")
-    finally:
-        con.unregister(hashes)
-    return int(deleted)
+    return read_parquet_or_empty(Path(erasure_dir) / AUDIT_FILE, _AUDIT_COLUMNS)
 
 
 def pending_requests(con: duckdb.DuckDBPyConnection, erasure_dir: Path) -> pd.DataFrame:
@@ -390,3 +325,41 @@ def erase_requested_persons(
     )
     _append_parquet(con, Path(erasure_dir) / AUDIT_FILE, audit)
     return outcome
+
+
+def erase_from_postgres(target: PostgresTarget, customer_ids: Sequence[str]) -> dict[str, int]:
+    """Delete the customers' rows from every table of the published schema, atomically.
+
+    ``score_history`` keeps past runs, so an erased person would stay in it without this; the
+    snapshot tables are replaced whole by the next publish, but are cleaned now too.
+
+    Returns:
+        Rows removed per ``postgres:schema.table``; empty when the schema does not exist yet.
+    """
+    if not customer_ids:
+        return {}
+    removed: dict[str, int] = {}
+    with connect_postgres(target) as con:
+        try:
+            with con, con.cursor() as cur:
+                cur.execute(
+                    "select table_name, column_name from information_schema.columns "
+                    "where table_schema = %s and column_name in ('customer_id', 'entity_id') "
+                    "order by 1",
+                    [target.schema],
+                )
+                for table, column in cur.fetchall():
+                    cur.execute(
+                        sql.SQL("delete from {} where {} = any(%s)").format(
+                            sql.Identifier(target.schema, table), sql.Identifier(column)
+                        ),
+                        [list(customer_ids)],
+                    )
+                    if cur.rowcount:
+                        removed[f"postgres:{target.schema}.{table}"] = int(cur.rowcount)
+        except psycopg2.Error as error:
+            raise PostgresError(
+                f"erasing from PostgreSQL at {target.redacted} failed and was rolled back: "
+                f"{str(error).strip()}"
+            ) from error
+    return removed

@@ -38,7 +38,7 @@ import duckdb
 from ml.core.settings import path_within
 from ml.core.warehouse import fetch_row, quote_ident, sql_literal, transaction
 from ml.data.contract import Column, Table
-from ml.data.erasure import RECORD_COLUMN, Tombstones, drop_erased_rows
+from ml.data.tombstones import RECORD_COLUMN, Tombstones, drop_erased_rows
 
 RAW_SCHEMA = "raw"
 QUARANTINE_SCHEMA = "quarantine"

@@ -1,14 +1,127 @@
-"""Feature frames in the form CatBoost expects, shared by every model in ``ml/``."""
+"""The boosting kit every model of the suite is built from: CatBoost settings, frames, calibration.
+
+* :class:`BoostingParams` is the one CatBoost parameter type: each model's config holds one
+  (``config.boosting``) and builds its boosters with :meth:`BoostingParams.classifier` or
+  :meth:`BoostingParams.regressor`, so ``allow_writing_files=False`` (else CatBoost writes
+  ``catboost_info/`` into the working directory), the seed and the thread count are set in one
+  place.
+* :func:`catboost_frame` gives a feature frame the dtypes CatBoost expects.
+* Calibration: a binary booster's log-odds may be mapped to calibrated probabilities by a
+  :class:`Calibrator`. :func:`fit_with_calibration` is the one path every calibrated model
+  takes: the booster is fitted without a calibration slice, a Platt map on its log-odds is kept
+  only if it lowers the out-of-fold Brier score on that slice (:func:`choose_calibrator`), and
+  only when no map is kept is the booster refitted with the slice added. A kept calibrator is
+  never paired with a booster refitted on its own calibration rows.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
-from typing import Any
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import asdict, dataclass, replace
+from typing import Any, Generic, Literal, TypeVar
 
 import numpy as np
 import pandas as pd
+from catboost import CatBoostClassifier, CatBoostRegressor, Pool
+from sklearn.isotonic import IsotonicRegression
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import brier_score_loss
+
+from ml.core.maths import sigmoid
 
 MISSING_CATEGORY = "missing"
+CalibrationMode = Literal["auto", "none", "sigmoid", "isotonic"]
+
+
+@dataclass(frozen=True)
+class BoostingParams:
+    """CatBoost settings of one model.
+
+    Attributes:
+        iterations: Boosting rounds (fixed: no model here stops early on held-out data, which
+            would then no longer be held out).
+        depth: Tree depth.
+        learning_rate: Step size.
+        l2_leaf_reg: L2 regularisation of leaf values; None leaves CatBoost's default (3).
+        one_hot_max_size: Categoricals with at most this many values are one-hot encoded
+            instead of target statistics; None leaves CatBoost's default.
+        max_ctr_complexity: Most categorical features CatBoost combines into one statistic;
+            None leaves CatBoost's default.
+        thread_count: CatBoost threads.
+        seed: Random seed of CatBoost (and of the model's own folds and samples).
+    """
+
+    iterations: int = 400
+    depth: int = 4
+    learning_rate: float = 0.05
+    l2_leaf_reg: float | None = None
+    one_hot_max_size: int | None = None
+    max_ctr_complexity: int | None = None
+    thread_count: int = 2
+    seed: int = 42
+
+    def __post_init__(self) -> None:
+        if self.iterations < 1 or self.depth < 1 or self.thread_count < 1:
+            raise ValueError("iterations, depth and thread_count must be >= 1")
+
+    def _kwargs(self) -> dict[str, Any]:
+        optional = {
+            "l2_leaf_reg": self.l2_leaf_reg,
+            "one_hot_max_size": self.one_hot_max_size,
+            "max_ctr_complexity": self.max_ctr_complexity,
+        }
+        return {
+            "iterations": self.iterations,
+            "depth": self.depth,
+            "learning_rate": self.learning_rate,
+            **{k: v for k, v in optional.items() if v is not None},
+            "thread_count": self.thread_count,
+            "random_seed": self.seed,
+            "allow_writing_files": False,
+            "verbose": False,
+        }
+
+    def classifier(
+        self, monotone_constraints: Mapping[str, int] | None = None
+    ) -> CatBoostClassifier:
+        """An unfitted binary classifier (log loss).
+
+        Args:
+            monotone_constraints: Feature name to 1 (the prediction never falls as it grows) or
+                -1 (never rises); features not named are unconstrained.
+        """
+        extra = {"monotone_constraints": dict(monotone_constraints)} if monotone_constraints else {}
+        return CatBoostClassifier(loss_function="Logloss", **self._kwargs(), **extra)
+
+    def regressor(self, loss_function: str = "RMSE") -> CatBoostRegressor:
+        """An unfitted regressor with ``loss_function`` (e.g. ``Poisson``, ``Tweedie:...``)."""
+        return CatBoostRegressor(loss_function=loss_function, **self._kwargs())
+
+    def with_threads(self, thread_count: int) -> BoostingParams:
+        """The same settings on ``thread_count`` threads (the run's ``CRM_THREADS``)."""
+        return replace(self, thread_count=thread_count)
+
+
+def flat_params(settings: object, prefix: str = "") -> dict[str, str | int | float | bool | None]:
+    """A (nested) settings dataclass as flat parameters, nested fields as ``<field>_<name>``."""
+    flat: dict[str, str | int | float | bool | None] = {}
+    for name, value in asdict(settings).items():  # type: ignore[call-overload]
+        if isinstance(value, dict):
+            for key, inner in _flatten(value, f"{prefix}{name}_").items():
+                flat[key] = inner
+        else:
+            flat[f"{prefix}{name}"] = value
+    return flat
+
+
+def _flatten(values: dict[str, Any], prefix: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, value in values.items():
+        if isinstance(value, dict):
+            out |= _flatten(value, f"{prefix}{name}_")
+        else:
+            out[f"{prefix}{name}"] = value
+    return out
 
 
 def catboost_frame(
@@ -59,3 +172,265 @@ def catboost_frame(
                     f"feature {name!r} is not numeric; list it in cat_features"
                 ) from None
     return pd.DataFrame(columns, index=frame.index)
+
+
+# --------------------------------------------------------------------------------------------
+# Calibration
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Calibrator:
+    """A monotone map from booster log-odds to calibrated probability.
+
+    Attributes:
+        method: ``sigmoid`` (Platt: ``sigmoid(coef * logit + intercept)``) or ``isotonic``
+            (piecewise linear through the fitted thresholds, clipped at the ends).
+        coef: Platt slope.
+        intercept: Platt intercept.
+        x_thresholds: Isotonic knots on the log-odds axis.
+        y_thresholds: Isotonic probabilities at the knots.
+    """
+
+    method: Literal["sigmoid", "isotonic"]
+    coef: float = 1.0
+    intercept: float = 0.0
+    x_thresholds: tuple[float, ...] = ()
+    y_thresholds: tuple[float, ...] = ()
+
+    def apply(self, logit: np.ndarray) -> np.ndarray:
+        """Map booster log-odds to probabilities."""
+        if self.method == "sigmoid":
+            return sigmoid(self.coef * logit + self.intercept)
+        return np.interp(logit, np.asarray(self.x_thresholds), np.asarray(self.y_thresholds))
+
+    @classmethod
+    def fit(
+        cls, method: Literal["sigmoid", "isotonic"], logit: np.ndarray, y: np.ndarray
+    ) -> Calibrator:
+        """Fit a calibrator on booster log-odds and 0/1 labels."""
+        if method == "sigmoid":
+            # Unpenalised: the map has two parameters and thousands of rows.
+            lr = LogisticRegression(C=np.inf).fit(logit.reshape(-1, 1), y)
+            return cls("sigmoid", coef=float(lr.coef_[0, 0]), intercept=float(lr.intercept_[0]))
+        iso = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0).fit(logit, y)
+        return cls(
+            "isotonic",
+            x_thresholds=tuple(float(v) for v in iso.X_thresholds_),
+            y_thresholds=tuple(float(v) for v in iso.y_thresholds_),
+        )
+
+
+@dataclass(frozen=True)
+class CalibrationReport:
+    """How the calibration choice was made.
+
+    Attributes:
+        method: ``none``, ``sigmoid`` or ``isotonic``.
+        brier_uncalibrated: Brier score of the raw booster on the calibration slice (auto only).
+        brier_calibrated_out_of_fold: Out-of-fold Brier score of the Platt map (auto only).
+        refit_on_calibration_slice: The booster was refitted with the calibration slice added.
+    """
+
+    method: str
+    brier_uncalibrated: float | None = None
+    brier_calibrated_out_of_fold: float | None = None
+    refit_on_calibration_slice: bool = False
+
+    def as_metrics(self) -> dict[str, float]:
+        """The Brier scores compared, as flat metrics (those that were measured)."""
+        metrics = {}
+        if self.brier_uncalibrated is not None:
+            metrics["calibration_brier_uncalibrated"] = self.brier_uncalibrated
+        if self.brier_calibrated_out_of_fold is not None:
+            metrics["calibration_brier_sigmoid_oof"] = self.brier_calibrated_out_of_fold
+        return metrics
+
+
+class CalibratedBooster:
+    """Prediction and explanation shared by the calibrated binary CatBoost models.
+
+    A subclass sets ``booster``, ``calibrator``, ``calibration_report`` and ``cat_features`` and
+    defines ``prepare``.
+    """
+
+    booster: CatBoostClassifier
+    calibrator: Calibrator | None
+    calibration_report: CalibrationReport
+    cat_features: tuple[str, ...]
+
+    def prepare(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """The model's features in order, with the dtypes CatBoost expects."""
+        raise NotImplementedError
+
+    def _pool(self, frame: pd.DataFrame) -> Pool:
+        return self.pool(self.prepare(frame))
+
+    def pool(self, prepared: pd.DataFrame) -> Pool:
+        """A CatBoost Pool of rows already :meth:`prepare`-d, to predict and explain once."""
+        return Pool(prepared, cat_features=list(self.cat_features))
+
+    def raw_logit(self, frame: pd.DataFrame) -> np.ndarray:
+        """Booster log-odds (before calibration)."""
+        return self.raw_logit_of_pool(self._pool(frame))
+
+    def raw_logit_of_pool(self, pool: Pool) -> np.ndarray:
+        """Booster log-odds (before calibration) of the rows of a Pool from :meth:`pool`."""
+        return np.asarray(self.booster.predict(pool, prediction_type="RawFormulaVal"), dtype=float)
+
+    def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
+        """Calibrated probability of the positive class per row, in [0, 1]."""
+        return self.predict_proba_of_pool(self._pool(frame))
+
+    def predict_proba_of_pool(self, pool: Pool) -> np.ndarray:
+        """:meth:`predict_proba` of the rows of a Pool from :meth:`pool` (no frame copies)."""
+        logit = self.raw_logit_of_pool(pool)
+        proba = self.calibrator.apply(logit) if self.calibrator else sigmoid(logit)
+        return np.clip(proba, 0.0, 1.0)
+
+    def shap_values(self, frame: pd.DataFrame) -> np.ndarray:
+        """SHAP contributions per row and feature, in log-odds of the uncalibrated booster.
+
+        Returns:
+            Array of shape (rows, features), columns in model order (bias dropped).
+        """
+        shap = self.booster.get_feature_importance(self._pool(frame), type="ShapValues")
+        return np.asarray(shap, dtype=float)[:, :-1]
+
+
+def choose_calibrator(
+    logit: np.ndarray, y: np.ndarray, mode: CalibrationMode, seed: int = 42
+) -> tuple[Calibrator | None, CalibrationReport]:
+    """Pick the calibrator for booster log-odds on the calibration slice.
+
+    ``auto`` compares the Brier score of the raw booster with the out-of-fold Brier score of a
+    Platt map (2 folds) and keeps the map only if it is lower. ``sigmoid``/``isotonic`` always fit
+    that map; ``none`` never does.
+
+    Args:
+        logit: Booster log-odds on the calibration slice.
+        y: 0/1 labels of the slice.
+        mode: Calibration mode.
+        seed: Seed of the fold assignment.
+
+    Returns:
+        The calibrator (or ``None``) and a report of the Brier scores compared.
+    """
+    if mode == "none":
+        return None, CalibrationReport("none")
+    if mode == "sigmoid" or mode == "isotonic":
+        return Calibrator.fit(mode, logit, y), CalibrationReport(mode)
+
+    brier_raw = float(brier_score_loss(y, sigmoid(logit)))
+    folds = np.random.default_rng(seed).permutation(len(y)) % 2
+    out_of_fold = np.empty(len(y), dtype=float)
+    for k in (0, 1):  # two folds, not rows
+        fit_rows, score_rows = folds != k, folds == k
+        if len(np.unique(y[fit_rows])) < 2:
+            return None, CalibrationReport("none", brier_raw, None)
+        cal = Calibrator.fit("sigmoid", logit[fit_rows], y[fit_rows])
+        out_of_fold[score_rows] = cal.apply(logit[score_rows])
+    brier_cal = float(brier_score_loss(y, out_of_fold))
+    if brier_cal < brier_raw:
+        return Calibrator.fit("sigmoid", logit, y), CalibrationReport(
+            "sigmoid", brier_raw, brier_cal
+        )
+    return None, CalibrationReport("none", brier_raw, brier_cal)
+
+
+BoosterT = TypeVar("BoosterT", bound=CalibratedBooster)
+
+
+@dataclass(frozen=True, eq=False)
+class CalibratedFit(Generic[BoosterT]):
+    """A calibrated booster and what its calibration slice saw.
+
+    Attributes:
+        model: The booster with its calibrator (or none) and calibration report.
+        held_out_logit: Log-odds, on the calibration rows, of the booster fitted without them
+            (an honest holdout prediction); None when there was no calibration slice.
+    """
+
+    model: BoosterT
+    held_out_logit: np.ndarray | None
+
+
+def fit_with_calibration(
+    fit: Callable[[pd.DataFrame], BoosterT],
+    rows: pd.DataFrame,
+    is_calibration: np.ndarray,
+    labels: Callable[[pd.DataFrame], np.ndarray],
+    mode: CalibrationMode,
+    seed: int,
+    refit_without_calibrator: bool = True,
+    held_out_prediction: bool = False,
+) -> CalibratedFit[BoosterT]:
+    """Fit a booster without the calibration rows, choose its calibrator on them, refit if none
+    is kept.
+
+    With no calibration row, or ``mode == "none"`` when no held-out prediction is asked for, the
+    booster is fitted on all rows at once: no fitted object would depend on the slice.
+
+    Args:
+        fit: Fits an uncalibrated booster on the rows given.
+        rows: Every training row; a refit uses them in this order.
+        is_calibration: Boolean mask of the calibration rows (held out from the first fit).
+        labels: The 0/1 labels of a frame of rows.
+        mode: Calibration mode (see :func:`choose_calibrator`).
+        seed: Seed of the calibration folds.
+        refit_without_calibrator: When no calibrator is kept, refit the booster on all rows,
+            calibration rows included (costs a second fit).
+        held_out_prediction: Fit without the calibration rows first even in mode ``none``, for
+            :attr:`CalibratedFit.held_out_logit` (a model's holdout metrics).
+
+    Returns:
+        The fitted model with its calibrator (or ``None``) and calibration report.
+    """
+    is_calibration = np.asarray(is_calibration, dtype=bool)
+    if not is_calibration.any() or (mode == "none" and not held_out_prediction):
+        return CalibratedFit(fit(rows), None)
+    calibration = rows.loc[is_calibration].reset_index(drop=True)
+    model = fit(rows.loc[~is_calibration].reset_index(drop=True))
+    logit = model.raw_logit(calibration)
+    calibrator, report = choose_calibrator(logit, labels(calibration), mode, seed)
+    if calibrator is None and refit_without_calibrator:
+        # Nothing fitted depends on the calibration rows now, so they can join the training rows.
+        model = fit(rows)
+        report = replace(report, refit_on_calibration_slice=True)
+    model.calibrator = calibrator
+    model.calibration_report = report
+    return CalibratedFit(model, logit)
+
+
+# Configs pickled into models registered before this kit held these CatBoost settings flat.
+_FLAT_BOOSTING_FIELDS = {
+    "iterations": "iterations",
+    "depth": "depth",
+    "learning_rate": "learning_rate",
+    "l2_leaf_reg": "l2_leaf_reg",
+    "one_hot_max_size": "one_hot_max_size",
+    "max_ctr_complexity": "max_ctr_complexity",
+    "thread_count": "thread_count",
+    "threads": "thread_count",
+    "seed": "seed",
+}
+
+
+class HoldsBoosting:
+    """Base of the model configs that hold their CatBoost settings in a ``boosting`` field.
+
+    A model registered before :class:`BoostingParams` existed pickled its config with the
+    CatBoost settings as flat fields (``iterations``, ``depth``, ..., the CLV config said
+    ``threads``); unpickling such a config moves them into ``boosting``, so the registered model
+    loads as a config of today.
+    """
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        state = dict(state)
+        if "boosting" not in state:
+            flat = {
+                new: state.pop(old) for old, new in _FLAT_BOOSTING_FIELDS.items() if old in state
+            }
+            state["boosting"] = BoostingParams(**flat)
+        for name, value in state.items():
+            object.__setattr__(self, name, value)

@@ -33,6 +33,7 @@ from scipy.stats import chi2_contingency, spearmanr
 from scipy.stats.contingency import association
 
 from ml.data.contract import PROTECTED_COLUMNS
+from ml.modelling.model_card import markdown_table
 
 UNKNOWN = "unknown"
 PROTECTED_ATTRIBUTES: tuple[str, ...] = ("gender", "age_band")
@@ -245,7 +246,7 @@ class FairnessReport:
         groups = self.groups.drop(columns=["gated"])
         # precision@k is all-NaN without a capacity; an empty column only adds noise.
         groups = groups.loc[:, groups.notna().any() | ~groups.columns.isin(GROUP_METRICS)]
-        return "\n".join([*lines, _markdown(summary), "", _markdown(groups)])
+        return "\n".join([*lines, markdown_table(summary), "", markdown_table(groups)])
 
 
 def protected_groups(
@@ -615,16 +616,3 @@ def _json_value(value: Any) -> Any:
     if isinstance(value, float) and math.isnan(value):
         return None
     return value
-
-
-def _markdown(frame: pd.DataFrame) -> str:
-    # Hand-written so the UI does not need the optional ``tabulate`` dependency of to_markdown.
-    def cell(value: Any) -> str:
-        if isinstance(value, float | np.floating):
-            return "n/a" if math.isnan(value) else f"{value:.3f}"
-        return str(value).replace("|", "\\|")
-
-    header = "| " + " | ".join(map(str, frame.columns)) + " |"
-    rule = "|" + "|".join("---" for _ in frame.columns) + "|"
-    body = ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
-    return "\n".join([header, rule, *body])

@@ -24,7 +24,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 from urllib.parse import quote
 
 import numpy as np
@@ -86,10 +86,11 @@ class ModelCard:
 
     Attributes:
         model_name: Registered model name.
-        model_version: Registered version, as the registry gives it.
+        intended_use: What the scores are for, in a sentence or two.
+        model_version: Registered version, as the registry gives it (filled in by
+            ``ml.modelling.registry.register``, like ``alias``, ``created_at`` and ``promotion``).
         alias: ``champion`` or ``challenger``.
         created_at: When the version was registered (or the card built).
-        intended_use: What the scores are for, in a sentence or two.
         not_intended_for: Uses the model must not be put to.
         data_window: Training as-of dates, validation date, rows, positive rate, ...
         features: ``(name, kind, description)`` per model input.
@@ -108,10 +109,10 @@ class ModelCard:
     """
 
     model_name: str
-    model_version: str
-    alias: str
-    created_at: datetime
     intended_use: str
+    model_version: str = ""
+    alias: str = ""
+    created_at: datetime | None = None
     not_intended_for: tuple[str, ...] = ()
     data_window: Mapping[str, object] = field(default_factory=dict)
     features: tuple[tuple[str, str, str], ...] = ()
@@ -499,3 +500,21 @@ def write_model_card(card: ModelCard, directory: Path) -> tuple[Path, Path]:
     _write_atomic(markdown_path, render_markdown(card).encode("utf-8"))
     _write_atomic(html_path, render_html(card, embed_images=True).encode("utf-8"))
     return markdown_path, html_path
+
+
+def markdown_table(frame: pd.DataFrame) -> str:
+    """A small frame as a Markdown table (floats to 3 decimals, NaN as n/a), for run pages.
+
+    Hand-written so the UI does not need the optional ``tabulate`` dependency of
+    ``DataFrame.to_markdown``.
+    """
+
+    def cell(value: Any) -> str:
+        if isinstance(value, float | np.floating):
+            return "n/a" if math.isnan(value) else f"{value:.3f}"
+        return str(value).replace("|", "\\|")
+
+    header = "| " + " | ".join(map(str, frame.columns)) + " |"
+    rule = "|" + "|".join("---" for _ in frame.columns) + "|"
+    body = ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join([header, rule, *body])

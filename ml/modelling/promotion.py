@@ -183,3 +183,40 @@ def decide_promotion(
         champion_version=champion_version,
         rows=rows,
     )
+
+
+def decide_by_metric(
+    metric: str,
+    new_score: float,
+    champion_score: float | None,
+    *,
+    rows: int,
+    champion_version: str | None = None,
+    margin: float = 0.0,
+) -> PromotionDecision:
+    """The rule for a model judged by one held-out metric (higher is better).
+
+    The new version becomes champion when ``new_score >= champion_score - margin``, both measured
+    on the same held-out rows. ``new_score`` is measured before any refit on those rows; the
+    champion may have been refitted on them in its own run, which favours the champion: the rule
+    errs on the side of keeping it.
+    """
+    if champion_score is None:
+        reason = f"first model: {metric} {new_score:.4f}, no champion"
+        return PromotionDecision(True, reason, (), (), champion_version, rows)
+    limit = champion_score - margin
+    passed = bool(new_score >= limit)
+    term = PromotionTerm(metric, float(new_score), float(champion_score), limit, True, passed)
+    comparison = (
+        f"{metric} {new_score:.4f} {'>=' if passed else '<'} champion v{champion_version} "
+        f"{champion_score:.4f} - margin {margin:.4f} on the same held-out data"
+    )
+    reason = f"promoted: {comparison}" if passed else f"kept as challenger: {comparison}"
+    return PromotionDecision(passed, reason, (term,), (), champion_version, rows)
+
+
+def refitted_every_run(metric: str, score: float, *, rows: int) -> PromotionDecision:
+    """The decision for a model refitted from scratch every run after a method was chosen on a
+    holdout (CLV): the new version always serves, there is nothing to compare it with."""
+    reason = f"refitted every run: {metric} {score:.4f} on its holdout"
+    return PromotionDecision(True, reason, (), (), None, rows)

@@ -1,23 +1,33 @@
-"""MLflow logging, model registry and champion/challenger promotion (sqlite backend).
+"""The model registry: every model of the suite is logged, registered and loaded the same way.
 
-A trained :class:`~ml.models.churn.model.ChurnModel` is logged as a pyfunc model whose artifacts are the
-CatBoost binary and a JSON of the calibrator and feature lists, so the calibrator always travels
-with its booster. Promotion is by rule: the new version becomes ``champion`` only if its AUC on the
-same validation frame is at least the current champion's AUC minus a margin; otherwise it is
-``challenger``.
+One life cycle for every model (MLflow on sqlite by default):
 
-Nothing per person is logged: parameters, aggregate metrics, the split summary (dates, counts,
-rates), the two plots and the model. No training rows, no customer ids, no input example.
+* a training pipeline returns a :class:`Candidate`: the fitted model object, its parameters and
+  aggregate metrics, its plots, its model card, and the rule that decides whether it replaces the
+  champion (:mod:`ml.modelling.promotion`);
+* :func:`register` loads the current champion, lets the rule compare both on the same held-out
+  rows, logs the run (parameters, metrics, plots, ``promotion_decision.json``, the model card),
+  registers the model and sets the ``champion`` or ``challenger`` alias;
+* :func:`load_champion` loads the model object behind ``models:/<name>@champion``.
+
+The model travels as one pyfunc wrapper, :class:`ModelPyfunc`, that carries the fitted object
+(MLflow pickles it with cloudpickle; a booster travels with its calibrator). Nothing per person
+is logged: parameters, aggregate metrics, plots and the model, never training rows, customer ids
+or an input example.
 
 MLflow keeps the tracking URI in process-global state; every public function here sets it from
-its :class:`MlflowConfig` first, so calls with different configs do not leak into each other.
+its :class:`Registry` first, so calls with different registries do not leak into each other.
 """
 
 from __future__ import annotations
 
-import tempfile
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+import contextlib
+import importlib
+import sys
+import types
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from importlib.metadata import version as installed_version
 from pathlib import Path
 from typing import Any
@@ -29,377 +39,46 @@ from mlflow.exceptions import MlflowException
 from mlflow.pyfunc import PythonModel
 from mlflow.tracking import MlflowClient
 
-from ml.data.features import LABEL_COLUMN
-from ml.modelling.evaluation import EvaluationResult
-from ml.modelling.promotion import (
-    PromotionDecision,
-    PromotionRule,
-    decide_promotion,
-    promotion_scores,
-)
-from ml.models.churn.model import ChurnModel
-from ml.serving.publishing import redact_url
+from ml.core.postgres import redact_url
+from ml.modelling.model_card import ModelCard, write_model_card
+from ml.modelling.promotion import PromotionDecision
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
-_ARTIFACT_KEY = "churn_model"
 _REQUIREMENTS = ("catboost", "pandas", "numpy", "scikit-learn")
+# What the registry answers when there is simply no champion yet (no model, or no alias).
+_NO_CHAMPION_CODES = {"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"}
 
 
 @dataclass(frozen=True)
-class MlflowConfig:
-    """Where to track and register.
+class Registry:
+    """Where models are tracked and registered.
 
     Attributes:
-        tracking_uri: ``sqlite:///<CRM_HOME>/mlflow.db``; also used as the registry URI.
-        artifacts_dir: Root of run and model artifacts (``<CRM_HOME>/mlartifacts``).
-        experiment: Experiment name.
-        model_name: Registered model name.
+        tracking_uri: ``sqlite:///<CRM_HOME>/mlflow.db`` or a server; also the registry URI.
+        artifacts_dir: Root of run and model artifacts (``<CRM_HOME>/mlartifacts``) for
+            experiments this registry creates.
     """
 
     tracking_uri: str
     artifacts_dir: Path
-    experiment: str = "churn"
-    model_name: str = "churn"
-
-
-@dataclass(frozen=True)
-class RegistrationResult:
-    """Outcome of logging and registering one model.
-
-    Attributes:
-        run_id: MLflow run id.
-        model_version: Registered model version (string, as the registry gives it).
-        alias: ``champion`` or ``challenger``.
-        champion_auc_before: AUC of the previous champion on the same validation frame, or
-            ``None`` when there was no champion.
-        reason: The promotion decision in words, with the numbers.
-        decision: The whole decision, term by term.
-    """
-
-    run_id: str
-    model_version: str
-    alias: str
-    champion_auc_before: float | None
-    reason: str
-    decision: PromotionDecision
-
-
-class ChurnPyfunc(PythonModel):
-    """pyfunc wrapper: loads the booster and calibrator from the model's artifacts.
-
-    ``predict`` returns calibrated churn probabilities for a frame of features.
-    """
-
-    def __init__(self) -> None:
-        self.model: ChurnModel | None = None
-
-    def load_context(self, context: Any) -> None:
-        self.model = ChurnModel.load(Path(context.artifacts[_ARTIFACT_KEY]))
-
-    # A DataFrame hint tells MLflow not to infer a schema (no input example is ever logged).
-    def predict(
-        self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
-    ) -> np.ndarray:
-        if self.model is None:
-            raise RuntimeError("model artifacts are not loaded")
-        return self.model.predict_proba(model_input)
-
-
-def _use(config: MlflowConfig) -> MlflowClient:
-    mlflow.set_tracking_uri(config.tracking_uri)
-    mlflow.set_registry_uri(config.tracking_uri)
-    return MlflowClient(tracking_uri=config.tracking_uri, registry_uri=config.tracking_uri)
-
-
-def _experiment_id(client: MlflowClient, config: MlflowConfig) -> str:
-    experiment = client.get_experiment_by_name(config.experiment)
-    if experiment is not None:
-        return str(experiment.experiment_id)
-    # Without an explicit location MLflow would write artifacts to ./mlruns in the cwd.
-    location = (config.artifacts_dir / config.experiment).resolve()
-    location.mkdir(parents=True, exist_ok=True)
-    return str(client.create_experiment(config.experiment, artifact_location=location.as_uri()))
-
-
-def _pip_requirements() -> list[str]:
-    return [f"{name}=={installed_version(name)}" for name in _REQUIREMENTS]
 
 
 class RegistryUnavailableError(RuntimeError):
     """The MLflow tracking server or registry database cannot be reached."""
 
 
-# What the registry answers when there is simply no champion yet (no model, or no alias).
-_NO_CHAMPION_CODES = {"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"}
+class ModelPyfunc(PythonModel):
+    """The pyfunc wrapper of every registered model: it carries the fitted model object.
 
-
-def _champion_version(client: MlflowClient, config: MlflowConfig) -> str | None:
-    try:
-        return str(client.get_model_version_by_alias(config.model_name, CHAMPION).version)
-    except MlflowException as error:
-        if error.error_code in _NO_CHAMPION_CODES:
-            return None
-        # Anything else (connection refused, a locked database) must not read as "no champion".
-        # MLflow's message repeats the URI, password included: redact it and do not chain the
-        # original error, whose text would reach the run log.
-        redacted = redact_url(config.tracking_uri)
-        raise RegistryUnavailableError(
-            f"MLflow registry at {redacted} is unavailable, so {config.model_name!r} cannot be "
-            f"loaded and nothing is scored or published: "
-            f"{str(error).replace(config.tracking_uri, redacted)}"
-        ) from None
-
-
-def _required_champion_version(config: MlflowConfig) -> str:
-    version = _champion_version(_use(config), config)
-    if version is None:
-        raise LookupError(
-            f"no champion for registered model {config.model_name!r} at {config.tracking_uri}: "
-            "train and register a model first"
-        )
-    return version
-
-
-def _load_version(config: MlflowConfig, version: str) -> ChurnModel:
-    loaded = mlflow.pyfunc.load_model(f"models:/{config.model_name}/{version}")
-    wrapper = loaded.unwrap_python_model()
-    if not isinstance(wrapper, ChurnPyfunc) or wrapper.model is None:
-        raise TypeError(f"{config.model_name} version {version} is not a churn pyfunc model")
-    return wrapper.model
-
-
-def latest_promotion_decision(config: MlflowConfig) -> tuple[str, str | None, dict[str, Any]]:
-    """The newest registered version, the current champion, and the version's decision.
-
-    Returns:
-        ``(version, champion_version, decision)``; the decision is ``promotion_decision.json``
-        of the version's run (``PromotionDecision.to_dict()``).
-
-    Raises:
-        LookupError: Nothing is registered under the model name yet.
-    """
-    client = _use(config)
-    versions = client.search_model_versions(f"name = '{config.model_name}'")
-    if not versions:
-        raise LookupError(f"no version of {config.model_name!r} at {config.tracking_uri}")
-    newest = max(versions, key=lambda v: int(v.version))
-    decision = mlflow.artifacts.load_dict(f"runs:/{newest.run_id}/promotion_decision.json")
-    return str(newest.version), _champion_version(client, config), decision
-
-
-def load_champion(config: MlflowConfig) -> tuple[ChurnModel, str]:
-    """Load the model behind ``models:/<model_name>@champion``.
-
-    Args:
-        config: Tracking and registry settings.
-
-    Returns:
-        The model and its registered version.
-
-    Raises:
-        LookupError: If no version carries the champion alias (nothing trained yet).
-    """
-    version = _required_champion_version(config)
-    # Load by version, not by alias, so the returned version is the one actually loaded.
-    return _load_version(config, version), version
-
-
-def _flat_params(params: dict[str, Any], prefix: str = "") -> dict[str, str]:
-    return {f"{prefix}{k}": str(v) for k, v in params.items()}
-
-
-def log_unregistered_run(
-    config: MlflowConfig,
-    params: dict[str, Any],
-    metrics: dict[str, float],
-    json_artifacts: dict[str, Any],
-) -> str:
-    """Log one run of a model that has no registry life cycle (e.g. segments, refitted each run).
-
-    Args:
-        config: Tracking settings; ``config.experiment`` names the experiment.
-        params: Flat settings of the run.
-        metrics: Finite numbers only; others are dropped.
-        json_artifacts: File name -> JSON-serialisable object (aggregates only, never customer
-            rows: nothing here may hold PII).
-
-    Returns:
-        The MLflow run id.
-    """
-    client = _use(config)
-    with mlflow.start_run(experiment_id=_experiment_id(client, config)) as run:
-        mlflow.log_params(params)
-        mlflow.log_metrics({k: float(v) for k, v in metrics.items() if np.isfinite(v)})
-        for name, content in json_artifacts.items():
-            mlflow.log_dict(content, name)
-        return str(run.info.run_id)
-
-
-def log_and_register(
-    config: MlflowConfig,
-    model: ChurnModel,
-    split_summary: dict[str, Any],
-    metrics: EvaluationResult,
-    params: dict[str, Any],
-    plot_paths: list[Path],
-    validation_frame: pd.DataFrame,
-    rule: PromotionRule | None = None,
-    extra_metrics: dict[str, float] | None = None,
-    gate_failures: tuple[str, ...] = (),
-    json_artifacts: dict[str, Any] | None = None,
-) -> RegistrationResult:
-    """Log a trained model to MLflow, register it, and set champion or challenger.
-
-    The current champion (if any) is scored on the same validation frame as the new model and
-    ``ml.modelling.promotion.decide_promotion`` applies the rule (AUC, Brier, ECE, lift at capacity, gates).
-    The decision is logged as ``promotion_decision.json`` and as tags.
-
-    Args:
-        config: Tracking and registry settings.
-        model: The trained model.
-        split_summary: Aggregate description of the split (``TimeSplit.summary()``).
-        metrics: Out-of-time metrics of ``model`` on ``validation_frame``.
-        params: Training parameters (``TrainingConfig.as_params()``).
-        plot_paths: PNG files to log under ``plots/``.
-        validation_frame: Validation rows with features and label; used only in memory to
-            compare with the champion, never logged.
-        rule: The promotion rule (default margins when None).
-        extra_metrics: More aggregate metrics to log (e.g. ``oracle_auc``).
-        gate_failures: Why blocking checks (the fairness gate) failed; any failure keeps the
-            new version a challenger whatever its metrics.
-        json_artifacts: File name -> JSON-serialisable aggregates (e.g. the fairness report).
-
-    Returns:
-        Run id, version, alias, the champion's AUC before, the reason and the whole decision.
-    """
-    rule = rule or PromotionRule()
-    client = _use(config)
-    experiment_id = _experiment_id(client, config)
-
-    y_true = validation_frame[LABEL_COLUMN].astype(int).to_numpy()
-    previous = _champion_version(client, config)
-    champion_scores = (
-        promotion_scores(
-            y_true,
-            _load_version(config, previous).predict_proba(validation_frame),
-            rule.capacity,
-        )
-        if previous is not None
-        else None
-    )
-    new_scores = promotion_scores(y_true, model.predict_proba(validation_frame), rule.capacity)
-    decision = decide_promotion(
-        new_scores,
-        champion_scores,
-        rule,
-        rows=len(validation_frame),
-        champion_version=previous,
-        gate_failures=gate_failures,
-    )
-    alias = CHAMPION if decision.promote else CHALLENGER
-
-    with mlflow.start_run(experiment_id=experiment_id) as run:
-        mlflow.log_params(_flat_params(params))
-        mlflow.log_params(_flat_params(split_summary, prefix="split_"))
-        mlflow.log_params(
-            {
-                "calibration_chosen": model.calibration_report.method,
-                "refit_on_calibration_slice": str(
-                    model.calibration_report.refit_on_calibration_slice
-                ),
-                "features": ",".join(model.feature_names),
-                "cat_features": ",".join(model.cat_features),
-            }
-        )
-        mlflow.log_params(_flat_params(asdict(rule), prefix="promotion_"))
-        logged: dict[str, float] = {
-            **metrics.as_metrics(),
-            **{k: float(v) for k, v in (extra_metrics or {}).items()},
-        }
-        report = model.calibration_report
-        if report.brier_uncalibrated is not None:
-            logged["calibration_brier_uncalibrated"] = report.brier_uncalibrated
-        if report.brier_calibrated_out_of_fold is not None:
-            logged["calibration_brier_sigmoid_oof"] = report.brier_calibrated_out_of_fold
-        if champion_scores is not None:
-            logged |= {f"champion_{k}_before": v for k, v in asdict(champion_scores).items()}
-        mlflow.log_metrics({k: v for k, v in logged.items() if np.isfinite(v)})
-        for plot in plot_paths:
-            mlflow.log_artifact(str(plot), artifact_path="plots")
-        mlflow.log_dict(split_summary, "split_summary.json")
-        mlflow.log_dict(decision.to_dict(), "promotion_decision.json")
-        for name, content in (json_artifacts or {}).items():
-            mlflow.log_dict(content, name)
-
-        with tempfile.TemporaryDirectory() as tmp:
-            model_dir = model.save(Path(tmp) / _ARTIFACT_KEY)
-            info = mlflow.pyfunc.log_model(
-                name="model",
-                python_model=ChurnPyfunc(),
-                artifacts={_ARTIFACT_KEY: str(model_dir)},
-                pip_requirements=_pip_requirements(),
-                registered_model_name=config.model_name,
-            )
-        model_version = str(info.registered_model_version)
-        mlflow.set_tags({"alias": alias, "promotion_reason": decision.reason})
-
-    client.set_registered_model_alias(config.model_name, alias, model_version)
-    client.set_model_version_tag(
-        config.model_name, model_version, "validation_auc", f"{new_scores.roc_auc:.6f}"
-    )
-    client.set_model_version_tag(
-        config.model_name, model_version, "promotion_reason", decision.reason
-    )
-    return RegistrationResult(
-        run_id=run.info.run_id,
-        model_version=model_version,
-        alias=alias,
-        champion_auc_before=champion_scores.roc_auc if champion_scores is not None else None,
-        reason=decision.reason,
-        decision=decision,
-    )
-
-
-# --------------------------------------------------------------------------------------------
-# Every other model of the suite (leads, CLV, uplift, next product): one registry life cycle.
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ModelRegistration:
-    """Outcome of :func:`log_and_register_model`.
-
-    Attributes:
-        run_id: MLflow run id.
-        model_version: Registered model version.
-        alias: ``champion`` or ``challenger``.
-        metric: Name of the promotion metric (higher is better).
-        score: The new version's promotion metric on the evaluation data.
-        champion_score_before: The previous champion's metric on the same data, or ``None``.
-        reason: The promotion decision in words, with the numbers.
-    """
-
-    run_id: str
-    model_version: str
-    alias: str
-    metric: str
-    score: float
-    champion_score_before: float | None
-    reason: str
-
-
-class ModelObjectPyfunc(PythonModel):
-    """pyfunc wrapper that carries a fitted model object (MLflow pickles it with cloudpickle).
-
-    The suite's models are small objects around CatBoost boosters or fitted parameters, and
-    they pickle whole; ``predict`` calls the object's ``predict_proba`` (classifiers with a
-    calibrator) or else its ``predict``.
+    ``predict`` calls the object's ``predict_proba`` (calibrated classifiers) or else its
+    ``predict``; the pipelines load the object itself (:func:`load_champion`) and call it.
     """
 
     def __init__(self, model: Any) -> None:
         self.model = model
 
+    # A DataFrame hint tells MLflow not to infer a schema (no input example is ever logged).
     def predict(
         self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
     ) -> Any:
@@ -407,131 +86,247 @@ class ModelObjectPyfunc(PythonModel):
         return predict(model_input)
 
 
-def _load_object_version(config: MlflowConfig, version: str) -> Any:
-    loaded = mlflow.pyfunc.load_model(f"models:/{config.model_name}/{version}")
+@dataclass(frozen=True, eq=False)
+class Candidate:
+    """A trained model version, ready to be registered.
+
+    Attributes:
+        name: Registered model name (also the MLflow experiment).
+        model: The fitted model object; it must pickle.
+        decide: The promotion rule: given the champion's model object and version (``None``,
+            ``None`` when there is no champion), the decision. It closes over the held-out rows,
+            which are never logged.
+        params: Flat training settings.
+        metrics: Aggregate held-out metrics (only finite numbers are logged).
+        card: The model card; version, alias, creation time and promotion are filled in here.
+        card_dir: Folder the card is written to (logged as the run's ``model_card``).
+        plots: PNG files to log under ``plots/``.
+        json_artifacts: File name -> JSON-serialisable aggregates (never customer rows).
+    """
+
+    name: str
+    model: Any
+    decide: Callable[[Any | None, str | None], PromotionDecision]
+    params: Mapping[str, object]
+    metrics: Mapping[str, float]
+    card: ModelCard
+    card_dir: Path
+    plots: Sequence[Path] = ()
+    json_artifacts: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, eq=False)
+class Training:
+    """What a model's ``train`` returns: the candidate, and what a person wants to see of the run.
+
+    Attributes:
+        candidate: The model version to register.
+        summary: Headline figures and facts (AUC, rows, holdout dates...) for the run's page.
+        tables: Markdown tables worth showing on that page (a fairness audit, flagged proxies).
+    """
+
+    candidate: Candidate
+    summary: Mapping[str, float | int | str]
+    tables: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Registration:
+    """Outcome of registering one model version.
+
+    Attributes:
+        run_id: MLflow run id.
+        model_version: Registered model version (string, as the registry gives it).
+        alias: ``champion`` or ``challenger``.
+        decision: The promotion decision, term by term, with its reason.
+        model_card: The card's Markdown and HTML files.
+    """
+
+    run_id: str
+    model_version: str
+    alias: str
+    decision: PromotionDecision
+    model_card: tuple[Path, Path]
+
+    @property
+    def reason(self) -> str:
+        """The promotion decision in words, with the numbers."""
+        return self.decision.reason
+
+
+def _use(registry: Registry) -> MlflowClient:
+    mlflow.set_tracking_uri(registry.tracking_uri)
+    mlflow.set_registry_uri(registry.tracking_uri)
+    return MlflowClient(tracking_uri=registry.tracking_uri, registry_uri=registry.tracking_uri)
+
+
+def _experiment_id(client: MlflowClient, registry: Registry, experiment: str) -> str:
+    found = client.get_experiment_by_name(experiment)
+    if found is not None:
+        return str(found.experiment_id)
+    # Without an explicit location MLflow would write artifacts to ./mlruns in the cwd.
+    location = (registry.artifacts_dir / experiment).resolve()
+    location.mkdir(parents=True, exist_ok=True)
+    return str(client.create_experiment(experiment, artifact_location=location.as_uri()))
+
+
+def _pip_requirements() -> list[str]:
+    return [f"{name}=={installed_version(name)}" for name in _REQUIREMENTS]
+
+
+def _champion_version(client: MlflowClient, registry: Registry, name: str) -> str | None:
+    try:
+        return str(client.get_model_version_by_alias(name, CHAMPION).version)
+    except MlflowException as error:
+        if error.error_code in _NO_CHAMPION_CODES:
+            return None
+        # Anything else (connection refused, a locked database) must not read as "no champion".
+        # MLflow's message repeats the URI, password included: redact it and do not chain the
+        # original error, whose text would reach the run log.
+        redacted = redact_url(registry.tracking_uri)
+        raise RegistryUnavailableError(
+            f"MLflow registry at {redacted} is unavailable, so {name!r} cannot be loaded and "
+            f"nothing is scored or published: "
+            f"{str(error).replace(registry.tracking_uri, redacted)}"
+        ) from None
+
+
+def champion_version(registry: Registry, name: str) -> str | None:
+    """The version behind ``models:/<name>@champion``, or None when there is none yet."""
+    return _champion_version(_use(registry), registry, name)
+
+
+def _load_version(name: str, version: str) -> Any:
+    with legacy_module_paths():
+        loaded = mlflow.pyfunc.load_model(f"models:/{name}/{version}")
     wrapper = loaded.unwrap_python_model()
-    if not isinstance(wrapper, ModelObjectPyfunc):
-        raise TypeError(f"{config.model_name} version {version} is not a model-object pyfunc")
-    return wrapper.model
+    model = getattr(wrapper, "model", None)
+    if model is None:
+        raise TypeError(f"{name} version {version} carries no model object")
+    return model
 
 
-def load_champion_model(config: MlflowConfig) -> tuple[Any, str]:
-    """Load the model object behind ``models:/<model_name>@champion`` and its version.
+def load_champion(registry: Registry, name: str) -> tuple[Any, str]:
+    """Load the model object behind ``models:/<name>@champion`` and its version.
 
     Raises:
-        LookupError: If no version carries the champion alias.
+        LookupError: If no version carries the champion alias (nothing trained yet).
+        RegistryUnavailableError: The registry cannot be reached.
     """
-    version = _required_champion_version(config)
-    return _load_object_version(config, version), version
+    version = champion_version(registry, name)
+    if version is None:
+        raise LookupError(
+            f"no champion for registered model {name!r} at {redact_url(registry.tracking_uri)}: "
+            "train and register a model first"
+        )
+    # Load by version, not by alias, so the returned version is the one actually loaded.
+    return _load_version(name, version), version
 
 
-def log_and_register_model(
-    config: MlflowConfig,
-    model: Any,
-    *,
-    metric: str,
-    new_score: float,
-    champion_score: Callable[[Any], float] | None,
-    params: dict[str, Any],
-    metrics: dict[str, float],
-    plot_paths: Sequence[Path] = (),
-    json_artifacts: dict[str, Any] | None = None,
-    promotion_margin: float = 0.0,
-) -> ModelRegistration:
-    """Log a fitted model, register it, and make it champion or challenger by rule.
+def _finite(values: Mapping[str, float]) -> dict[str, float]:
+    return {k: float(v) for k, v in values.items() if np.isfinite(float(v))}
 
-    The rule is the churn model's: the current champion is scored on the same held-out data as
-    the new model, and the new version becomes champion when
-    ``new_score >= champion - promotion_margin`` (higher is better). ``new_score`` is measured
-    before any refit on the held-out rows; the champion may have been refitted on them in its
-    own run, which favours the champion: the rule errs on the side of keeping it.
 
-    Args:
-        config: Tracking and registry settings (experiment and registered model name).
-        model: The fitted model object; it must pickle and have ``predict(frame)``.
-        metric: Name of the promotion metric, e.g. ``roc_auc`` or ``qini``.
-        new_score: The new model's held-out metric, from before any refit on those rows.
-        champion_score: Held-out metric of the champion's model object (closes over the
-            evaluation data, which is never logged). ``None`` for a model refitted from scratch
-            every run whose method was chosen on a holdout (CLV): the new version is champion.
-        params: Flat training settings.
-        metrics: Aggregate held-out metrics (finite numbers only are logged).
-        plot_paths: PNG files to log under ``plots/``.
-        json_artifacts: File name -> JSON-serialisable aggregates (never customer rows).
-        promotion_margin: How much lower than the champion's metric the new one may be.
+def register(registry: Registry, candidate: Candidate) -> Registration:
+    """Log a candidate, register it and make it champion or challenger by its rule.
+
+    The current champion (if any) is loaded and the candidate's rule compares both on the same
+    held-out rows; the decision is logged as ``promotion_decision.json`` and as tags, every term
+    as ``promotion_<term>`` and ``champion_<term>_before`` metrics, and the model card (with the
+    version, alias and decision filled in) under ``model_card/``.
     """
-    client = _use(config)
-    experiment_id = _experiment_id(client, config)
-    previous = _champion_version(client, config)
-    before: float | None = None
-    if champion_score is not None and previous is not None:
-        before = float(champion_score(_load_object_version(config, previous)))
-    new_score = float(new_score)
+    client = _use(registry)
+    experiment_id = _experiment_id(client, registry, candidate.name)
+    previous = _champion_version(client, registry, candidate.name)
+    champion = _load_version(candidate.name, previous) if previous is not None else None
+    decision = candidate.decide(champion, previous)
+    alias = CHAMPION if decision.promote else CHALLENGER
 
     with mlflow.start_run(experiment_id=experiment_id) as run:
-        mlflow.log_params(_flat_params(params))
-        logged = {k: float(v) for k, v in metrics.items()}
-        logged[f"promotion_{metric}"] = new_score
-        if before is not None:
-            logged[f"champion_{metric}_before"] = before
-        mlflow.log_metrics({k: v for k, v in logged.items() if np.isfinite(v)})
-        for plot in plot_paths:
+        mlflow.log_params({k: str(v) for k, v in candidate.params.items()})
+        terms = {f"promotion_{t.name}": t.new for t in decision.terms}
+        before = {f"champion_{t.name}_before": t.champion for t in decision.terms}
+        mlflow.log_metrics(_finite({**candidate.metrics, **terms, **before}))
+        for plot in candidate.plots:
             mlflow.log_artifact(str(plot), artifact_path="plots")
-        for name, content in (json_artifacts or {}).items():
-            mlflow.log_dict(content, name)
+        mlflow.log_dict(decision.to_dict(), "promotion_decision.json")
+        for file_name, content in candidate.json_artifacts.items():
+            mlflow.log_dict(content, file_name)
         info = mlflow.pyfunc.log_model(
             name="model",
-            python_model=ModelObjectPyfunc(model),
+            python_model=ModelPyfunc(candidate.model),
             pip_requirements=_pip_requirements(),
-            registered_model_name=config.model_name,
+            registered_model_name=candidate.name,
         )
         model_version = str(info.registered_model_version)
-        if champion_score is None:
-            alias = CHAMPION
-            reason = f"refitted every run: {metric} {new_score:.4f} on its holdout"
-        elif before is None:
-            alias, reason = CHAMPION, f"first model: {metric} {new_score:.4f}, no champion"
-        elif new_score >= before - promotion_margin:
-            alias = CHAMPION
-            reason = (
-                f"promoted: {metric} {new_score:.4f} >= champion v{previous} "
-                f"{before:.4f} - margin {promotion_margin:.4f} on the same held-out data"
-            )
-        else:
-            alias = CHALLENGER
-            reason = (
-                f"kept as challenger: {metric} {new_score:.4f} < champion v{previous} "
-                f"{before:.4f} - margin {promotion_margin:.4f} on the same held-out data"
-            )
-        mlflow.set_tags({"alias": alias, "promotion_reason": reason})
+        mlflow.set_tags({"alias": alias, "promotion_reason": decision.reason})
+        card = replace(
+            candidate.card,
+            model_name=candidate.name,
+            model_version=model_version,
+            alias=alias,
+            created_at=datetime.now(UTC),
+            promotion=decision.reason,
+        )
+        card_paths = write_model_card(card, candidate.card_dir)
+        mlflow.log_artifacts(str(candidate.card_dir), "model_card")
 
-    client.set_registered_model_alias(config.model_name, alias, model_version)
-    client.set_model_version_tag(config.model_name, model_version, metric, f"{new_score:.6f}")
-    client.set_model_version_tag(config.model_name, model_version, "promotion_reason", reason)
-    return ModelRegistration(
-        run_id=run.info.run_id,
-        model_version=model_version,
-        alias=alias,
-        metric=metric,
-        score=new_score,
-        champion_score_before=before,
-        reason=reason,
-    )
+    client.set_registered_model_alias(candidate.name, alias, model_version)
+    client.set_model_version_tag(candidate.name, model_version, "promotion_reason", decision.reason)
+    for term in decision.terms:
+        client.set_model_version_tag(candidate.name, model_version, term.name, f"{term.new:.6f}")
+    return Registration(run.info.run_id, model_version, alias, decision, card_paths)
 
 
-def log_artifact_dir(
-    config: MlflowConfig, run_id: str, directory: Path, artifact_path: str
-) -> None:
-    """Add a folder (e.g. a model card) to an existing run's artifacts."""
-    client = _use(config)
-    client.log_artifacts(run_id, str(directory), artifact_path)
+def log_unregistered_run(
+    registry: Registry,
+    experiment: str,
+    params: Mapping[str, Any],
+    metrics: Mapping[str, float],
+    json_artifacts: Mapping[str, Any],
+) -> str:
+    """Log one run of a model that has no registry life cycle (segments, refitted each run).
+
+    Args:
+        registry: Where to track.
+        experiment: MLflow experiment name.
+        params: Flat settings of the run.
+        metrics: Finite numbers only; others are dropped.
+        json_artifacts: File name -> JSON-serialisable aggregates (never customer rows).
+
+    Returns:
+        The MLflow run id.
+    """
+    client = _use(registry)
+    with mlflow.start_run(experiment_id=_experiment_id(client, registry, experiment)) as run:
+        mlflow.log_params(dict(params))
+        mlflow.log_metrics(_finite(metrics))
+        for file_name, content in json_artifacts.items():
+            mlflow.log_dict(content, file_name)
+        return str(run.info.run_id)
 
 
-def roll_back(config: MlflowConfig, version: str, reason: str) -> str:
+def latest_promotion_decision(registry: Registry, name: str) -> tuple[str, str | None, dict]:
+    """The newest registered version of ``name``, the current champion, and that version's
+    decision (``promotion_decision.json`` of its run, :meth:`PromotionDecision.to_dict`).
+
+    Raises:
+        LookupError: Nothing is registered under the name yet.
+    """
+    client = _use(registry)
+    versions = client.search_model_versions(f"name = '{name}'")
+    if not versions:
+        raise LookupError(f"no version of {name!r} at {redact_url(registry.tracking_uri)}")
+    newest = max(versions, key=lambda v: int(v.version))
+    decision = mlflow.artifacts.load_dict(f"runs:/{newest.run_id}/promotion_decision.json")
+    return str(newest.version), _champion_version(client, registry, name), decision
+
+
+def roll_back(registry: Registry, name: str, version: str, reason: str) -> str:
     """Make an earlier registered version the champion again, and record why.
 
     The version must exist; the previous champion keeps its version and becomes ``challenger``
-    (so rolling forward is the same call with its number). The decision is written as tags on
+    (so rolling forward is the same call with its number). The decision is written as a tag on
     the version (``promotion_reason``) like every promotion.
 
     Returns:
@@ -540,20 +335,71 @@ def roll_back(config: MlflowConfig, version: str, reason: str) -> str:
     Raises:
         LookupError: If the model or the version does not exist.
     """
-    client = _use(config)
+    client = _use(registry)
     try:
-        client.get_model_version(config.model_name, version)
+        client.get_model_version(name, version)
     except MlflowException as missing:
-        raise LookupError(
-            f"registered model {config.model_name!r} has no version {version!r}"
-        ) from missing
-    previous = _champion_version(client, config) or "none"
+        raise LookupError(f"registered model {name!r} has no version {version!r}") from missing
+    previous = _champion_version(client, registry, name) or "none"
     if previous == version:
         return previous
-    client.set_registered_model_alias(config.model_name, CHAMPION, version)
+    client.set_registered_model_alias(name, CHAMPION, version)
     if previous != "none":
-        client.set_registered_model_alias(config.model_name, CHALLENGER, previous)
+        client.set_registered_model_alias(name, CHALLENGER, previous)
     client.set_model_version_tag(
-        config.model_name, version, "promotion_reason", f"rolled back from v{previous}: {reason}"
+        name, version, "promotion_reason", f"rolled back from v{previous}: {reason}"
     )
     return previous
+
+
+# --------------------------------------------------------------------------------------------
+# Registries written before ml/ became packages (up to commit 879c883)
+# --------------------------------------------------------------------------------------------
+
+# A registered model is a pickle, and a pickle names the module of every class in it. These are
+# the modules of the flat layout and where their classes live now (searched in order); two
+# classes were also renamed. Unpickling a version registered then resolves its classes here.
+# When a pickled class moves again, add its old module to this table.
+LEGACY_MODULES: dict[str, tuple[str, ...]] = {
+    "ml.registry": ("ml.modelling.registry", "ml.models.churn.legacy"),
+    "ml.training": ("ml.models.churn.model", "ml.modelling.boosting"),
+    "ml.evaluation": ("ml.modelling.evaluation",),
+    "ml.frames": ("ml.modelling.boosting",),
+    "ml.leads": ("ml.models.lead_scoring.model",),
+    "ml.next_product": ("ml.models.next_product.model",),
+    "ml.clv": ("ml.models.customer_value.model",),
+    "ml.campaign_uplift": ("ml.models.retention_uplift.model",),
+    "ml.uplift": ("ml.modelling.uplift",),
+}
+LEGACY_NAMES = {"ModelObjectPyfunc": "ModelPyfunc", "ChurnPyfunc": "LegacyChurnPyfunc"}
+
+
+def _legacy_module(old: str, homes: tuple[str, ...]) -> types.ModuleType:
+    module = types.ModuleType(old, f"where the classes of {old} live now: {', '.join(homes)}")
+
+    def find(name: str) -> Any:
+        for home in homes:
+            found = getattr(importlib.import_module(home), LEGACY_NAMES.get(name, name), None)
+            if found is not None:
+                return found
+        raise AttributeError(f"{old}.{name} has no home in {', '.join(homes)}")
+
+    module.__getattr__ = find  # type: ignore[method-assign]
+    return module
+
+
+@contextlib.contextmanager
+def legacy_module_paths() -> Iterator[None]:
+    """While loading a model, resolve the module paths of the flat layout to the packages.
+
+    Old module names that are real modules now (none are) are left alone, and the aliases are
+    removed again afterwards, so nothing outside a load ever imports an old path.
+    """
+    added = [old for old in LEGACY_MODULES if old not in sys.modules]
+    for old in added:
+        sys.modules[old] = _legacy_module(old, LEGACY_MODULES[old])
+    try:
+        yield
+    finally:
+        for old in added:
+            sys.modules.pop(old, None)

@@ -51,7 +51,7 @@ from catboost import CatBoostClassifier, CatBoostRegressor, Pool
 from numpy.typing import ArrayLike
 from sklearn.model_selection import StratifiedKFold
 
-from ml.modelling.boosting import catboost_frame
+from ml.modelling.boosting import BoostingParams, HoldsBoosting, catboost_frame
 
 Learner = Literal["t", "x"]
 DEFAULT_K = 0.3
@@ -526,59 +526,37 @@ def segment_customers(
 # --------------------------------------------------------------------------------------------
 
 
+# Uplift is a small difference of two noisy probabilities: shallow, regularised trees keep the
+# per-arm models from fitting noise that the difference would then amplify. One thread keeps
+# tests and shared machines predictable.
+UPLIFT_BOOSTING = BoostingParams(
+    iterations=300, depth=4, learning_rate=0.05, l2_leaf_reg=10.0, thread_count=1
+)
+
+
 @dataclass(frozen=True)
-class UpliftConfig:
+class UpliftConfig(HoldsBoosting):
     """Settings of an uplift model.
 
     Attributes:
         learner: ``t`` (two models) or ``x`` (X-learner).
-        iterations: Boosting rounds of every CatBoost model (fixed; no early stopping).
-        depth: Tree depth.
-        learning_rate: Step size.
-        l2_leaf_reg: L2 regularisation of leaf values.
-        thread_count: CatBoost threads (1 keeps tests and shared machines predictable).
-        seed: CatBoost random seed.
+        boosting: CatBoost settings of every outcome classifier and effect regressor.
     """
 
-    # Uplift is a small difference of two noisy probabilities: shallow, regularised trees keep
-    # the per-arm models from fitting noise that the difference would then amplify.
     learner: Learner = "t"
-    iterations: int = 300
-    depth: int = 4
-    learning_rate: float = 0.05
-    l2_leaf_reg: float = 10.0
-    thread_count: int = 1
-    seed: int = 42
+    boosting: BoostingParams = UPLIFT_BOOSTING
 
     def __post_init__(self) -> None:
         if self.learner not in ("t", "x"):
             raise ValueError(f"learner must be 't' or 'x', got {self.learner!r}")
-        if self.iterations < 1 or self.depth < 1 or self.thread_count < 1:
-            raise ValueError("iterations, depth and thread_count must be >= 1")
-
-    def as_params(self) -> dict[str, str | int | float]:
-        """The settings as flat MLflow parameters."""
-        return dict(asdict(self))
-
-    def _params(self) -> dict[str, Any]:
-        return {
-            "iterations": self.iterations,
-            "depth": self.depth,
-            "learning_rate": self.learning_rate,
-            "l2_leaf_reg": self.l2_leaf_reg,
-            "thread_count": self.thread_count,
-            "random_seed": self.seed,
-            "allow_writing_files": False,
-            "verbose": False,
-        }
 
     def classifier(self) -> CatBoostClassifier:
         """An unfitted outcome classifier with these settings."""
-        return CatBoostClassifier(loss_function="Logloss", **self._params())
+        return self.boosting.classifier()
 
     def regressor(self) -> CatBoostRegressor:
         """An unfitted effect regressor with these settings."""
-        return CatBoostRegressor(loss_function="RMSE", **self._params())
+        return self.boosting.regressor("RMSE")
 
 
 @dataclass(frozen=True, eq=False)

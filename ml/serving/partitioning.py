@@ -1,6 +1,6 @@
 """Scoring in customer buckets, so a large scoring run fans out across workers.
 
-A customer's bucket is a stable hash of its id (DuckDB ``md5_number``), so the same customer lands
+A customer's bucket is a stable hash of its id (``ml.data.features.CustomerBucket``), so the same customer lands
 in the same bucket on every run and on every machine. Each bucket is scored on its own (reading
 the warehouse read-only, so many workers can read at once) into one Parquet file; the one writer
 then checks that the files form one complete, consistent scoring and publishes them together.
@@ -16,19 +16,12 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
-SCORING_BUCKETS = 8
+from ml.data.features import SCORING_BUCKETS
 
 
 def bucket_keys(buckets: int = SCORING_BUCKETS) -> list[str]:
     """Partition keys of the buckets: ``"00"``, ``"01"``, ..."""
     return [f"{i:02d}" for i in range(buckets)]
-
-
-def bucket_predicate(column: str, bucket: int, buckets: int = SCORING_BUCKETS) -> str:
-    """SQL predicate selecting the rows of ``bucket`` by the id in ``column`` (an identifier)."""
-    if not 0 <= bucket < buckets:
-        raise ValueError(f"bucket {bucket} is outside 0..{buckets - 1}")
-    return f"md5_number(cast({column} as varchar)) % {int(buckets)} = {int(bucket)}"
 
 
 def bucket_file(folder: Path, bucket: int) -> Path:

@@ -23,27 +23,22 @@ field as NULL and ``""`` as the empty string), so no Python loop touches a row.
 
 from __future__ import annotations
 
-import contextlib
-import re
 import tempfile
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import duckdb
 import psycopg2
 import psycopg2.extensions
 from psycopg2 import sql
 
+from ml.core.postgres import PostgresError, PostgresTarget, connect_postgres
 from ml.core.warehouse import qualified, quote_ident, sql_literal
+from ml.serving.tables import SERVING_SCHEMA, SERVING_TABLES, ServingTable
 
-SERVING_SCHEMA = "serving"
 SCORE_HISTORY = "score_history"
-# The key columns a reader filters or joins on; each one present in a table gets an index.
-KEY_COLUMNS = ("customer_id", "lead_id", "as_of_date", "segment_id")
-_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 # DuckDB type -> PostgreSQL type. Anything else (lists, structs) travels as text.
 _PG_TYPES = {
@@ -62,33 +57,6 @@ _PG_TYPES = {
 }
 
 
-@dataclass(frozen=True)
-class HistoryScore:
-    """One score column of a serving table that ``score_history`` keeps.
-
-    Attributes:
-        table: Serving table.
-        entity_column: Column naming what is scored (customer or lead).
-        score_column: The score.
-        model_name: Registered model that produced it.
-        as_of_sql: SQL giving the as-of date of a row (a column, or derived).
-    """
-
-    table: str
-    entity_column: str
-    score_column: str
-    model_name: str
-    as_of_sql: str = "as_of_date"
-
-
-HISTORY_SCORES: tuple[HistoryScore, ...] = (
-    HistoryScore("customer_scores", "customer_id", "churn_probability", "churn"),
-    HistoryScore("customer_uplift", "customer_id", "retention_uplift", "retention_uplift"),
-    HistoryScore("next_product_offers", "customer_id", "probability", "next_product"),
-    HistoryScore("customer_value", "customer_id", "expected_value_12m", "customer_value"),
-    HistoryScore("lead_scores", "lead_id", "conversion_probability", "lead_scoring", "scored_at"),
-)
-
 _HISTORY_COLUMNS = (
     ("entity_id", "text not null"),
     ("score_name", "text not null"),
@@ -99,35 +67,6 @@ _HISTORY_COLUMNS = (
     ("run_id", "text not null"),
     ("published_at", "timestamp not null"),
 )
-
-
-class PublishError(RuntimeError):
-    """Publishing to PostgreSQL failed; nothing of this publish is visible to readers."""
-
-
-@dataclass(frozen=True)
-class PostgresTarget:
-    """Where to publish: a libpq URL and a schema.
-
-    Attributes:
-        url: ``postgresql://user:password@host:port/dbname`` (a secret: see :meth:`redacted`).
-        schema: Schema the tables are published into (lower-case identifier).
-    """
-
-    url: str = field(repr=False)
-    schema: str = "crm_signals"
-
-    def __post_init__(self) -> None:
-        if not _IDENTIFIER.match(self.schema):
-            raise ValueError(
-                f"PostgreSQL schema {self.schema!r} is not a plain lower-case identifier "
-                "(letters, digits, underscore)"
-            )
-
-    @property
-    def redacted(self) -> str:
-        """The URL without its password, for messages and logs."""
-        return redact_url(self.url)
 
 
 @dataclass(frozen=True)
@@ -145,40 +84,6 @@ class PublishResult:
     seconds: float
 
 
-def redact_url(url: str) -> str:
-    """``url`` with the password replaced by ``***`` (user, host, port and database kept)."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    netloc = f"{parts.username}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
-
-
-@contextlib.contextmanager
-def connect_postgres(
-    target: PostgresTarget, timeout_s: int = 10
-) -> Iterator[psycopg2.extensions.connection]:
-    """A connection to the target server, closed afterwards.
-
-    Raises:
-        PublishError: The server cannot be reached; the message names the redacted URL.
-    """
-    try:
-        con = psycopg2.connect(
-            target.url, connect_timeout=timeout_s, application_name="crm_signals"
-        )
-    except psycopg2.OperationalError as error:
-        # libpq's message names host and port but never the password.
-        raise PublishError(
-            f"cannot connect to PostgreSQL at {target.redacted}: {str(error).strip()}"
-        ) from error
-    try:
-        yield con
-    finally:
-        con.close()
-
-
 def base_tables(con: duckdb.DuckDBPyConnection, schema: str = SERVING_SCHEMA) -> list[str]:
     """The base tables of a DuckDB schema (views are left out), sorted."""
     rows = con.execute(
@@ -189,9 +94,10 @@ def base_tables(con: duckdb.DuckDBPyConnection, schema: str = SERVING_SCHEMA) ->
     return [str(r[0]) for r in rows]
 
 
-def serving_tables(con: duckdb.DuckDBPyConnection) -> list[str]:
-    """The base tables of the DuckDB ``serving`` schema, sorted."""
-    return base_tables(con, SERVING_SCHEMA)
+def published_tables(con: duckdb.DuckDBPyConnection) -> list[ServingTable]:
+    """The serving tables (``ml.serving.tables``) the warehouse holds, in their listed order."""
+    present = set(base_tables(con, SERVING_SCHEMA))
+    return [table for table in SERVING_TABLES if table.name in present]
 
 
 def _columns(
@@ -225,27 +131,29 @@ def _pg_type(duckdb_type: str) -> str:
     return _PG_TYPES.get(duckdb_type, "text")
 
 
-def newest_snapshot_sql(con: duckdb.DuckDBPyConnection, table: str) -> str:
-    """SQL selecting the rows a reader of ``table`` wants now: its newest as-of date."""
-    source = qualified(SERVING_SCHEMA, table)
-    if "as_of_date" not in {name for name, _ in _columns(con, table)}:
+def newest_snapshot_sql(table: ServingTable) -> str:
+    """SQL selecting the rows a reader of ``table`` wants now: its newest as-of date (a table
+    replaced whole: all of it)."""
+    source = qualified(SERVING_SCHEMA, table.name)
+    if table.replaces == "whole":
         return f"select * from {source}"
     return f"select * from {source} where as_of_date = (select max(as_of_date) from {source})"
 
 
-def _history_sql(con: duckdb.DuckDBPyConnection, tables: Sequence[str]) -> str | None:
+def _history_sql(tables: Sequence[ServingTable]) -> str | None:
     parts = []
-    for spec in HISTORY_SCORES:
-        if spec.table not in tables:
+    for table in tables:
+        score = table.history
+        if score is None or table.model is None:
             continue
-        snapshot = newest_snapshot_sql(con, spec.table)
         parts.append(
-            f"select cast({quote_ident(spec.entity_column)} as varchar) as entity_id, "
-            f"'{spec.score_column}' as score_name, '{spec.model_name}' as model_name, "
+            f"select cast({quote_ident(score.entity_column)} as varchar) as entity_id, "
+            f"{sql_literal(score.score_column)} as score_name, "
+            f"{sql_literal(table.model)} as model_name, "
             "cast(model_version as varchar) as model_version, "
-            f"cast({spec.as_of_sql} as date) as as_of_date, "
-            f"cast({quote_ident(spec.score_column)} as double) as score "
-            f"from ({snapshot})"
+            f"cast({quote_ident(score.as_of_column)} as date) as as_of_date, "
+            f"cast({quote_ident(score.score_column)} as double) as score "
+            f"from ({newest_snapshot_sql(table)})"
         )
     return " union all ".join(parts) if parts else None
 
@@ -275,10 +183,14 @@ def _index_name(table: str, column: str) -> str:
 
 
 def _create_indexes(
-    cur: psycopg2.extensions.cursor, schema: str, table: str, staging: str, columns: Sequence[str]
+    cur: psycopg2.extensions.cursor,
+    schema: str,
+    table: ServingTable,
+    staging: str,
+    columns: Sequence[str],
 ) -> list[str]:
-    """Index the key columns of the staging table under temporary names; returns the columns."""
-    keys = [c for c in columns if c in KEY_COLUMNS]
+    """Index the table's keys on the staging table under temporary names; returns the columns."""
+    keys = [c for c in table.keys if c in columns]
     for column in keys:
         cur.execute(
             sql.SQL("create index {} on {} ({})").format(
@@ -294,34 +206,36 @@ def _publish_table(
     duck: duckdb.DuckDBPyConnection,
     cur: psycopg2.extensions.cursor,
     schema: str,
-    table: str,
+    table: ServingTable,
     scratch: Path,
 ) -> int:
-    columns = _columns(duck, table)
-    staging = f"{table}__publishing"
+    columns = _columns(duck, table.name)
+    staging = f"{table.name}__publishing"
     cur.execute(sql.SQL("drop table if exists {}").format(sql.Identifier(schema, staging)))
     _create_table(cur, schema, staging, columns)
     names = [name for name, _ in columns]
     _copy_into(
-        duck, cur, newest_snapshot_sql(duck, table), sql.Identifier(schema, staging), names, scratch
+        duck, cur, newest_snapshot_sql(table), sql.Identifier(schema, staging), names, scratch
     )
     # Indexes are built on the full staging table (faster than maintaining them row by row),
     # then the swap: the only moment readers wait is this drop + renames, right before commit.
     keys = _create_indexes(cur, schema, table, staging, names)
-    cur.execute(sql.SQL("drop table if exists {} cascade").format(sql.Identifier(schema, table)))
+    cur.execute(
+        sql.SQL("drop table if exists {} cascade").format(sql.Identifier(schema, table.name))
+    )
     cur.execute(
         sql.SQL("alter table {} rename to {}").format(
-            sql.Identifier(schema, staging), sql.Identifier(table)
+            sql.Identifier(schema, staging), sql.Identifier(table.name)
         )
     )
     for column in keys:
         cur.execute(
             sql.SQL("alter index {} rename to {}").format(
                 sql.Identifier(schema, _index_name(staging, column)),
-                sql.Identifier(_index_name(table, column)),
+                sql.Identifier(_index_name(table.name, column)),
             )
         )
-    cur.execute(sql.SQL("select count(*) from {}").format(sql.Identifier(schema, table)))
+    cur.execute(sql.SQL("select count(*) from {}").format(sql.Identifier(schema, table.name)))
     (count,) = cur.fetchone()
     return int(count)
 
@@ -330,7 +244,7 @@ def _append_history(
     duck: duckdb.DuckDBPyConnection,
     cur: psycopg2.extensions.cursor,
     schema: str,
-    tables: Sequence[str],
+    tables: Sequence[ServingTable],
     run_id: str,
     published_at: datetime,
     scratch: Path,
@@ -354,7 +268,7 @@ def _append_history(
             sql.Identifier(f"{SCORE_HISTORY}_entity_idx"), history
         )
     )
-    select_sql = _history_sql(duck, tables)
+    select_sql = _history_sql(tables)
     if select_sql is None:
         return 0
     load = f"{SCORE_HISTORY}__run"
@@ -406,13 +320,13 @@ def publish_to_postgres(
         Rows per table and of the history.
 
     Raises:
-        PublishError: The server cannot be reached or a statement failed; the transaction is
+        PostgresError: The server cannot be reached or a statement failed; the transaction is
             rolled back, so readers keep the previous tables.
     """
     started = datetime.now()
-    tables = serving_tables(duck)
+    tables = published_tables(duck)
     if not tables:
-        raise PublishError("the warehouse has no serving table to publish yet")
+        raise PostgresError("the warehouse has no serving table to publish yet")
     scratch_dir.mkdir(parents=True, exist_ok=True)
     with (
         tempfile.TemporaryDirectory(dir=scratch_dir) as scratch,
@@ -427,14 +341,14 @@ def publish_to_postgres(
                     sql.SQL("create schema if not exists {}").format(sql.Identifier(target.schema))
                 )
                 rows = {
-                    table: _publish_table(duck, cur, target.schema, table, Path(scratch))
+                    table.name: _publish_table(duck, cur, target.schema, table, Path(scratch))
                     for table in tables
                 }
                 history_rows = _append_history(
                     duck, cur, target.schema, tables, run_id, published_at, Path(scratch)
                 )
         except psycopg2.Error as error:
-            raise PublishError(
+            raise PostgresError(
                 f"publishing to PostgreSQL at {target.redacted} failed and was rolled back: "
                 f"{str(error).strip()}"
             ) from error
@@ -474,41 +388,3 @@ def copy_schema(
             )
             counts[table] = int(cur.rowcount)
     return counts
-
-
-def erase_from_postgres(target: PostgresTarget, customer_ids: Sequence[str]) -> dict[str, int]:
-    """Delete the customers' rows from every table of the published schema, atomically.
-
-    ``score_history`` keeps past runs, so an erased person would stay in it without this; the
-    snapshot tables are replaced whole by the next publish, but are cleaned now too.
-
-    Returns:
-        Rows removed per ``postgres:schema.table``; empty when the schema does not exist yet.
-    """
-    if not customer_ids:
-        return {}
-    removed: dict[str, int] = {}
-    with connect_postgres(target) as con:
-        try:
-            with con, con.cursor() as cur:
-                cur.execute(
-                    "select table_name, column_name from information_schema.columns "
-                    "where table_schema = %s and column_name in ('customer_id', 'entity_id') "
-                    "order by 1",
-                    [target.schema],
-                )
-                for table, column in cur.fetchall():
-                    cur.execute(
-                        sql.SQL("delete from {} where {} = any(%s)").format(
-                            sql.Identifier(target.schema, table), sql.Identifier(column)
-                        ),
-                        [list(customer_ids)],
-                    )
-                    if cur.rowcount:
-                        removed[f"postgres:{target.schema}.{table}"] = int(cur.rowcount)
-        except psycopg2.Error as error:
-            raise PublishError(
-                f"erasing from PostgreSQL at {target.redacted} failed and was rolled back: "
-                f"{str(error).strip()}"
-            ) from error
-    return removed

@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 
 from ml.data.features import LABEL_COLUMN
+from ml.modelling.boosting import BoostingParams
 from ml.models.churn.model import ChurnModel, TrainingConfig, split_out_of_time, train_churn_model
 
 # No network from tests: MLflow reads these before its telemetry client starts (at import).
@@ -23,7 +24,10 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DO_NOT_TRACK", "true")
 
 MONTHS: tuple[date, ...] = tuple(date(2025, m, 1) for m in range(1, 13))
-FAST_CONFIG = TrainingConfig(iterations=50, depth=4, training_as_of_dates=4, thread_count=2)
+FAST_CONFIG = TrainingConfig(
+    boosting=BoostingParams(iterations=50, depth=4, l2_leaf_reg=10.0, one_hot_max_size=16),
+    training_as_of_dates=4,
+)
 
 FrameFactory = Callable[..., pd.DataFrame]
 

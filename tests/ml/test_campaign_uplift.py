@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from ml.modelling.uplift import UpliftConfig
+from ml.modelling.uplift import UPLIFT_BOOSTING, UpliftConfig
 from ml.models.retention_uplift.model import (
     UPLIFT_COLUMNS,
     CampaignUpliftConfig,
@@ -19,7 +20,10 @@ from ml.models.retention_uplift.model import (
 from tests.ml.conftest import make_feature_frame
 
 WAVES = (date(2025, 1, 1), date(2025, 4, 1), date(2025, 7, 1), date(2025, 10, 1))
-FAST = CampaignUpliftConfig(learner=UpliftConfig(iterations=80, thread_count=2), n_boot=50)
+FAST = CampaignUpliftConfig(
+    learner=UpliftConfig(boosting=replace(UPLIFT_BOOSTING, iterations=80, thread_count=2)),
+    n_boot=50,
+)
 
 
 def _sends(seed: int = 0) -> pd.DataFrame:

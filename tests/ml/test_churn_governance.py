@@ -11,9 +11,10 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from ml.modelling.evaluation import capacity_metrics
-from ml.modelling.registry import MlflowConfig
-from ml.models.churn.model import TrainingConfig
-from ml.models.churn.pipeline import ChurnGovernance, train_and_register
+from ml.modelling.registry import Registration, Registry, register
+from ml.models.churn import pipeline as churn
+from ml.models.churn.data import ChurnTrainingInputs
+from ml.models.churn.model import LABEL_HORIZON_DAYS, TrainingConfig
 
 
 def _customers(frame: pd.DataFrame, unfair: bool) -> pd.DataFrame:
@@ -31,65 +32,69 @@ def _customers(frame: pd.DataFrame, unfair: bool) -> pd.DataFrame:
     )
 
 
-def _train(tmp_path: Path, frame: pd.DataFrame, customers: pd.DataFrame, config: TrainingConfig):
-    mlflow = MlflowConfig(
-        tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}", artifacts_dir=tmp_path / "art"
-    )
-    outcome = train_and_register(
-        frame,
-        pd.DataFrame({"customer_record_id": [], "customer_id": []}),
-        config,
-        mlflow,
-        plots_dir=tmp_path / "plots",
-        truth_dir=None,
+def _train(
+    tmp_path: Path, frame: pd.DataFrame, customers: pd.DataFrame, config: TrainingConfig
+) -> tuple[churn.ChurnTraining, Registration, MlflowClient]:
+    registry = Registry(f"sqlite:///{tmp_path / 'mlflow.db'}", tmp_path / "art")
+    inputs = ChurnTrainingInputs(
+        labelled=frame,
+        identity_map=pd.DataFrame({"customer_record_id": [], "customer_id": []}),
         customers=customers,
-        governance=ChurnGovernance(action_threshold=0.3, capacity=100),
+        horizon_days=LABEL_HORIZON_DAYS,
     )
-    return outcome, MlflowClient(mlflow.tracking_uri)
+    training = churn.train(
+        inputs,
+        config,
+        churn.ChurnGovernance(action_threshold=0.3, capacity=100),
+        plots_dir=tmp_path / "plots",
+    )
+    return training, register(registry, training.candidate), MlflowClient(registry.tracking_uri)
 
 
 def test_fair_model_is_promoted_with_a_card(
     tmp_path: Path, feature_frame: pd.DataFrame, fast_config: TrainingConfig
 ) -> None:
-    outcome, client = _train(tmp_path, feature_frame, _customers(feature_frame, False), fast_config)
+    outcome, registration, client = _train(
+        tmp_path, feature_frame, _customers(feature_frame, False), fast_config
+    )
     assert outcome.fairness is not None and outcome.fairness.gate_passed
-    assert outcome.registration.alias == "champion"
-    md, html = outcome.model_card
+    assert registration.alias == "champion"
+    md, html = registration.model_card
     text = md.read_text()
     for heading in ("## Fairness", "## Calibration", "## Capacity", "## Known limits"):
         assert heading in text
     assert "protected attribute: audit only" in text and "gender" in text
     assert html.read_text().count("<h1>") == 1
-    run = client.get_run(outcome.registration.run_id)
+    run = client.get_run(registration.run_id)
     assert run.data.metrics["lift_at_capacity"] == pytest.approx(
         outcome.capacity["lift_at_capacity"]
     )
     assert run.data.metrics["fairness.gate_passed"] == 1.0
-    artifacts = {a.path for a in client.list_artifacts(outcome.registration.run_id)}
+    artifacts = {a.path for a in client.list_artifacts(registration.run_id)}
     assert {
         "model_card",
         "fairness_report.json",
         "proxy_check.json",
         "feature_importance.json",
     } <= artifacts
-    plots = {a.path for a in client.list_artifacts(outcome.registration.run_id, "plots")}
+    plots = {a.path for a in client.list_artifacts(registration.run_id, "plots")}
     assert "plots/shap_summary.png" in plots
     assert "![Shap summary](plots/shap_summary.png)" in text
-    card_files = {a.path for a in client.list_artifacts(outcome.registration.run_id, "model_card")}
+    card_files = {a.path for a in client.list_artifacts(registration.run_id, "model_card")}
     assert {"model_card/model_card.md", "model_card/model_card.html"} <= card_files
 
 
 def test_failed_fairness_gate_keeps_the_model_a_challenger(
     tmp_path: Path, feature_frame: pd.DataFrame, fast_config: TrainingConfig
 ) -> None:
-    outcome, _ = _train(
+    outcome, registration, _ = _train(
         tmp_path, feature_frame, _customers(feature_frame, True), replace(fast_config)
     )
     assert outcome.fairness is not None and not outcome.fairness.gate_passed
-    assert outcome.registration.alias == "challenger"
-    assert outcome.registration.reason.startswith("kept as challenger: blocked by fairness gate")
-    assert "gender: selection-rate ratio" in outcome.registration.reason
-    assert "FAILED" in outcome.model_card[0].read_text()
+    assert registration.alias == "challenger"
+    assert registration.reason.startswith("kept as challenger: blocked by fairness gate")
+    assert "gender: selection-rate ratio" in registration.reason
+    assert "FAILED" in registration.model_card[0].read_text()
 
 
 def test_capacity_metrics() -> None:

@@ -7,17 +7,18 @@ a caller feature (a tier) reveals, so CatBoost must win.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from ml.modelling.boosting import BoostingParams
 from ml.models.customer_value.model import (
     PREDICTION_COLUMNS,
     BaselineModel,
     ClvConfig,
-    ClvModel,
     ClvScores,
     compare_on_holdout,
     fit_baseline,
@@ -32,7 +33,7 @@ from ml.models.customer_value.model import (
 )
 
 CUTOFF = pd.Timestamp("2024-02-11")
-FAST = ClvConfig(iterations=60, depth=3, learning_rate=0.2, threads=2, seed=7)
+FAST = ClvConfig(boosting=BoostingParams(iterations=60, depth=3, learning_rate=0.2, seed=7))
 TRUE_BGNBD = {"r": 0.8, "alpha": 4.0, "a": 0.8, "b": 2.5}
 TRUE_GG = {"p": 6.0, "q": 4.0, "v": 15.0}
 
@@ -257,15 +258,7 @@ def _tiered_orders(n: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 def test_comparison_picks_catboost_when_a_feature_reveals_future_value(tmp_path: Path) -> None:
     orders, tiers = _tiered_orders(400, seed=11)
-    config = ClvConfig(
-        horizon_days=90,
-        iterations=60,
-        depth=3,
-        learning_rate=0.2,
-        threads=2,
-        seed=7,
-        catboost_protocol="auto",
-    )
+    config = replace(FAST, horizon_days=90, catboost_protocol="auto")
 
     comparison = compare_on_holdout(orders, pd.Timestamp("2024-04-01"), config, tiers)
 
@@ -304,21 +297,21 @@ def test_score_predictions_matches_hand_computed_errors() -> None:
     assert scores.value_total_error_pct == pytest.approx(-100 / 3)
 
 
-def test_catboost_clv_model_round_trips_through_save_and_load(tmp_path: Path) -> None:
+def test_catboost_clv_model_scores_every_known_customer() -> None:
     orders, tiers = _tiered_orders(300, seed=5)
     # As of 2024-06-30 the regressor learns from the window 2024-04-01..2024-06-30.
     as_of = pd.Timestamp("2024-06-30")
 
-    model = fit_clv(orders, as_of, "catboost", ClvConfig(horizon_days=90, iterations=30), tiers)
+    model = fit_clv(
+        orders,
+        as_of,
+        "catboost",
+        ClvConfig(boosting=BoostingParams(iterations=30), horizon_days=90),
+        tiers,
+    )
     scored = predict_clv(model, orders, features=tiers)
-    files = model.save(tmp_path / "clv")
-    reloaded = predict_clv(ClvModel.load(tmp_path / "clv"), orders, features=tiers)
 
     assert tuple(scored.columns) == PREDICTION_COLUMNS
     assert len(scored) == 300
     assert scored["probability_alive"].between(0, 1).all()
     assert (scored[["expected_purchases_12m", "expected_value_12m"]] >= 0).all().all()
-    pd.testing.assert_frame_equal(scored, reloaded)
-    assert {f.name for f in files} == {"clv_model.json", "clv_value.cbm", "clv_purchases.cbm"}
-    # The saved metadata holds parameters, never customer rows.
-    assert "k0000" not in (tmp_path / "clv" / "clv_model.json").read_text()

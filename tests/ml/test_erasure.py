@@ -13,12 +13,9 @@ import pytest
 
 from ml.core.warehouse import connect, export_parquet, publish_table
 from ml.data.contract import RAW_TABLES
-from ml.data.erasure import (
-    erase_requested_persons,
-    read_audit_log,
-    read_tombstones,
-)
+from ml.data.erasure import erase_requested_persons, read_audit_log
 from ml.data.ingest import ingest_table
+from ml.data.tombstones import read_tombstones
 
 SALT = "test-salt-0123456789"
 ERASED_AT = datetime(2026, 10, 1, 12, 0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date
 
 import numpy as np
@@ -10,6 +11,7 @@ import pytest
 
 from ml.models.next_product.model import (
     LABEL,
+    NEXT_PRODUCT_BOOSTING,
     OFFER_COLUMNS,
     NextProductConfig,
     recommend,
@@ -17,7 +19,9 @@ from ml.models.next_product.model import (
 )
 from tests.ml.conftest import make_feature_frame
 
-FAST = NextProductConfig(iterations=60, training_as_of_dates=3, thread_count=2)
+FAST = NextProductConfig(
+    boosting=replace(NEXT_PRODUCT_BOOSTING, iterations=60, thread_count=2), training_as_of_dates=3
+)
 CATEGORIES = np.array(["add_on", "hardware", "service"])
 
 

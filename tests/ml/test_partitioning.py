@@ -10,9 +10,10 @@ import duckdb
 import pandas as pd
 import pytest
 
-from ml.data.datasets import read_typical_values
+from ml.data.features import CustomerBucket
+from ml.models.churn.data import read_typical_values
 from ml.models.churn.explain import typical_values
-from ml.serving.partitioning import bucket_predicate, collect_bucket_scores, write_bucket_scores
+from ml.serving.partitioning import collect_bucket_scores, write_bucket_scores
 from tests.ml.conftest import make_feature_frame
 
 AS_OF = date(2026, 9, 1)
@@ -36,7 +37,7 @@ def _split(ids: list[str], buckets: int) -> list[list[str]]:
             [
                 r[0]
                 for r in con.execute(
-                    f"select customer_id from ids where {bucket_predicate('customer_id', b, buckets)} "
+                    f"select customer_id from ids where {CustomerBucket(b, buckets).predicate('customer_id')} "
                     "order by 1"
                 ).fetchall()
             ]
@@ -51,7 +52,7 @@ def test_every_customer_is_in_exactly_one_bucket_and_the_same_one_each_time() ->
     assert min(len(p) for p in parts) > 400
     assert _split(ids, 4) == parts
     with pytest.raises(ValueError, match=r"outside 0\.\.3"):
-        bucket_predicate("customer_id", 4, 4)
+        CustomerBucket(4, 4)
 
 
 def test_collect_checks_completeness_date_and_version(tmp_path: Path) -> None:

@@ -17,14 +17,10 @@ import pandas as pd
 import psycopg2
 import pytest
 
+from ml.core.postgres import PostgresError, PostgresTarget, redact_url
 from ml.core.warehouse import connect, publish_table
-from ml.serving.publishing import (
-    PostgresTarget,
-    PublishError,
-    erase_from_postgres,
-    publish_to_postgres,
-    redact_url,
-)
+from ml.data.erasure import erase_from_postgres
+from ml.serving.publishing import publish_to_postgres
 from tests.postgres_server import fresh_database
 
 SCHEMA = "crm_signals"
@@ -246,7 +242,7 @@ def test_a_publisher_killed_mid_publish_leaves_the_previous_tables(
     blocker_cur.execute(f"lock table {SCHEMA}.customer_scores in access share mode")
     script = (
         "import sys, datetime, pathlib\n"
-        "from ml.serving.publishing import PostgresTarget, publish_to_postgres\n"
+        "from ml.core.postgres import PostgresTarget\nfrom ml.serving.publishing import publish_to_postgres\n"
         "from ml.core.warehouse import connect\n"
         "with connect(pathlib.Path(sys.argv[1]), read_only=True) as duck:\n"
         "    publish_to_postgres(duck, PostgresTarget(sys.argv[2], sys.argv[3]), 'killed',\n"
@@ -300,7 +296,7 @@ def test_server_down_fails_clearly_without_the_password(
     warehouse: duckdb.DuckDBPyConnection, tmp_path: Path
 ) -> None:
     down = PostgresTarget("postgresql://crm:s3cret-Passw0rd@127.0.0.1:1/crm", SCHEMA)
-    with pytest.raises(PublishError) as caught:
+    with pytest.raises(PostgresError) as caught:
         _publish(warehouse, down, tmp_path, "run-1")
     message = str(caught.value)
     assert "cannot connect to PostgreSQL at postgresql://crm:***@127.0.0.1:1/crm" in message

@@ -8,11 +8,13 @@ treatment raises the response rate from 0.2 to 0.5 only where ``x > 0``.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from ml.modelling.boosting import BoostingParams
 from ml.modelling.uplift import (
     SEGMENTS,
     Segment,
@@ -33,7 +35,11 @@ from ml.modelling.uplift import (
     uplift_curve,
 )
 
-FAST = UpliftConfig(iterations=100, depth=3, learning_rate=0.1, thread_count=1, seed=7)
+FAST = UpliftConfig(
+    boosting=BoostingParams(
+        iterations=100, depth=3, learning_rate=0.1, l2_leaf_reg=10.0, thread_count=1, seed=7
+    )
+)
 CATS = ("region",)
 
 # Six rows, already in descending score order.
@@ -77,14 +83,7 @@ def test_frame() -> pd.DataFrame:
 
 @pytest.fixture(scope="module", params=["t", "x"])
 def fitted(request: pytest.FixtureRequest, train_frame: pd.DataFrame) -> TLearner | XLearner:
-    config = UpliftConfig(
-        learner=request.param,
-        iterations=FAST.iterations,
-        depth=FAST.depth,
-        learning_rate=FAST.learning_rate,
-        thread_count=1,
-        seed=FAST.seed,
-    )
+    config = replace(FAST, learner=request.param)
     return fit_uplift_model(
         _features(train_frame),
         train_frame["treatment"].to_numpy(),

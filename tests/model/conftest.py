@@ -16,10 +16,11 @@ import pytest
 
 from ml.core.settings import Settings
 from ml.core.warehouse import connect
-from ml.data.datasets import read_scoring_features
-from ml.modelling.registry import MlflowConfig, load_champion
+from ml.data.features import read_scoring_features
+from ml.modelling.registry import load_champion
 from ml.models.churn.model import ChurnModel
 from orchestration.definitions import defs as load_defs
+from orchestration.resources import registry
 
 
 @dataclass(frozen=True)
@@ -39,17 +40,13 @@ def default_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DefaultRun
             env.delenv(name, raising=False)
         env.setenv("CRM_SYNTHETIC_CUSTOMERS", "10000")
         settings = Settings()
-        job = load_defs().resolve_job_def("churn_retraining_job")
+        job = load_defs().resolve_job_def("retraining_job")
         result = job.execute_in_process(instance=instance, raise_on_error=False)
         assert result.success, "the retraining job failed on the default CRM"
-        config = MlflowConfig(
-            tracking_uri=settings.mlflow_tracking_uri,
-            artifacts_dir=settings.mlflow_artifacts_dir,
-        )
-        model, version = load_champion(config)
+        model, version = load_champion(registry(settings), "churn")
         run_id = (
             mlflow.MlflowClient(settings.mlflow_tracking_uri)
-            .get_model_version(config.model_name, version)
+            .get_model_version("churn", version)
             .run_id
         )
         metrics = mlflow.MlflowClient(settings.mlflow_tracking_uri).get_run(run_id).data.metrics

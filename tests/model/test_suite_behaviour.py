@@ -11,8 +11,9 @@ import mlflow
 import pandas as pd
 
 from ml.core.warehouse import connect
-from ml.data.datasets import read_product_candidates
-from ml.modelling.registry import MlflowConfig, load_champion_model
+from ml.modelling.registry import load_champion
+from ml.models.next_product.data import read_product_candidates
+from orchestration.resources import registry
 
 
 def _read(default_run, sql: str) -> pd.DataFrame:
@@ -46,13 +47,7 @@ def test_next_product_follows_the_plan_taste(default_run) -> None:
     # The world plants a plan taste (docs/synthetic-world.md): premium leans to hardware, basic
     # to add-ons. Hardware is the rarest category, so it is seldom the top offer; the model's
     # probabilities for it must still follow the plan.
-    config = MlflowConfig(
-        tracking_uri=default_run.settings.mlflow_tracking_uri,
-        artifacts_dir=default_run.settings.mlflow_artifacts_dir,
-        experiment="next_product",
-        model_name="next_product",
-    )
-    model, _ = load_champion_model(config)
+    model, _ = load_champion(registry(default_run.settings), "next_product")
     with connect(default_run.settings.warehouse_path, read_only=True) as con:
         candidates = read_product_candidates(con, labelled=False)
     candidates["p"] = model.predict(candidates)

@@ -46,7 +46,7 @@ def pipeline_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PipelineR
             url = stack.enter_context(fresh_database("crm_pipeline", POSTGRES_PASSWORD))
             env.setenv("CRM_POSTGRES_URL", url)
         defs = load_defs()
-        job = defs.resolve_job_def("churn_retraining_job")
+        job = defs.resolve_job_def("retraining_job")
         result = job.execute_in_process(instance=instance, raise_on_error=False)
         settings = Settings()
         env.undo()

@@ -7,7 +7,8 @@ import pytest
 from dagster._core.test_utils import create_run_for_test
 
 from orchestration.definitions import defs as load_defs
-from orchestration.defs.churn.sensors import DRIFT_REPORT, REASON_TAG, TRIGGER_TAG
+from orchestration.defs.automation.sensors import REASON_TAG, TRIGGER_TAG
+from orchestration.lib import keys
 from orchestration.resources import CrmSettings
 
 
@@ -27,7 +28,7 @@ def _evaluate(instance: dg.DagsterInstance, cursor: str | None = None):
 
 def _report_drift(instance: dg.DagsterInstance, share: float) -> None:
     instance.report_runless_asset_event(
-        dg.AssetMaterialization(DRIFT_REPORT, metadata={"drift_share": share})
+        dg.AssetMaterialization(keys.CHURN_DRIFT, metadata={"drift_share": share})
     )
 
 
@@ -55,7 +56,7 @@ def test_drift_below_threshold_is_skipped(instance) -> None:
 
 
 def test_cooldown_blocks_a_second_drift_retraining(instance) -> None:
-    create_run_for_test(instance, job_name="churn_retraining_job", tags={TRIGGER_TAG: "drift"})
+    create_run_for_test(instance, job_name="retraining_job", tags={TRIGGER_TAG: "drift"})
     _report_drift(instance, 0.9)
     result, _ = _evaluate(instance)
     assert isinstance(result, dg.SkipReason)
@@ -65,8 +66,8 @@ def test_cooldown_blocks_a_second_drift_retraining(instance) -> None:
 @pytest.mark.parametrize(
     ("schedule", "job"),
     [
-        ("daily_churn_scoring", "churn_scoring_job"),
-        ("weekly_churn_retraining", "churn_retraining_job"),
+        ("daily_scoring", "scoring_job"),
+        ("weekly_retraining", "retraining_job"),
     ],
 )
 def test_schedules_request_their_job(instance, schedule: str, job: str) -> None:

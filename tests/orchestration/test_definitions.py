@@ -5,50 +5,64 @@ from __future__ import annotations
 import dagster as dg
 
 from ml.data.contract import RAW_TABLES
+from ml.serving.tables import SERVING_TABLES
 from orchestration.definitions import defs as load_defs
+from orchestration.defs.governance.assets import REGISTERED_MODELS
 
 
 def test_definitions_load_with_jobs_schedules_and_sensor() -> None:
     defs = load_defs()
     dg.Definitions.validate_loadable(defs)
     assert {j.name for j in defs.resolve_all_job_defs()} >= {
-        "churn_scoring_job",
-        "churn_retraining_job",
+        "scoring_job",
+        "retraining_job",
     }
-    assert defs.resolve_schedule_def("daily_churn_scoring").cron_schedule == "0 6 * * *"
-    assert defs.resolve_schedule_def("weekly_churn_retraining").cron_schedule == "0 4 * * 1"
-    assert defs.resolve_sensor_def("drift_retraining_sensor").job_name == "churn_retraining_job"
+    assert defs.resolve_schedule_def("daily_scoring").cron_schedule == "0 6 * * *"
+    assert defs.resolve_schedule_def("weekly_retraining").cron_schedule == "0 4 * * 1"
+    assert defs.resolve_sensor_def("drift_retraining_sensor").job_name == "retraining_job"
 
 
 def test_asset_graph_runs_from_raw_files_to_drift() -> None:
     graph = load_defs().resolve_asset_graph()
     keys = {key.to_user_string() for key in graph.get_all_asset_keys()}
     expected = {
-        "crm_source_files",
+        "source/crm_files",
         *(f"raw/{name}" for name in RAW_TABLES),
+        "raw/leads",
         "staging/stg_crm__customers",
         "marts/customer_features",
         "marts/churn_labels",
-        "churn_model",
-        "serving/customer_scores",
-        "exports/customer_scores",
-        "churn_drift_report",
         "marts/campaign_sends",
         "marts/product_purchase_labels",
-        "retention_uplift_model",
-        "serving/customer_uplift",
-        "next_product_model",
-        "serving/next_product_offers",
-        "serving/next_best_actions",
-        "raw/leads",
-        "lead_model",
-        "serving/lead_scores",
-        "serving/customer_value",
+        "governance/erasure",
+        "governance/promotion_decisions",
+        *(f"models/{name}" for name in REGISTERED_MODELS),
+        "scoring/churn_buckets",
+        "monitoring/churn_drift",
+        "publish/postgres",
     }
     assert expected <= keys
     # Lineage: scores depend (transitively) on the raw customers loaded by ingest.
     upstream = graph.get(dg.AssetKey(["serving", "customer_scores"])).parent_keys
     assert dg.AssetKey(["marts", "customer_features"]) in upstream
+
+
+def test_every_serving_table_is_one_asset_found_by_its_name() -> None:
+    graph = load_defs().resolve_asset_graph()
+    serving = {k.path[1] for k in graph.get_all_asset_keys() if k.path[0] == "serving"}
+    assert serving == {table.name for table in SERVING_TABLES}
+    publish = graph.get(dg.AssetKey(["publish", "postgres"]))
+    assert {k.path[1] for k in publish.parent_keys if k.path[0] == "serving"} == serving
+
+
+def test_every_trained_model_is_a_models_asset_named_as_registered() -> None:
+    graph = load_defs().resolve_asset_graph()
+    trained = {k.path[1] for k in graph.get_all_asset_keys() if k.path[0] == "models"}
+    assert trained == set(REGISTERED_MODELS)
+    for table in SERVING_TABLES:
+        if table.model is not None:
+            parents = graph.get(dg.AssetKey(["serving", table.name])).parent_keys
+            assert dg.AssetKey(["models", table.model]) in parents, table.name
 
 
 def test_customer_features_gate_is_blocking() -> None:
@@ -64,19 +78,12 @@ def test_customer_features_gate_is_blocking() -> None:
 
 def test_schedule_crons_come_from_settings(monkeypatch) -> None:
     monkeypatch.setenv("CRM_SCORING_CRON", "15 2 * * *")
-    assert load_defs().resolve_schedule_def("daily_churn_scoring").cron_schedule == "15 2 * * *"
+    assert load_defs().resolve_schedule_def("daily_scoring").cron_schedule == "15 2 * * *"
 
 
 def test_scoring_job_trains_nothing() -> None:
     defs = load_defs()
-    job = defs.resolve_job_def("churn_scoring_job")
+    job = defs.resolve_job_def("scoring_job")
     selected = {key.to_user_string() for key in job.asset_layer.selected_asset_keys}
     assert "serving/next_best_actions" in selected
-    trained = {
-        "churn_model",
-        "retention_uplift_model",
-        "next_product_model",
-        "lead_model",
-        "serving/customer_value",
-    }
-    assert not selected & trained
+    assert not {key for key in selected if key.startswith(("models/", "governance/promotion"))}

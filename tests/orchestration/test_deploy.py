@@ -8,12 +8,12 @@ from pathlib import Path
 import dagster as dg
 import psycopg2
 import yaml
-
 from orchestration.defs.churn.jobs import (
     churn_bucket_scoring_job,
-    churn_retraining_job,
-    churn_scoring_job,
+    retraining_job,
+    scoring_job,
 )
+
 from tests.postgres_server import fresh_database
 
 DEPLOY_YAML = Path(__file__).resolve().parents[2] / "docs" / "deploy" / "dagster.yaml"
@@ -58,6 +58,6 @@ def test_the_run_queue_serialises_duckdb_writers_and_lets_bucket_runs_fan_out() 
     ]
     assert (writer_limit["value"], writer_limit["limit"]) == ("write", 1)
     assert limits["max_concurrent_runs"] > 1
-    for job in (churn_scoring_job, churn_retraining_job):
+    for job in (scoring_job, retraining_job):
         assert job.tags == {"crm/duckdb": "write"}
     assert churn_bucket_scoring_job.tags == {"crm/duckdb": "read"}

@@ -20,7 +20,7 @@ import psycopg2
 import pytest
 
 from ml.core.settings import Settings
-from orchestration.defs.churn.assets import customer_scores, customer_scores_parquet
+from orchestration.defs.churn.assets import customer_scores
 from orchestration.defs.publish.assets import postgres_tables
 from orchestration.resources import CrmSettings
 from tests.orchestration.small_crm import materialize_in_subprocess, set_small_crm
@@ -65,9 +65,7 @@ def test_a_run_killed_mid_scoring_leaves_the_previous_scores_and_a_rerun_complet
     before = _table(home)
     export = home.exports_dir / "serving.customer_scores.parquet"
     export_before = export.read_bytes()
-    process = materialize_in_subprocess(
-        home.home, "serving/customer_scores,exports/customer_scores"
-    )
+    process = materialize_in_subprocess(home.home, "serving/customer_scores")
     log = []
     assert process.stdout is not None
     deadline = time.monotonic() + 300
@@ -87,9 +85,7 @@ def test_a_run_killed_mid_scoring_leaves_the_previous_scores_and_a_rerun_complet
     assert export.read_bytes() == export_before
 
     # Rerunning the same day replaces that day's rows: nothing doubled, one scoring time.
-    result = dg.materialize(
-        [customer_scores, customer_scores_parquet], resources={"crm": CrmSettings()}
-    )
+    result = dg.materialize([customer_scores], resources={"crm": CrmSettings()})
     assert result.success
     after = _table(home)
     assert len(after) == len(before)
@@ -109,7 +105,7 @@ def test_mlflow_down_fails_scoring_clearly_and_publishes_nothing(
             "CRM_POSTGRES_URL", pipeline_run.settings.postgres_url.get_secret_value()
         )
     result = dg.materialize(
-        [customer_scores, customer_scores_parquet, postgres_tables],
+        [customer_scores, postgres_tables],
         resources={"crm": CrmSettings()},
         raise_on_error=False,
     )
@@ -119,7 +115,7 @@ def test_mlflow_down_fails_scoring_clearly_and_publishes_nothing(
     message = failures["serving__customer_scores"]
     assert "MLflow registry at http://mlflow-user:***@127.0.0.1:9 is unavailable" in message
     assert "mlflow-Secret-77" not in message
-    # Nothing downstream ran: no export, no PostgreSQL publish, and the table is untouched.
+    # Nothing was written: no export, no PostgreSQL publish, and the table is untouched.
     started = {str(e.step_key) for e in result.all_events if e.event_type_value == "STEP_START"}
     assert started == {"serving__customer_scores"}
     pd.testing.assert_frame_equal(_table(home), before)
@@ -131,7 +127,7 @@ def test_postgres_down_still_publishes_duckdb_and_parquet_and_reports_it(
     monkeypatch.setenv("CRM_POSTGRES_URL", "postgresql://crm:pg-Down-Secret@127.0.0.1:1/crm")
     started = time.monotonic()
     result = dg.materialize(
-        [customer_scores, customer_scores_parquet, postgres_tables],
+        [customer_scores, postgres_tables],
         resources={"crm": CrmSettings()},
         raise_on_error=False,
     )
@@ -150,7 +146,7 @@ def test_postgres_down_still_publishes_duckdb_and_parquet_and_reports_it(
         for e in result.all_events
         if e.event_type_value == "ASSET_MATERIALIZATION"
     }
-    assert {"serving/customer_scores", "exports/customer_scores"} <= materialized
+    assert "serving/customer_scores" in materialized
     newest = _table(home, "select max(scored_at) from serving.customer_scores").iloc[0, 0]
     exported = duckdb.sql(
         f"select max(scored_at) from read_parquet('{home.exports_dir}/serving.customer_scores.parquet')"

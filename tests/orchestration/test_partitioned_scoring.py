@@ -10,7 +10,8 @@ import duckdb
 import pandas as pd
 
 from ml.core.settings import Settings
-from ml.serving.partitioning import SCORING_BUCKETS, bucket_file, bucket_keys
+from ml.data.features import SCORING_BUCKETS
+from ml.serving.partitioning import bucket_file, bucket_keys
 from orchestration.defs.churn.assets import customer_scores
 from orchestration.resources import CrmSettings
 from tests.orchestration.small_crm import materialize_in_subprocess, set_small_crm
@@ -42,7 +43,7 @@ def test_bucketed_scoring_publishes_the_same_table_as_unpartitioned_scoring(
     # the same time in two processes (both read the warehouse read-only); the rest in-process.
     parallel = [
         materialize_in_subprocess(
-            home, "scoring/churn_score_buckets", "--partition", key, instance=f"dagster-{key}"
+            home, "scoring/churn_buckets", "--partition", key, instance=f"dagster-{key}"
         )
         for key in bucket_keys()[:2]
     ]
@@ -54,7 +55,7 @@ def test_bucketed_scoring_publishes_the_same_table_as_unpartitioned_scoring(
     for key in bucket_keys()[2:]:
         result = job.execute_in_process(partition_key=key, instance=pipeline_run.instance)
         assert result.success
-        (materialization,) = result.asset_materializations_for_node("scoring__churn_score_buckets")
+        (materialization,) = result.asset_materializations_for_node("scoring__churn_buckets")
         rows[key] = materialization.metadata["dagster/row_count"].value
     for bucket in (0, 1):
         rows[f"{bucket:02d}"] = len(

@@ -15,11 +15,13 @@ import psycopg2
 import pytest
 
 from ml.data.contract import PII_COLUMNS, PROTECTED_COLUMNS
-from ml.data.erasure import read_audit_log, read_tombstones
+from ml.data.erasure import read_audit_log
 from ml.data.features import CHURN_FEATURES
-from ml.serving.publishing import HISTORY_SCORES, SCORE_HISTORY, newest_snapshot_sql, serving_tables
+from ml.data.tombstones import read_tombstones
+from ml.serving.publishing import SCORE_HISTORY, newest_snapshot_sql, published_tables
+from orchestration.defs.governance.assets import REGISTERED_MODELS
 from orchestration.defs.ingest.assets import raw_tables
-from orchestration.defs.transform.checks import CUSTOMER_FEATURES
+from orchestration.lib.keys import CUSTOMER_FEATURES
 from orchestration.resources import CrmSettings
 from tests.orchestration.conftest import POSTGRES_PASSWORD
 from tests.orchestration.small_crm import PII_SALT, set_small_crm
@@ -89,7 +91,7 @@ def test_parquet_export_matches_the_table(pipeline_run) -> None:
 
 def test_drift_report_is_written_and_reported(pipeline_run) -> None:
     event = pipeline_run.instance.get_latest_materialization_event(
-        dg.AssetKey("churn_drift_report")
+        dg.AssetKey(["monitoring", "churn_drift"])
     )
     metadata = event.asset_materialization.metadata
     assert 0.0 <= metadata["drift_share"].value <= 1.0
@@ -177,7 +179,7 @@ def test_bad_file_fails_clearly_quarantines_and_keeps_last_good_scores(
 
     set_small_crm(monkeypatch, settings.home)
     monkeypatch.setenv("CRM_SOURCE", str(export))
-    job = pipeline_run.defs.resolve_job_def("churn_scoring_job")
+    job = pipeline_run.defs.resolve_job_def("scoring_job")
     result = job.execute_in_process(instance=pipeline_run.instance, raise_on_error=False)
 
     assert not result.success
@@ -443,17 +445,22 @@ def test_erased_people_are_in_no_store_and_stay_out_when_reimported(
         assert _tables_holding(con, identifiers | personal) == []
 
 
-def test_promotion_decision_is_an_asset_and_a_table(pipeline_run) -> None:
-    decision = pipeline_run.result.asset_materializations_for_node(
-        "governance__churn_promotion_decision"
-    )[0].metadata
-    assert decision["promoted"].value is True  # type: ignore[union-attr]
-    assert "first model" in decision["reason"].value  # type: ignore[union-attr]
+def test_every_models_promotion_decision_is_an_asset_and_a_table(pipeline_run) -> None:
+    (materialization,) = pipeline_run.result.asset_materializations_for_node(
+        "governance__promotion_decisions"
+    )
     with _warehouse(pipeline_run) as con:
         rows = con.execute(
-            "select model_name, model_version, promoted, reason from governance.promotion_decisions"
+            "select model_name, model_version, promoted, reason "
+            "from governance.promotion_decisions order by model_name"
         ).fetchall()
-    assert rows == [("churn", "1", True, decision["reason"].value)]  # type: ignore[union-attr]
+    assert [r[0] for r in rows] == sorted(REGISTERED_MODELS)
+    assert materialization.metadata["dagster/row_count"].value == len(rows)  # type: ignore[union-attr]
+    decisions = {name: (version, promoted, reason) for name, version, promoted, reason in rows}
+    assert decisions["churn"][:2] == ("1", True)
+    assert decisions["churn"][2].startswith("first model: AUC")
+    assert decisions["customer_value"][2].startswith("refitted every run: neg_value_mae")
+    assert decisions["lead_scoring"][2].startswith("first model: roc_auc")
 
 
 def _postgres(pipeline_run, query: str) -> list[tuple]:
@@ -482,9 +489,9 @@ def test_every_serving_table_is_published_to_postgres(pipeline_run) -> None:
         t: _postgres(pipeline_run, f'select count(*) from {schema}."{t}"')[0][0] for t in names
     }
     with _warehouse(pipeline_run) as con:
-        tables = serving_tables(con)
+        tables = published_tables(con)
         expected = {
-            t: con.execute(f"select count(*) from ({newest_snapshot_sql(con, t)})").fetchall()[0][0]
+            t.name: con.execute(f"select count(*) from ({newest_snapshot_sql(t)})").fetchall()[0][0]
             for t in tables
         }
         newest = con.execute(
@@ -494,7 +501,7 @@ def test_every_serving_table_is_published_to_postgres(pipeline_run) -> None:
     assert len(tables) >= 9
     history_rows = published.pop(SCORE_HISTORY)
     assert published == expected
-    assert history_rows == sum(expected[s.table] for s in HISTORY_SCORES if s.table in expected)
+    assert history_rows == sum(expected[t.name] for t in tables if t.history is not None)
     assert _postgres(
         pipeline_run,
         f"select customer_id, churn_probability from {schema}.customer_scores order by 1",

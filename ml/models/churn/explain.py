@@ -18,7 +18,8 @@ import pandas as pd
 from catboost import Pool
 
 from ml.data.features import KEY_COLUMNS, NUMERIC_FEATURES
-from ml.models.churn.model import MISSING_CATEGORY, ChurnModel
+from ml.modelling.boosting import MISSING_CATEGORY
+from ml.models.churn.model import ChurnModel
 
 NO_RISK_SIGNALS = "no strong risk signals"
 DRIVER_COLUMNS = ("customer_id", "as_of_date", "rank", "feature", "value", "contribution")

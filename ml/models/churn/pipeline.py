@@ -1,13 +1,13 @@
-"""The churn use case end to end, composed from the pure pieces of ``ml/``.
+"""The churn model's life cycle: train and judge a candidate, score a snapshot, watch drift.
 
-Dagster assets call these three functions and nothing else of the model code, so the same steps
-run from a notebook, a test or another orchestrator.
+Dagster assets call these functions (and ``ml.modelling.registry.register`` in between), so the
+same steps run from a notebook, a test or another orchestrator.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +15,7 @@ import pandas as pd
 
 from ml.data.contract import PII_COLUMNS, PROTECTED_COLUMNS
 from ml.data.features import CATEGORICAL_FEATURES, CHURN_FEATURES, LABEL_COLUMN
+from ml.modelling.boosting import flat_params
 from ml.modelling.drift import DriftResult, drift_report
 from ml.modelling.evaluation import (
     EvaluationResult,
@@ -32,15 +33,15 @@ from ml.modelling.fairness import (
     protected_groups,
     proxy_check,
 )
-from ml.modelling.model_card import FairnessGate, ModelCard, write_model_card
-from ml.modelling.promotion import PromotionRule
-from ml.modelling.registry import (
-    MlflowConfig,
-    RegistrationResult,
-    load_champion,
-    log_and_register,
-    log_artifact_dir,
+from ml.modelling.model_card import FairnessGate, ModelCard, markdown_table
+from ml.modelling.promotion import (
+    PromotionDecision,
+    PromotionRule,
+    decide_promotion,
+    promotion_scores,
 )
+from ml.modelling.registry import Candidate, Training
+from ml.models.churn.data import ChurnTrainingInputs
 from ml.models.churn.model import (
     ChurnModel,
     TimeSplit,
@@ -51,23 +52,8 @@ from ml.models.churn.model import (
 from ml.models.churn.scoring import RiskBands, score_customers, validate_scores
 from ml.synthetic.oracle import oracle_auc
 
+MODEL_NAME = "churn"
 SHAP_SUMMARY_ROWS = 20_000  # validation rows explained for the SHAP summary and importance
-
-
-@dataclass(frozen=True)
-class ChurnTrainingOutcome:
-    """What one training run produced: the split, the out-of-time metrics, the registry result."""
-
-    split: TimeSplit
-    metrics: EvaluationResult
-    oracle_auc: float | None
-    registration: RegistrationResult
-    plots: tuple[Path, ...]
-    capacity: dict[str, float] = field(default_factory=dict)
-    fairness: FairnessReport | None = None
-    proxies: pd.DataFrame | None = None
-    model_card: tuple[Path, Path] | None = None
-
 
 BUSINESS_SLICES: tuple[str, ...] = ("plan", "contract_type", "country_code")
 """Slices the fairness audit reports next to the protected attributes (reported, not gated)."""
@@ -89,6 +75,27 @@ class ChurnGovernance:
     capacity: int = 500
     fairness: FairnessConfig = field(default_factory=FairnessConfig)
     promotion: PromotionRule = field(default_factory=PromotionRule)
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class ChurnTraining(Training):
+    """What one training run produced: the candidate to register and what it was judged on.
+
+    Attributes:
+        split: The out-of-time split.
+        metrics: Out-of-time metrics on the validation date.
+        oracle_auc: The synthetic truth's AUC on the same rows, or None on real data.
+        capacity: Precision, lift and recall at the team's capacity.
+        fairness: The fairness audit of the validation decisions.
+        proxies: Features associated with a protected attribute (the proxy check).
+    """
+
+    split: TimeSplit
+    metrics: EvaluationResult
+    oracle_auc: float | None
+    capacity: dict[str, float]
+    fairness: FairnessReport
+    proxies: pd.DataFrame
 
 
 def audit_fairness(
@@ -126,34 +133,27 @@ def audit_fairness(
     return report, proxies
 
 
-def train_and_register(
-    labelled: pd.DataFrame,
-    identity_map: pd.DataFrame,
+def train(
+    inputs: ChurnTrainingInputs,
     config: TrainingConfig,
-    mlflow: MlflowConfig,
+    governance: ChurnGovernance,
     plots_dir: Path,
-    truth_dir: Path | None,
-    customers: pd.DataFrame | None = None,
-    governance: ChurnGovernance | None = None,
-) -> ChurnTrainingOutcome:
-    """Train on past as-of dates, evaluate out of time, log to MLflow and promote by rule.
+    truth_dir: Path | None = None,
+) -> ChurnTraining:
+    """Train on past as-of dates, evaluate out of time, audit, and build the candidate.
 
-    With ``customers`` (``marts.customers``: the protected attributes) the validation decisions
-    are audited for fairness; a failed gate keeps the new version a challenger whatever its AUC.
-    A model card (Markdown and HTML) is written next to the plots and logged with the run.
+    The candidate's rule (``ml.modelling.promotion``) compares it with the champion on the same
+    validation rows: AUC, calibration and lift at capacity within margins, and the fairness gate
+    (a failed gate keeps the new version a challenger whatever its AUC).
 
     Args:
-        labelled: ``marts.customer_features`` joined with available ``marts.churn_labels``.
-        identity_map: ``marts.customer_identity_map``, used only to reach the synthetic truth.
+        inputs: ``ml.models.churn.data.read_training_inputs``.
         config: CatBoost and split settings.
-        mlflow: Where to log and register.
-        plots_dir: Folder for the calibration curve and lift chart.
+        governance: Action threshold, capacity, fairness and promotion settings.
+        plots_dir: Folder for the plots and the model card.
         truth_dir: Synthetic truth folder (oracle AUC), or None for real data.
-        customers: Customers with their protected attributes, for the fairness audit only.
-        governance: Action threshold, capacity and fairness settings.
     """
-    governance = governance or ChurnGovernance()
-    split = split_out_of_time(labelled, config.training_as_of_dates)
+    split = split_out_of_time(inputs.labelled, config.training_as_of_dates, inputs.horizon_days)
     model = train_churn_model(split, config)
     y_true = split.validation[LABEL_COLUMN].to_numpy()
     proba = model.predict_proba(split.validation)
@@ -175,37 +175,97 @@ def train_and_register(
     oracle = None
     if truth_dir is not None:
         keys = split.validation[["customer_id", "as_of_date", LABEL_COLUMN]]
-        oracle = oracle_auc(keys, identity_map, truth_dir)
+        oracle = oracle_auc(keys, inputs.identity_map, truth_dir)
     capacity = capacity_metrics(y_true, proba, governance.capacity)
-    extra = {**capacity, **({"oracle_auc": oracle} if oracle is not None else {})}
-    fairness, proxies = None, None
-    artifacts: dict[str, object] = {"feature_importance.json": importance}
-    if customers is not None:
-        fairness, proxies = audit_fairness(split.validation, proba, customers, governance)
-        extra.update(fairness.as_metrics())
-        extra["proxy_features_flagged"] = float(proxies["flagged"].sum())
-        artifacts["fairness_report.json"] = fairness.to_dict()
-        artifacts["proxy_check.json"] = proxies.to_dict("records")
-    registration = log_and_register(
-        mlflow,
-        model,
-        split_summary=split.summary(),
-        metrics=metrics,
-        params=config.as_params(),
-        plot_paths=list(plots),
-        validation_frame=split.validation,
-        rule=replace(governance.promotion, capacity=governance.capacity),
-        extra_metrics=extra,
-        gate_failures=tuple(f"fairness gate: {r}" for r in fairness.reasons)
-        if fairness is not None and not fairness.gate_passed
-        else (),
+    logged = {
+        **metrics.as_metrics(),
+        **capacity,
+        **model.calibration_report.as_metrics(),
+        **({"oracle_auc": oracle} if oracle is not None else {}),
+    }
+    artifacts: dict[str, object] = {
+        "split_summary.json": split.summary(),
+        "feature_importance.json": importance,
+    }
+    fairness, proxies = audit_fairness(split.validation, proba, inputs.customers, governance)
+    logged.update(fairness.as_metrics())
+    logged["proxy_features_flagged"] = float(proxies["flagged"].sum())
+    artifacts["fairness_report.json"] = fairness.to_dict()
+    artifacts["proxy_check.json"] = proxies.to_dict("records")
+    gate_failures = (
+        tuple(f"fairness gate: {r}" for r in fairness.reasons) if not fairness.gate_passed else ()
+    )
+    rule = replace(governance.promotion, capacity=governance.capacity)
+    new_scores = promotion_scores(y_true, proba, rule.capacity)
+
+    def decide(champion: ChurnModel | None, version: str | None) -> PromotionDecision:
+        champion_scores = (
+            promotion_scores(y_true, champion.predict_proba(split.validation), rule.capacity)
+            if champion is not None
+            else None
+        )
+        return decide_promotion(
+            new_scores,
+            champion_scores,
+            rule,
+            rows=len(split.validation),
+            champion_version=version,
+            gate_failures=gate_failures,
+        )
+
+    report = model.calibration_report
+    params = {
+        **flat_params(config),
+        **{f"split_{k}": v for k, v in split.summary().items()},
+        **{f"promotion_{k}": v for k, v in asdict(rule).items()},
+        "calibration_chosen": report.method,
+        "refit_on_calibration_slice": report.refit_on_calibration_slice,
+        "features": ",".join(model.feature_names),
+        "cat_features": ",".join(model.cat_features),
+    }
+    candidate = Candidate(
+        name=MODEL_NAME,
+        model=model,
+        decide=decide,
+        params=params,
+        metrics=logged,
+        card=_model_card(model, split, metrics, capacity, plots, fairness, proxies),
+        card_dir=plots_dir / "model_card",
+        plots=plots,
         json_artifacts=artifacts,
     )
-    card = _model_card(model, split, metrics, capacity, plots, fairness, proxies, registration)
-    card_paths = write_model_card(card, plots_dir / "model_card")
-    log_artifact_dir(mlflow, registration.run_id, plots_dir / "model_card", "model_card")
-    return ChurnTrainingOutcome(
-        split, metrics, oracle, registration, plots, capacity, fairness, proxies, card_paths
+    summary: dict[str, float | int | str] = {
+        "roc_auc": metrics.roc_auc,
+        "pr_auc": metrics.pr_auc,
+        "brier": metrics.brier,
+        "ece": metrics.ece,
+        "precision_top_decile": metrics.precision_at_k,
+        "lift_top_decile": metrics.lift_at_k,
+        "validation_rows": metrics.n,
+        "validation_as_of": str(split.validation_date),
+        "training_as_of_dates": ", ".join(str(d) for d in split.train_dates),
+        "precision_at_capacity": capacity["precision_at_capacity"],
+        "lift_at_capacity": capacity["lift_at_capacity"],
+        "capacity": int(capacity["capacity"]),
+        "fairness_gate": "passed" if fairness.gate_passed else "FAILED",
+    }
+    if oracle is not None:
+        summary |= {"oracle_auc": oracle, "auc_gap_to_oracle": oracle - metrics.roc_auc}
+    flagged = proxies.loc[proxies["flagged"], ["feature", "protected", "method", "association"]]
+    tables = {
+        "fairness": fairness.table_markdown(),
+        "proxy_features": markdown_table(flagged) if len(flagged) else "none above the threshold",
+    }
+    return ChurnTraining(
+        candidate=candidate,
+        summary=summary,
+        tables=tables,
+        split=split,
+        metrics=metrics,
+        oracle_auc=oracle,
+        capacity=capacity,
+        fairness=fairness,
+        proxies=proxies,
     )
 
 
@@ -217,7 +277,6 @@ def _model_card(
     plots: tuple[Path, ...],
     fairness: FairnessReport | None,
     proxies: pd.DataFrame | None,
-    registration: RegistrationResult,
 ) -> ModelCard:
     summary = split.summary()
     flagged = (
@@ -237,10 +296,7 @@ def _model_card(
         for row in flagged.itertuples()  # the few flagged proxies, not customer rows
     ]
     return ModelCard(
-        model_name="churn",
-        model_version=registration.model_version,
-        alias=registration.alias,
-        created_at=datetime.now(UTC),
+        model_name=MODEL_NAME,
         intended_use="Rank active customers by the probability of cancelling within 90 days, "
         "so retention teams spend their capacity on the customers most at risk.",
         not_intended_for=(
@@ -267,19 +323,19 @@ def _model_card(
         if fairness is not None
         else None,
         drift=None,
-        promotion=registration.reason,
         known_limits=tuple(limits),
     )
 
 
-def score_latest(
+def score(
+    model: ChurnModel,
+    version: str,
     features: pd.DataFrame,
-    mlflow: MlflowConfig,
     scored_at: datetime,
-    bands: RiskBands,
+    bands: RiskBands | None = None,
     typical: dict[str, float] | None = None,
 ) -> pd.DataFrame:
-    """Score the newest as-of date with the champion and explain every row.
+    """Score a feature snapshot and explain every row: the rows of ``serving.customer_scores``.
 
     ``typical`` is what the reasons call typical; by default the medians of ``features``.
 
@@ -287,9 +343,8 @@ def score_latest(
         ValueError: if the scores break the serving contract; the caller then keeps the last
             good table.
     """
-    model, version = load_champion(mlflow)
     scores = score_customers(
-        model, features, mlflow.model_name, version, scored_at, bands, typical=typical
+        model, features, MODEL_NAME, version, scored_at, bands or RiskBands(), typical=typical
     )
     validate_scores(scores)
     return scores
@@ -301,7 +356,7 @@ class ChurnDrift:
     scores: DriftResult
 
 
-def churn_drift(
+def drift(
     model: ChurnModel,
     reference_features: pd.DataFrame,
     current_features: pd.DataFrame,

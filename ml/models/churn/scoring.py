@@ -1,7 +1,7 @@
 """Turn model output into rows of ``serving.customer_scores``.
 
-The frame returned by :func:`score_customers` has exactly the serving contract's columns, in order,
-with pandas dtypes that DuckDB reads as the contract's SQL types (``as_of_date`` holds
+The frame returned by :func:`score_customers` has the columns of the serving table
+(``ml.serving.tables``), with pandas dtypes that DuckDB reads as its SQL types (``as_of_date`` holds
 ``datetime.date`` values so it lands as DATE, ``scored_at`` is a naive UTC timestamp).
 :func:`validate_scores` is the gate the publisher runs before it replaces the last good table.
 """
@@ -18,19 +18,6 @@ from ml.data.features import KEY_COLUMNS
 from ml.models.churn.explain import explain_scores
 from ml.models.churn.model import ChurnModel
 
-# Column -> DuckDB type of serving.customer_scores (docs/architecture.md, "Serving contract").
-CUSTOMER_SCORES_SCHEMA: dict[str, str] = {
-    "customer_id": "VARCHAR",
-    "as_of_date": "DATE",
-    "scored_at": "TIMESTAMP",
-    "churn_probability": "DOUBLE",
-    "churn_risk_band": "VARCHAR",
-    "churn_top_drivers": "VARCHAR",
-    "churn_reason": "VARCHAR",
-    "model_name": "VARCHAR",
-    "model_version": "VARCHAR",
-}
-CUSTOMER_SCORES_COLUMNS: tuple[str, ...] = tuple(CUSTOMER_SCORES_SCHEMA)
 RISK_BANDS: tuple[str, ...] = ("high", "medium", "low")
 
 
@@ -113,7 +100,7 @@ def score_customers(
             "model_version": np.full(n, str(model_version), dtype=object),
         }
     )
-    return scores[list(CUSTOMER_SCORES_COLUMNS)]
+    return scores
 
 
 def validate_scores(scores: pd.DataFrame) -> None:
@@ -123,18 +110,11 @@ def validate_scores(scores: pd.DataFrame) -> None:
         scores: Output of :func:`score_customers`.
 
     Raises:
-        ValueError: If the frame is empty, has other columns than the contract, a null or
-            out-of-range probability, an unknown risk band, null keys or duplicate
+        ValueError: If the frame is empty, has a null or out-of-range probability, an unknown risk band, null keys or duplicate
             (customer_id, as_of_date) keys. The message names the rule and the row count.
     """
     if scores.empty:
         raise ValueError("scores are empty: refusing to replace the published table")
-    columns = tuple(scores.columns)
-    if columns != CUSTOMER_SCORES_COLUMNS:
-        raise ValueError(
-            f"score columns {list(columns)} differ from the serving contract "
-            f"{list(CUSTOMER_SCORES_COLUMNS)}"
-        )
     proba = pd.to_numeric(scores["churn_probability"], errors="coerce")
     nulls = int(proba.isna().sum())
     if nulls:

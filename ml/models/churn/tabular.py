@@ -19,13 +19,13 @@ from catboost import CatBoostClassifier, Pool
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedKFold, train_test_split
 
-from ml.modelling.boosting import catboost_frame
-from ml.models.churn.model import (
+from ml.modelling.boosting import (
     CalibratedBooster,
     CalibrationReport,
-    TrainingConfig,
+    catboost_frame,
     fit_with_calibration,
 )
+from ml.models.churn.model import TrainingConfig
 
 
 class TabularModel(CalibratedBooster):
@@ -89,7 +89,7 @@ def _fit_booster(frame: pd.DataFrame, task: TabularTask, config: TrainingConfig)
     y = task.labels(frame)
     if len(np.unique(y)) < 2:
         raise ValueError("training rows hold a single class; cannot fit a model")
-    booster = config.classifier(task.monotone_constraints or {})
+    booster = config.boosting.classifier(task.monotone_constraints)
     model = TabularModel(booster, task.feature_names(frame), task.cat_features)
     booster.fit(Pool(model.prepare(frame), label=y, cat_features=list(model.cat_features)))
     return model
@@ -117,15 +117,19 @@ def train_tabular_model(
         np.arange(len(frame)),
         test_size=task.calibration_fraction,
         stratify=task.labels(frame),
-        random_state=config.seed,
+        random_state=config.boosting.seed,
     )
+    # The fitting rows first, then the calibration rows: the order the refit sees them in.
+    order = np.concatenate([np.sort(fit_rows), np.sort(calibration_rows)])
     return fit_with_calibration(
         lambda rows: _fit_booster(rows, task, config),
-        frame.iloc[np.sort(fit_rows)],
-        frame.iloc[np.sort(calibration_rows)],
+        frame.iloc[order].reset_index(drop=True),
+        np.arange(len(order)) >= len(fit_rows),
         task.labels,
-        config,
-    )
+        config.calibration,
+        config.boosting.seed,
+        config.refit_without_calibrator,
+    ).model
 
 
 @dataclass(frozen=True)

@@ -40,7 +40,6 @@ with pymc, pytensor and numba) and the one-off compilation above.
 
 from __future__ import annotations
 
-import json
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -55,7 +54,7 @@ from numpy.typing import ArrayLike
 from scipy.special import betaincinv, hyp2f1, roots_legendre
 from scipy.stats import spearmanr
 
-from ml.modelling.boosting import catboost_frame
+from ml.modelling.boosting import BoostingParams, HoldsBoosting, catboost_frame
 
 ClvMethod = Literal["bgnbd", "catboost"]
 CatBoostProtocol = Literal["auto", "out_of_time", "customer_split"]
@@ -77,9 +76,6 @@ PREDICTION_COLUMNS = (
     "probability_alive",
 )
 
-_META_FILE = "clv_model.json"
-_VALUE_MODEL_FILE = "clv_value.cbm"
-_PURCHASES_MODEL_FILE = "clv_purchases.cbm"
 _RECENT_DAYS = 90
 _QUADRATURE_NODES = 256
 
@@ -89,20 +85,19 @@ _QUADRATURE_NODES = 256
 # --------------------------------------------------------------------------------------------
 
 
+# Few features and a noisy, skewed target: shallow regularised trees, as for churn.
+CLV_BOOSTING = BoostingParams(iterations=400, depth=4, learning_rate=0.05, l2_leaf_reg=10.0)
+
+
 @dataclass(frozen=True)
-class ClvConfig:
+class ClvConfig(HoldsBoosting):
     """Settings of the CLV models.
 
     Attributes:
+        boosting: CatBoost settings of each regressor (its seed also draws the customer split).
         horizon_days: Length of the predicted window after the as-of date.
         period_days: Time unit of ``recency`` and ``T`` for BG/NBD (7 = weeks). Predictions do not
             depend on it beyond numerical conditioning; parameters do (``alpha`` is in periods).
-        seed: CatBoost seed and seed of the customer split.
-        threads: CatBoost threads.
-        iterations: Boosting rounds of each CatBoost regressor (fixed; no early stopping).
-        depth: Tree depth.
-        learning_rate: Step size.
-        l2_leaf_reg: L2 regularisation of leaf values.
         tweedie_variance_power: Variance power of the value regressor's Tweedie loss, in (1, 2).
         catboost_protocol: How :func:`compare_on_holdout` trains CatBoost: ``out_of_time`` one
             horizon before the cutoff, ``customer_split`` by 2-fold cross-fitting over customers
@@ -111,15 +106,9 @@ class ClvConfig:
         min_train_customers: Fewest customers the out-of-time training window must hold.
     """
 
+    boosting: BoostingParams = CLV_BOOSTING
     horizon_days: int = 365
     period_days: float = 7.0
-    seed: int = 42
-    threads: int = 2
-    # Few features and a noisy, skewed target: shallow regularised trees, as for churn.
-    iterations: int = 400
-    depth: int = 4
-    learning_rate: float = 0.05
-    l2_leaf_reg: float = 10.0
     tweedie_variance_power: float = 1.5
     catboost_protocol: CatBoostProtocol = "auto"
     min_train_customers: int = 200
@@ -129,32 +118,12 @@ class ClvConfig:
             raise ValueError(f"horizon_days must be >= 1, got {self.horizon_days}")
         if self.period_days <= 0:
             raise ValueError(f"period_days must be > 0, got {self.period_days}")
-        if self.iterations < 1 or self.depth < 1 or self.threads < 1:
-            raise ValueError("iterations, depth and threads must be >= 1")
         if not 1 < self.tweedie_variance_power < 2:
             raise ValueError(
                 f"tweedie_variance_power must be in (1, 2), got {self.tweedie_variance_power}"
             )
         if self.catboost_protocol not in ("auto", "out_of_time", "customer_split"):
             raise ValueError(f"unknown catboost_protocol {self.catboost_protocol!r}")
-
-    def as_params(self) -> dict[str, str | int | float]:
-        """The settings as flat MLflow parameters."""
-        return dict(asdict(self))
-
-    def regressor(self, loss_function: str) -> CatBoostRegressor:
-        """An unfitted CatBoost regressor with these settings and ``loss_function``."""
-        return CatBoostRegressor(
-            loss_function=loss_function,
-            iterations=self.iterations,
-            depth=self.depth,
-            learning_rate=self.learning_rate,
-            l2_leaf_reg=self.l2_leaf_reg,
-            thread_count=self.threads,
-            random_seed=self.seed,
-            allow_writing_files=False,
-            verbose=False,
-        )
 
 
 # --------------------------------------------------------------------------------------------
@@ -672,9 +641,11 @@ def _fit_regressor_on(
     x = catboost_frame(labelled, names, cats)
     value = labelled["value"].fillna(0.0).to_numpy(dtype=float)
     purchases = labelled["purchases"].fillna(0).to_numpy(dtype=float)
-    value_model = config.regressor(f"Tweedie:variance_power={config.tweedie_variance_power}")
+    value_model = config.boosting.regressor(
+        f"Tweedie:variance_power={config.tweedie_variance_power}"
+    )
     value_model.fit(Pool(x, label=value, cat_features=list(cats)))
-    purchases_model = config.regressor("Poisson")
+    purchases_model = config.boosting.regressor("Poisson")
     purchases_model.fit(Pool(x, label=purchases, cat_features=list(cats)))
     return ClvRegressor(
         value_model=value_model,
@@ -740,69 +711,6 @@ class ClvModel:
     as_of: pd.Timestamp
     baseline: BaselineModel
     regressor: ClvRegressor | None = None
-
-    def save(self, directory: Path) -> list[Path]:
-        """Write the model to ``directory`` (parameters as JSON, CatBoost models as .cbm).
-
-        Returns:
-            The files written (log them as MLflow artifacts).
-        """
-        directory.mkdir(parents=True, exist_ok=True)
-        meta: dict[str, Any] = {
-            "method": self.method,
-            "config": self.config.as_params(),
-            "as_of": self.as_of.isoformat(),
-            "baseline": self.baseline.to_dict(),
-            "regressor": None,
-        }
-        written = []
-        if self.regressor is not None:
-            reg = self.regressor
-            meta["regressor"] = {
-                "feature_names": list(reg.feature_names),
-                "cat_features": list(reg.cat_features),
-                "horizon_days": reg.horizon_days,
-                "period_days": reg.period_days,
-                "train_customers": reg.train_customers,
-            }
-            for model, name in (
-                (reg.value_model, _VALUE_MODEL_FILE),
-                (reg.purchases_model, _PURCHASES_MODEL_FILE),
-            ):
-                model.save_model(str(directory / name))
-                written.append(directory / name)
-        meta_path = directory / _META_FILE
-        meta_path.write_text(json.dumps(meta, indent=2) + "\n")
-        return [meta_path, *written]
-
-    @classmethod
-    def load(cls, directory: Path) -> ClvModel:
-        """Read a model written by :meth:`save`."""
-        meta = json.loads((directory / _META_FILE).read_text())
-        regressor = None
-        if meta["regressor"] is not None:
-            models = []
-            for name in (_VALUE_MODEL_FILE, _PURCHASES_MODEL_FILE):
-                model = CatBoostRegressor()
-                model.load_model(str(directory / name))
-                models.append(model)
-            r = meta["regressor"]
-            regressor = ClvRegressor(
-                value_model=models[0],
-                purchases_model=models[1],
-                feature_names=tuple(r["feature_names"]),
-                cat_features=tuple(r["cat_features"]),
-                horizon_days=int(r["horizon_days"]),
-                period_days=float(r["period_days"]),
-                train_customers=int(r["train_customers"]),
-            )
-        return cls(
-            method=meta["method"],
-            config=ClvConfig(**meta["config"]),
-            as_of=pd.Timestamp(meta["as_of"]),
-            baseline=BaselineModel.from_dict(meta["baseline"]),
-            regressor=regressor,
-        )
 
 
 def fit_clv(
@@ -1028,7 +936,7 @@ def _customer_split_predictions(
     design: pd.DataFrame, actuals: pd.DataFrame, config: ClvConfig
 ) -> tuple[pd.DataFrame, int]:
     """Out-of-fold predictions of 2-fold cross-fitting over customers."""
-    fold = np.random.default_rng(config.seed).permutation(len(design)) % 2
+    fold = np.random.default_rng(config.boosting.seed).permutation(len(design)) % 2
     parts, sizes = [], []
     for k in (0, 1):  # two folds
         train, test = design.loc[fold != k], design.loc[fold == k]

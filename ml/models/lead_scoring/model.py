@@ -26,8 +26,7 @@ categories and yes/no attributes (``"lead source: Reference (converts 2.4x the a
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Literal
@@ -38,21 +37,25 @@ import pandas as pd
 from catboost import CatBoostClassifier, Pool
 from sklearn.model_selection import train_test_split
 
+from ml.core.maths import sigmoid
 from ml.data.contract import PII_COLUMNS, PROTECTED_COLUMNS
 from ml.data.lead_mapping import ATTRIBUTE_PREFIX
-from ml.modelling.boosting import MISSING_CATEGORY, catboost_frame
+from ml.modelling.boosting import (
+    MISSING_CATEGORY,
+    BoostingParams,
+    CalibratedBooster,
+    CalibrationMode,
+    CalibrationReport,
+    Calibrator,
+    HoldsBoosting,
+    catboost_frame,
+    fit_with_calibration,
+)
 from ml.modelling.evaluation import (
     EvaluationResult,
     evaluate,
     plot_calibration_curve,
     plot_lift_chart,
-)
-from ml.models.churn.model import (
-    CalibratedBooster,
-    CalibrationMode,
-    CalibrationReport,
-    Calibrator,
-    choose_calibrator,
 )
 
 LABEL_COLUMN = "converted_within_window"
@@ -80,8 +83,6 @@ GRADES: tuple[str, ...] = ("A", "B", "C", "D")
 NO_STRONG_SIGNALS = "no strong signals either way"
 
 FeatureKind = Literal["category", "boolean", "number"]
-_MODEL_FILE = "model.cbm"
-_META_FILE = "lead_model.json"
 
 # Plain-word names of the contract features; attributes are named from their column name.
 _LABELS: dict[str, str] = {
@@ -99,22 +100,26 @@ _NUMBER_NOUNS: dict[str, str] = {
 }
 
 
+# 5-fold CV on X Education (benchmarks/leads_xeducation.py): depth 5-6 and a few hundred rounds at
+# 0.05 are on a plateau; more rounds start to overfit 7k leads. Combinations of categories cost
+# 40% of the fit time on X Education for no AUC (0.8802 with max_ctr_complexity 1 against 0.8801
+# with CatBoost's default 4, 2 folds); an export has many categorical columns.
+LEAD_BOOSTING = BoostingParams(
+    iterations=500, depth=5, learning_rate=0.05, l2_leaf_reg=5.0, max_ctr_complexity=1
+)
+
+
 @dataclass(frozen=True)
-class LeadConfig:
+class LeadConfig(HoldsBoosting):
     """Settings of the lead model.
 
     Attributes:
+        boosting: CatBoost settings (its seed also draws the stratified holdout and the
+            calibration folds).
         conversion_window_days: A lead counts as converted if it converts within this many days
             of creation.
-        iterations: Boosting rounds (fixed; no early stopping on the holdout).
-        depth: Tree depth.
-        learning_rate: Step size.
-        l2_leaf_reg: L2 regularisation of leaf values.
-        max_ctr_complexity: Most categorical features CatBoost combines into one statistic.
         holdout_fraction: Share of training leads held out (newest by creation date, else
             stratified) for metrics and calibration.
-        seed: Random seed of CatBoost, the stratified holdout and the calibration folds.
-        thread_count: CatBoost threads.
         calibration: As ``ml.models.churn.model.TrainingConfig.calibration``.
         use_attributes: Use the ``attr_*`` custom attributes (off only to measure what they add).
         top_drivers: Drivers per scored lead.
@@ -125,19 +130,9 @@ class LeadConfig:
             training leads.
     """
 
+    boosting: BoostingParams = LEAD_BOOSTING
     conversion_window_days: int = 60
-    # 5-fold CV on X Education (benchmarks/leads_xeducation.py): depth 5-6 and a few hundred
-    # rounds at 0.05 are on a plateau; more rounds start to overfit 7k leads.
-    iterations: int = 500
-    depth: int = 5
-    learning_rate: float = 0.05
-    l2_leaf_reg: float = 5.0
-    # Combinations of categories cost 40% of the fit time on X Education for no AUC (0.8802 with
-    # 1 against 0.8801 with CatBoost's default 4, 2 folds); an export has many categorical columns.
-    max_ctr_complexity: int = 1
     holdout_fraction: float = 0.2
-    seed: int = 42
-    thread_count: int = 2
     calibration: CalibrationMode = "auto"
     use_attributes: bool = True
     top_drivers: int = 3
@@ -156,10 +151,6 @@ class LeadConfig:
             raise ValueError(f"holdout_fraction must be in (0, 1), got {self.holdout_fraction}")
         if self.conversion_window_days < 1 or self.top_drivers < 1:
             raise ValueError("conversion_window_days and top_drivers must be >= 1")
-
-    def as_params(self) -> dict[str, str | int | float | bool]:
-        """The settings as flat MLflow parameters."""
-        return dict(asdict(self))
 
     def grade(self, score: np.ndarray) -> np.ndarray:
         """Grade letter per 0-100 score."""
@@ -334,58 +325,6 @@ class LeadModel(CalibratedBooster):
         bools = [n for n, k in self.kinds.items() if k == "boolean"]
         return catboost_frame(frame, self.feature_names, self.cat_features, bools, "lead model")
 
-    def save(self, directory: Path) -> Path:
-        """Write the booster (CatBoost binary) and a JSON of everything else to ``directory``.
-
-        The JSON holds no lead rows: settings, feature kinds, typical values, the calibrator and
-        the holdout's labels and probabilities (for the plots; no ids).
-        """
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        self.booster.save_model(str(directory / _MODEL_FILE))
-        meta = {
-            "kinds": self.kinds,
-            "config": asdict(self.config),
-            "typical": asdict(self.typical),
-            "calibrator": asdict(self.calibrator) if self.calibrator else None,
-            "calibration_report": asdict(self.calibration_report),
-            "holdout": asdict(self.holdout) if self.holdout else None,
-            "holdout_labels": None
-            if self.holdout_labels is None
-            else self.holdout_labels.astype(int).tolist(),
-            "holdout_proba": None
-            if self.holdout_proba is None
-            else np.round(self.holdout_proba, 6).tolist(),
-        }
-        (directory / _META_FILE).write_text(json.dumps(meta, indent=1))
-        return directory
-
-    @classmethod
-    def load(cls, directory: Path) -> LeadModel:
-        """Read a model written by :meth:`save`."""
-        directory = Path(directory)
-        meta = json.loads((directory / _META_FILE).read_text())
-        booster = CatBoostClassifier()
-        booster.load_model(str(directory / _MODEL_FILE))
-        cal = meta["calibrator"]
-        calibrator = Calibrator.from_dict(cal) if cal else None
-        labels, proba = meta["holdout_labels"], meta["holdout_proba"]
-        return cls(
-            booster,
-            kinds=meta["kinds"],
-            config=LeadConfig(**meta["config"]),
-            typical=Typical(**meta["typical"]),
-            calibrator=calibrator,
-            calibration_report=CalibrationReport(**meta["calibration_report"]),
-            holdout=EvaluationResult(**meta["holdout"]) if meta["holdout"] else None,
-            holdout_labels=None if labels is None else np.asarray(labels, dtype=int),
-            holdout_proba=None if proba is None else np.asarray(proba, dtype=float),
-        )
-
-
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-x))
-
 
 def _labels(frame: pd.DataFrame) -> np.ndarray:
     if LABEL_COLUMN not in frame.columns:
@@ -397,18 +336,7 @@ def _fit(frame: pd.DataFrame, kinds: dict[str, FeatureKind], config: LeadConfig)
     y = _labels(frame)
     if len(np.unique(y)) < 2:
         raise ValueError("training leads hold a single class; cannot fit a lead model")
-    booster = CatBoostClassifier(
-        iterations=config.iterations,
-        depth=config.depth,
-        learning_rate=config.learning_rate,
-        l2_leaf_reg=config.l2_leaf_reg,
-        max_ctr_complexity=config.max_ctr_complexity,
-        loss_function="Logloss",
-        thread_count=config.thread_count,
-        random_seed=config.seed,
-        allow_writing_files=False,
-        verbose=False,
-    )
+    booster = config.boosting.classifier()
     model = LeadModel(booster, kinds, config)
     booster.fit(Pool(model.prepare(frame), label=y, cat_features=list(model.cat_features)))
     return model
@@ -453,7 +381,7 @@ def holdout_split(frame: pd.DataFrame, config: LeadConfig) -> tuple[np.ndarray, 
         np.arange(n),
         test_size=config.holdout_fraction,
         stratify=_labels(frame),
-        random_state=config.seed,
+        random_state=config.boosting.seed,
     )
     holdout = np.zeros(n, dtype=bool)
     holdout[test_idx] = True
@@ -478,27 +406,28 @@ def train_lead_model(frame: pd.DataFrame, config: LeadConfig | None = None) -> L
     kinds = lead_feature_kinds(frame, config.use_attributes)
     if not kinds:
         raise ValueError("no usable lead feature: every candidate column is empty or constant")
-    fit_rows, holdout_rows = holdout_split(frame, config)
-    fit_frame = frame.loc[fit_rows].reset_index(drop=True)
+    _, holdout_rows = holdout_split(frame, config)
     holdout_frame = frame.loc[holdout_rows].reset_index(drop=True)
     y_holdout = _labels(holdout_frame)
     if len(np.unique(y_holdout)) < 2:
         raise ValueError("the holdout leads hold a single class; need more labelled leads")
 
-    model = _fit(fit_frame, kinds, config)
-    logit = model.raw_logit(holdout_frame)
-    holdout = evaluate(y_holdout, _sigmoid(logit))
-    calibrator, report = choose_calibrator(logit, y_holdout, config.calibration, config.seed)
-    if calibrator is None:
-        # Nothing fitted depends on the holdout any more, so every lead can train the booster.
-        model = _fit(frame, kinds, config)
-        report = replace(report, refit_on_calibration_slice=True)
-    model.calibrator = calibrator
-    model.calibration_report = report
+    fitted = fit_with_calibration(
+        lambda rows: _fit(rows, kinds, config),
+        frame,
+        holdout_rows,
+        _labels,
+        config.calibration,
+        config.boosting.seed,
+        held_out_prediction=True,
+    )
+    model, logit = fitted.model, fitted.held_out_logit
+    assert logit is not None  # a held-out prediction was asked for
+    holdout = evaluate(y_holdout, sigmoid(logit))
     model.typical = _typical(frame, kinds, config)
     model.holdout = holdout
     model.holdout_labels = y_holdout
-    model.holdout_proba = _sigmoid(logit)
+    model.holdout_proba = sigmoid(logit)
     return model
 
 

@@ -11,14 +11,14 @@ before it train; the served model is refitted on all of them with the same setti
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 from catboost import CatBoostClassifier, Pool
 
 from ml.data.features import CATEGORICAL_FEATURES, CHURN_FEATURES
-from ml.modelling.boosting import catboost_frame
+from ml.modelling.boosting import BoostingParams, HoldsBoosting, catboost_frame
 from ml.modelling.evaluation import EvaluationResult, evaluate
 
 CATEGORY_COLUMN = "product_category"
@@ -34,34 +34,28 @@ OFFER_COLUMNS: tuple[str, ...] = (
 )
 
 
+# Every categorical here has a handful of values: one-hot is exact and several times faster than
+# CatBoost's target statistics.
+NEXT_PRODUCT_BOOSTING = BoostingParams(
+    iterations=300, depth=4, learning_rate=0.08, one_hot_max_size=16
+)
+
+
 @dataclass(frozen=True)
-class NextProductConfig:
+class NextProductConfig(HoldsBoosting):
     """Settings of the next-product model.
 
     Attributes:
+        boosting: CatBoost settings.
         training_as_of_dates: Newest labelled as-of dates used (the newest one is the holdout).
-        iterations: Boosting rounds.
-        depth: Tree depth.
-        learning_rate: Step size.
-        one_hot_max_size: Categoricals with at most this many values are one-hot encoded.
-        thread_count: CatBoost threads.
-        seed: Random seed.
     """
 
+    boosting: BoostingParams = NEXT_PRODUCT_BOOSTING
     training_as_of_dates: int = 7
-    iterations: int = 300
-    depth: int = 4
-    learning_rate: float = 0.08
-    one_hot_max_size: int = 16
-    thread_count: int = 2
-    seed: int = 42
 
     def __post_init__(self) -> None:
         if self.training_as_of_dates < 2:
             raise ValueError("training_as_of_dates must be at least 2 (one is the holdout)")
-
-    def as_params(self) -> dict[str, int | float]:
-        return dict(asdict(self))
 
 
 def _pool(frame: pd.DataFrame, labels: np.ndarray | None = None) -> Pool:
@@ -104,19 +98,7 @@ def _fit(frame: pd.DataFrame, config: NextProductConfig) -> CatBoostClassifier:
     labels = frame[LABEL].astype(bool).to_numpy()
     if labels.all() or not labels.any():
         raise ValueError("next-product training rows need both purchases and non-purchases")
-    booster = CatBoostClassifier(
-        iterations=config.iterations,
-        depth=config.depth,
-        learning_rate=config.learning_rate,
-        loss_function="Logloss",
-        # Every categorical here has a handful of values: one-hot is exact and several times
-        # faster than CatBoost's target statistics.
-        one_hot_max_size=config.one_hot_max_size,
-        thread_count=config.thread_count,
-        random_seed=config.seed,
-        allow_writing_files=False,
-        verbose=False,
-    )
+    booster = config.boosting.classifier()
     booster.fit(_pool(frame, labels))
     return booster
 

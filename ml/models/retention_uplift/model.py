@@ -10,7 +10,7 @@ churn prevented.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +20,7 @@ from matplotlib.figure import Figure
 from ml.data.features import CATEGORICAL_FEATURES, CHURN_FEATURES
 from ml.modelling.evaluation import save_figure
 from ml.modelling.uplift import (
+    UPLIFT_BOOSTING,
     SegmentThresholds,
     UpliftConfig,
     UpliftInterval,
@@ -71,7 +72,9 @@ class CampaignUpliftConfig:
     holdout_share: float = 0.3
     k: float = 0.3
     n_boot: int = 200
-    learner: UpliftConfig = field(default_factory=lambda: UpliftConfig(thread_count=2))
+    learner: UpliftConfig = field(
+        default_factory=lambda: UpliftConfig(boosting=UPLIFT_BOOSTING.with_threads(2))
+    )
     segments: SegmentThresholds = field(
         default_factory=lambda: SegmentThresholds(min_uplift=0.02, response_threshold=0.75)
     )
@@ -79,12 +82,6 @@ class CampaignUpliftConfig:
     def __post_init__(self) -> None:
         if not 0 < self.holdout_share < 1:
             raise ValueError(f"holdout_share must be in (0, 1), got {self.holdout_share}")
-
-    def as_params(self) -> dict[str, object]:
-        params = {k: v for k, v in asdict(self).items() if k not in ("learner", "segments")}
-        params.update({f"learner_{k}": v for k, v in self.learner.as_params().items()})
-        params.update({f"segments_{k}": v for k, v in asdict(self.segments).items()})
-        return params
 
 
 @dataclass(frozen=True, eq=False)

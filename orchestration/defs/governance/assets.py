@@ -1,27 +1,29 @@
-"""Governance: erasure before anything reads the marts; the promotion decision of each model."""
+"""Governance: erasure before anything reads the marts; every model's promotion decision."""
 
 import json
 from datetime import UTC, datetime
 
 import dagster as dg
 import pandas as pd
+from mlflow.exceptions import MlflowException
 
 from ml.core.warehouse import connect, publish_table
 from ml.data.erasure import AUDIT_FILE, erase_requested_persons, read_audit_log
 from ml.modelling.registry import latest_promotion_decision
-from orchestration.defs.markdown import markdown_table
-from orchestration.defs.models import TRAINING_TAG, model_mlflow_config
-from orchestration.resources import CrmSettings
+from ml.serving.tables import SERVING_TABLES
+from orchestration.lib import keys
+from orchestration.lib.metadata import TRAINING_TAG, table_of
+from orchestration.resources import CrmSettings, registry
 
-IDENTITY_MAP = dg.AssetKey(["marts", "customer_identity_map"])
-ERASURE_REQUESTS = dg.AssetKey(["raw", "erasure_requests"])
+# Every registered model serves a table; these are the models whose decisions are recorded.
+REGISTERED_MODELS = tuple(sorted({t.model for t in SERVING_TABLES if t.model is not None}))
 
 
 @dg.asset(
-    key=["governance", "erasure"],
+    key=keys.ERASURE,
     group_name="governance",
     kinds={"duckdb"},
-    deps=[ERASURE_REQUESTS, IDENTITY_MAP],
+    deps=[keys.raw("erasure_requests"), keys.mart("customer_identity_map")],
 )
 def erasure(context: dg.AssetExecutionContext, crm: CrmSettings) -> dg.MaterializeResult:
     """Erase each person with a pending request from every store; keep a salted-hash tombstone.
@@ -50,75 +52,74 @@ def erasure(context: dg.AssetExecutionContext, crm: CrmSettings) -> dg.Materiali
         f"erasure: {outcome.requests} new requests, {outcome.records_erased} records, "
         f"{outcome.total_rows_removed} rows removed"
     )
-    audit = read_audit_log(settings.erasure_dir)
     return dg.MaterializeResult(
         metadata={
             "new_requests": outcome.requests,
             "records_erased": outcome.records_erased,
             "rows_removed": outcome.total_rows_removed,
-            "rows_removed_by_store": dg.MetadataValue.md(
-                markdown_table(
-                    pd.DataFrame(sorted(outcome.rows_removed.items()), columns=["store", "rows"])
-                )
-                if outcome.rows_removed
-                else "none"
-            ),
-            "requests_carried_out_total": len(audit),
+            "rows_removed_by_store": table_of(outcome.rows_removed, "store", "rows"),
+            "requests_carried_out_total": len(read_audit_log(settings.erasure_dir)),
             "audit_log": dg.MetadataValue.path(str(settings.erasure_dir / AUDIT_FILE)),
         }
     )
 
 
 @dg.asset(
-    key=["governance", "churn_promotion_decision"],
+    key=["governance", "promotion_decisions"],
     group_name="governance",
     kinds={"mlflow", "duckdb"},
-    deps=[dg.AssetKey("churn_model")],
+    deps=[keys.model(name) for name in REGISTERED_MODELS],
     tags=TRAINING_TAG,
 )
-def churn_promotion_decision(crm: CrmSettings) -> dg.MaterializeResult:
-    """Why the newest churn version is champion or challenger, term by term (ml/modelling/promotion.py).
+def promotion_decisions(
+    context: dg.AssetExecutionContext, crm: CrmSettings
+) -> dg.MaterializeResult:
+    """Why the newest version of each model is champion or challenger, term by term.
 
-    Every decision is appended to ``governance.promotion_decisions`` so the history of who became
-    champion, on which numbers, can be read next to the scores.
+    One row per model version in ``governance.promotion_decisions`` (ml/modelling/promotion.py),
+    so the history of who became champion, on which numbers, can be read next to the scores.
     """
     settings = crm.get()
-    version, champion, decision = latest_promotion_decision(model_mlflow_config(settings, "churn"))
-    terms = pd.DataFrame(decision["terms"])
-    row = pd.DataFrame(
-        {
-            "model_name": ["churn"],
-            "model_version": [version],
-            "decided_at": [datetime.now(UTC).replace(tzinfo=None)],
-            "promoted": [bool(decision["promote"])],
-            "champion_compared": [decision["champion_version"]],
-            "comparison_rows": [int(decision["rows"])],
-            "reason": [decision["reason"]],
-            "terms": [json.dumps(decision["terms"])],
-        }
-    )
-    with connect(settings.warehouse_path, threads=settings.threads) as con:
-        publish_table(
-            con,
-            row,
-            "governance",
-            "promotion_decisions",
-            replace_where="model_name = 'churn' and model_version = ?",
-            replace_params=[str(int(version))],
+    rows = []
+    for name in REGISTERED_MODELS:
+        try:
+            version, champion, decision = latest_promotion_decision(registry(settings), name)
+        except (LookupError, MlflowException) as missing:
+            context.log.info(f"{name}: no promotion decision to record ({missing})")
+            continue
+        rows.append(
+            {
+                "model_name": name,
+                "model_version": version,
+                "decided_at": datetime.now(UTC).replace(tzinfo=None),
+                "promoted": bool(decision["promote"]),
+                "champion_compared": decision["champion_version"],
+                "champion_now": champion,
+                "comparison_rows": int(decision["rows"]),
+                "reason": decision["reason"],
+                "terms": json.dumps(decision["terms"]),
+            }
         )
+    if not rows:
+        return dg.MaterializeResult(metadata={"dagster/row_count": 0})
+    with connect(settings.warehouse_path, threads=settings.threads) as con:
+        for row in rows:
+            publish_table(
+                con,
+                pd.DataFrame([row]),
+                "governance",
+                "promotion_decisions",
+                replace_where="model_name = ? and model_version = ?",
+                replace_params=[row["model_name"], row["model_version"]],
+            )
+    decided = pd.DataFrame(rows)
     return dg.MaterializeResult(
         metadata={
-            "model_version": version,
-            "promoted": bool(decision["promote"]),
-            "champion_now": champion or "none",
-            "reason": decision["reason"],
-            "gate_failures": dg.MetadataValue.md(
-                "\n".join(f"- {g}" for g in decision["gate_failures"]) or "none"
-            ),
-            "terms": dg.MetadataValue.md(
-                markdown_table(terms[["name", "new", "champion", "limit", "passed"]])
-                if len(terms)
-                else "first version: no champion to compare"
+            "dagster/row_count": len(decided),
+            "decisions": dg.MetadataValue.md(
+                "\n".join(
+                    f"- {r.model_name} v{r.model_version}: {r.reason}" for r in decided.itertuples()
+                )
             ),
         }
     )

@@ -8,21 +8,23 @@ from expectations.sql import validate_table
 from expectations.suites import raw_suite
 from ml.core.warehouse import connect, fetch_row, qualified
 from ml.data.contract import RAW_TABLES
-from orchestration.defs.checks_metadata import suite_metadata
+from orchestration.lib import keys
+from orchestration.lib.metadata import suite_metadata
 from orchestration.resources import CrmSettings
 
-RAW_CHECK_SPECS = [
-    dg.AssetCheckSpec(
-        name="raw_contract_expectations",
-        asset=["raw", name],
-        description="Great Expectations suite derived from the raw contract: keys, required "
-        "values, allowed values, ranges. Dirt that dbt cleans up is reported, not blocking.",
-    )
-    for name in RAW_TABLES
-]
 
-
-@dg.multi_asset_check(specs=RAW_CHECK_SPECS, can_subset=True)
+@dg.multi_asset_check(
+    specs=[
+        dg.AssetCheckSpec(
+            name="raw_contract_expectations",
+            asset=keys.raw(name),
+            description="Great Expectations suite derived from the raw contract: keys, required "
+            "values, allowed values, ranges. Dirt that dbt cleans up is reported, not blocking.",
+        )
+        for name in RAW_TABLES
+    ],
+    can_subset=True,
+)
 def raw_contract_checks(
     context: dg.AssetCheckExecutionContext, crm: CrmSettings
 ) -> Iterator[dg.AssetCheckResult]:

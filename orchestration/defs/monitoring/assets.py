@@ -3,22 +3,27 @@
 import dagster as dg
 
 from ml.core.warehouse import connect
-from ml.data.datasets import read_reference_features, read_scoring_features
+from ml.data.features import read_reference_features, read_scoring_features
 from ml.modelling.drift import MAX_ROWS
 from ml.modelling.registry import load_champion
-from ml.models.churn.pipeline import churn_drift
-from orchestration.defs.churn.assets import customer_scores, mlflow_config
-from orchestration.resources import CrmSettings
+from ml.models.churn import pipeline as churn
+from orchestration.lib import keys
+from orchestration.resources import CrmSettings, registry
 
 
-@dg.asset(group_name="monitoring", kinds={"evidently"}, deps=[customer_scores])
-def churn_drift_report(crm: CrmSettings) -> dg.MaterializeResult:
+@dg.asset(
+    key=keys.CHURN_DRIFT,
+    group_name="monitoring",
+    kinds={"evidently"},
+    deps=[keys.serving("customer_scores")],
+)
+def churn_drift(crm: CrmSettings) -> dg.MaterializeResult:
     """Drift of today's scoring features against the champion's training data, and of scores.
 
     The retraining sensor reads ``drift_share`` from this asset's metadata.
     """
     settings = crm.get()
-    model, version = load_champion(mlflow_config(settings))
+    model, version = load_champion(registry(settings), churn.MODEL_NAME)
     with connect(settings.warehouse_path, read_only=True) as con:
         # A sample in SQL: the report compares samples anyway, and the reference scores are
         # computed on these rows only (every training row was read and scored before).
@@ -28,7 +33,7 @@ def churn_drift_report(crm: CrmSettings) -> dg.MaterializeResult:
             "select churn_probability from serving.customer_scores "
             "where as_of_date = (select max(as_of_date) from serving.customer_scores)"
         ).df()
-    drift = churn_drift(
+    drift = churn.drift(
         model, reference, current, scores["churn_probability"], settings.reports_dir
     )
     return dg.MaterializeResult(

@@ -3,32 +3,20 @@
 from datetime import UTC, datetime
 
 import dagster as dg
-import pandas as pd
 
 from ml.core.warehouse import connect
 from ml.serving.publishing import publish_to_postgres
-from orchestration.defs.markdown import markdown_table
+from ml.serving.tables import SERVING_TABLES
+from orchestration.lib import keys
+from orchestration.lib.metadata import table_of
 from orchestration.resources import CrmSettings
-
-SERVING_ASSETS = [
-    dg.AssetKey(["serving", name])
-    for name in (
-        "customer_scores",
-        "customer_segments",
-        "customer_uplift",
-        "next_product_offers",
-        "next_best_actions",
-        "customer_value",
-        "lead_scores",
-    )
-]
 
 
 @dg.asset(
     key=["publish", "postgres"],
-    group_name="serving",
+    group_name="publish",
     kinds={"postgres"},
-    deps=SERVING_ASSETS,
+    deps=[keys.serving(table.name) for table in SERVING_TABLES],
     # A server restart or a network blip is worth two more tries; a wrong password is not, but
     # costs only the same few seconds.
     retry_policy=dg.RetryPolicy(max_retries=2, delay=3, backoff=dg.Backoff.EXPONENTIAL),
@@ -63,9 +51,7 @@ def postgres_tables(context: dg.AssetExecutionContext, crm: CrmSettings) -> dg.M
             "published": True,
             "server": target.redacted,
             "schema": target.schema,
-            "tables": dg.MetadataValue.md(
-                markdown_table(pd.DataFrame(sorted(result.rows.items()), columns=["table", "rows"]))
-            ),
+            "tables": table_of(result.rows, "table", "rows"),
             "score_history_rows_this_run": result.history_rows,
             "seconds": round(result.seconds, 2),
         }

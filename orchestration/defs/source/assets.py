@@ -8,6 +8,7 @@ import dagster as dg
 from ml.core.settings import Settings
 from ml.data.contract import RAW_TABLES
 from ml.synthetic.generator import SyntheticConfig, generate
+from orchestration.lib import keys
 from orchestration.resources import CrmSettings
 
 _STAMP = "generator-config.json"
@@ -23,8 +24,8 @@ def synthetic_config(settings: Settings) -> SyntheticConfig:
     )
 
 
-@dg.asset(group_name="source", kinds={"python", "parquet"})
-def crm_source_files(context: dg.AssetExecutionContext, crm: CrmSettings) -> dg.MaterializeResult:
+@dg.asset(key=keys.CRM_FILES, group_name="source", kinds={"python", "parquet"})
+def crm_files(context: dg.AssetExecutionContext, crm: CrmSettings) -> dg.MaterializeResult:
     """The raw contract files that ingest reads (docs/data-contract.md).
 
     With CRM_SOURCE=synthetic the embedded generator writes them (once per generator config; the

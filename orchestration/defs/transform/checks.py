@@ -5,13 +5,12 @@ import dagster as dg
 from expectations.sql import validate_table
 from expectations.suites import customer_features_suite
 from ml.core.warehouse import connect, qualified
-from orchestration.defs.checks_metadata import suite_metadata
+from orchestration.lib import keys
+from orchestration.lib.metadata import suite_metadata
 from orchestration.resources import CrmSettings
 
-CUSTOMER_FEATURES = dg.AssetKey(["marts", "customer_features"])
 
-
-@dg.asset_check(asset=CUSTOMER_FEATURES, blocking=True)
+@dg.asset_check(asset=keys.CUSTOMER_FEATURES, blocking=True)
 def customer_features_expectations(crm: CrmSettings) -> dg.AssetCheckResult:
     """Keys unique and complete, ranges, allowed values, null rates, row count, no PII columns.
 
@@ -21,6 +20,6 @@ def customer_features_expectations(crm: CrmSettings) -> dg.AssetCheckResult:
     settings = crm.get()
     with connect(settings.warehouse_path, read_only=True, threads=settings.threads) as con:
         result = validate_table(
-            con, qualified(*CUSTOMER_FEATURES.path), customer_features_suite(min_rows=100)
+            con, qualified(*keys.CUSTOMER_FEATURES.path), customer_features_suite(min_rows=100)
         )
     return dg.AssetCheckResult(passed=result.success, metadata=suite_metadata(result))

@@ -5,30 +5,30 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 
 from ml.modelling.retraining import should_retrain
-from orchestration.defs.churn.jobs import churn_retraining_job
+from orchestration.defs.automation.jobs import retraining_job
+from orchestration.lib import keys
 from orchestration.resources import CrmSettings
 
-DRIFT_REPORT = dg.AssetKey("churn_drift_report")
 TRIGGER_TAG = "crm/trigger"
 REASON_TAG = "crm/reason"
 
 
 def _last_drift_retraining(instance: dg.DagsterInstance) -> datetime | None:
     runs = instance.get_run_records(
-        filters=dg.RunsFilter(job_name=churn_retraining_job.name, tags={TRIGGER_TAG: "drift"}),
+        filters=dg.RunsFilter(job_name=retraining_job.name, tags={TRIGGER_TAG: "drift"}),
         limit=1,
     )
     return runs[0].create_timestamp.astimezone(UTC) if runs else None
 
 
-@dg.sensor(job=churn_retraining_job, minimum_interval_seconds=300)
+@dg.sensor(job=retraining_job, minimum_interval_seconds=300)
 def drift_retraining_sensor(
     context: dg.SensorEvaluationContext, crm: CrmSettings
 ) -> dg.RunRequest | dg.SkipReason:
     """Reads the newest drift report once; launches retraining when its drift share passes
     CRM_DRIFT_SHARE_THRESHOLD and no drift-triggered retraining ran within the cool-down."""
     settings = crm.get()
-    records = context.instance.fetch_materializations(DRIFT_REPORT, limit=1).records
+    records = context.instance.fetch_materializations(keys.CHURN_DRIFT, limit=1).records
     materialization = records[0].asset_materialization if records else None
     if materialization is None:
         return dg.SkipReason("no drift report yet")

@@ -1,28 +1,28 @@
-"""The two jobs: daily scoring (no training) and retraining (the whole graph)."""
+"""The jobs: daily scoring (no training), retraining (everything), bucketed churn scoring."""
 
 import dagster as dg
 
-from orchestration.defs.models import TRAINING_TAG
+from orchestration.lib.metadata import TRAINING_TAG
 
 TRAINING_ASSETS = dg.AssetSelection.tag(*next(iter(TRAINING_TAG.items())))
 # The run queue of a deployment (docs/deploy/dagster.yaml) lets one writer run at a time.
 DUCKDB_WRITER = {"crm/duckdb": "write"}
 # Partitioned by customer bucket: a job of its own (a job's assets share one partitioning).
-BUCKET_SCORING = dg.AssetSelection.assets(["scoring", "churn_score_buckets"])
+BUCKET_SCORING = dg.AssetSelection.assets(["scoring", "churn_buckets"])
 
-churn_scoring_job = dg.define_asset_job(
-    "churn_scoring_job",
+scoring_job = dg.define_asset_job(
+    "scoring_job",
     selection=dg.AssetSelection.all() - TRAINING_ASSETS - BUCKET_SCORING,
     description="Ingest, dbt, checks, score every model with its current champion, publish, "
     "drift. No training.",
     tags=DUCKDB_WRITER,
 )
 
-churn_retraining_job = dg.define_asset_job(
-    "churn_retraining_job",
+retraining_job = dg.define_asset_job(
+    "retraining_job",
     selection=dg.AssetSelection.all() - BUCKET_SCORING,
-    description="Everything, including training, evaluation and champion/challenger promotion of "
-    "every model.",
+    description="Everything: training, evaluation and champion/challenger promotion of every "
+    "model, then scoring and publishing with the champions.",
     tags=DUCKDB_WRITER,
 )
 

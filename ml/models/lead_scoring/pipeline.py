@@ -1,0 +1,113 @@
+"""The lead model's life cycle: train and judge a candidate on the export, score the open leads."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+import pandas as pd
+from sklearn.metrics import roc_auc_score
+
+from ml.modelling.boosting import flat_params
+from ml.modelling.evaluation import plot_shap_summary
+from ml.modelling.model_card import ModelCard
+from ml.modelling.promotion import PromotionDecision, decide_by_metric
+from ml.modelling.registry import Candidate, Training
+from ml.models.lead_scoring.model import (
+    LeadConfig,
+    LeadModel,
+    holdout_split,
+    lead_feature_importance,
+    lead_training_frame,
+    plot_lead_model,
+    score_leads,
+    train_lead_model,
+)
+
+MODEL_NAME = "lead_scoring"
+
+
+def train(leads: pd.DataFrame, config: LeadConfig, plots_dir: Path) -> Training:
+    """Train on the leads whose conversion window closed, evaluate on the newest 20%.
+
+    The candidate becomes champion when its holdout ROC AUC is at least the champion's on the
+    same leads.
+
+    Args:
+        leads: ``raw.leads`` rows (``ml.data.lead_mapping.read_leads``).
+        config: Model settings.
+        plots_dir: Folder for the plots and the model card.
+    """
+    training, _ = lead_training_frame(leads, conversion_window_days=config.conversion_window_days)
+    model = train_lead_model(training, config)
+    assert model.holdout is not None and model.holdout_labels is not None
+    plots = plot_lead_model(model, plots_dir)
+    _, is_holdout = holdout_split(training, config)
+    holdout = training.loc[is_holdout]
+    labels, new_auc = model.holdout_labels, model.holdout.roc_auc
+    plots["shap_summary"], _ = plot_shap_summary(
+        model.shap_values(holdout), model.prepare(holdout), plots_dir / "shap_summary.png"
+    )
+    importance = lead_feature_importance(model)
+
+    def decide(champion: LeadModel | None, version: str | None) -> PromotionDecision:
+        before = (
+            float(roc_auc_score(labels, champion.predict_proba(holdout)))
+            if champion is not None
+            else None
+        )
+        return decide_by_metric(
+            "roc_auc", new_auc, before, rows=len(holdout), champion_version=version
+        )
+
+    metrics = model.holdout.as_metrics()
+    card = ModelCard(
+        model_name=MODEL_NAME,
+        intended_use="Rank open leads by the chance of converting within the conversion "
+        "window, so sales call the most promising first.",
+        not_intended_for=("Deciding whether a person may buy or at what price.",),
+        data_window={"training_leads": str(len(training)), "holdout": "newest 20% by creation"},
+        features=tuple((name, kind, "") for name, kind in model.kinds.items()),
+        metrics={k: v for k, v in metrics.items() if k != "top_fraction"},
+        plots={name.capitalize(): p for name, p in plots.items()},
+        calibration={"method": model.calibration_report.method, "brier": model.holdout.brier},
+        known_limits=(
+            "Columns sales fill in after contact are leakage and must be dropped in the mapping.",
+            "Without creation dates the holdout is random and the scores of open leads are "
+            "in-sample.",
+        ),
+    )
+    top = sorted(importance.items(), key=lambda kv: -kv[1])[:8]
+    return Training(
+        candidate=Candidate(
+            name=MODEL_NAME,
+            model=model,
+            decide=decide,
+            params=flat_params(config),
+            metrics=metrics,
+            card=card,
+            card_dir=plots_dir / "model_card",
+            plots=tuple(plots.values()),
+            json_artifacts={"feature_importance.json": importance},
+        ),
+        summary={
+            "roc_auc": new_auc,
+            "pr_auc": model.holdout.pr_auc,
+            "lift_top_decile": model.holdout.lift_at_k,
+            "conversion_rate": model.holdout.base_rate,
+            "holdout_leads": model.holdout.n,
+            "training_leads": len(training),
+            "calibration": model.calibration_report.method,
+        },
+        tables={"top_features": "\n".join(f"- {name}: {value:.1f}" for name, value in top)},
+    )
+
+
+def score(model: LeadModel, version: str, leads: pd.DataFrame, scored_at: datetime) -> pd.DataFrame:
+    """The open leads scored 0-100, graded, explained: the rows of ``serving.lead_scores``."""
+    _, open_leads = lead_training_frame(
+        leads, conversion_window_days=model.config.conversion_window_days
+    )
+    scores = score_leads(model, open_leads, model_version=version)
+    scores.insert(1, "scored_at", pd.Timestamp(scored_at))
+    return scores

@@ -1,0 +1,107 @@
+"""The next-product model's life cycle: train and judge a candidate, pick each customer's offer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+from sklearn.metrics import roc_auc_score
+
+from ml.modelling.boosting import flat_params
+from ml.modelling.evaluation import plot_calibration_curve, plot_lift_chart, plot_shap_summary
+from ml.modelling.model_card import ModelCard
+from ml.modelling.promotion import PromotionDecision, decide_by_metric
+from ml.modelling.registry import Candidate, Training
+from ml.models.next_product.model import (
+    NextProductConfig,
+    NextProductModel,
+    recommend,
+    train_next_product_model,
+)
+
+MODEL_NAME = "next_product"
+
+
+def train(labelled: pd.DataFrame, config: NextProductConfig, plots_dir: Path) -> Training:
+    """Fit on all but the newest labelled as-of date, evaluate on it, refit on all.
+
+    The candidate becomes champion when its holdout ROC AUC is at least the champion's on the
+    same rows.
+
+    Args:
+        labelled: ``ml.models.next_product.data.read_product_candidates(con, labelled=True)``.
+        config: Model settings.
+        plots_dir: Folder for the plots and the model card.
+    """
+    training = train_next_product_model(labelled, config)
+    labels, proba = training.holdout_labels, training.holdout_probability
+    holdout = labelled.loc[labelled["as_of_date"] == labelled["as_of_date"].max()]
+    shap_plot, importance = plot_shap_summary(
+        training.model.shap_values(holdout),
+        training.model.features(holdout),
+        plots_dir / "shap_summary.png",
+    )
+    plots = (
+        plot_calibration_curve(labels, proba, plots_dir / "calibration_curve.png"),
+        plot_lift_chart(labels, proba, plots_dir / "lift_chart.png"),
+        shap_plot,
+    )
+    m = training.holdout
+
+    def decide(champion: NextProductModel | None, version: str | None) -> PromotionDecision:
+        before = (
+            float(roc_auc_score(labels, champion.predict(holdout)))
+            if champion is not None
+            else None
+        )
+        return decide_by_metric(
+            "roc_auc", m.roc_auc, before, rows=len(holdout), champion_version=version
+        )
+
+    card = ModelCard(
+        model_name=MODEL_NAME,
+        intended_use="Rank, per customer, the product categories not bought yet by the chance of "
+        "a purchase within 90 days, to choose what a cross-sell offer shows.",
+        not_intended_for=("Pricing or credit decisions.",),
+        data_window={k: str(v) for k, v in training.summary.items()},
+        metrics={k: v for k, v in m.as_metrics().items() if k not in ("n", "top_fraction")},
+        plots={p.stem.replace("_", " ").capitalize(): p for p in plots},
+        calibration={"brier": m.brier, "ece": m.ece},
+        known_limits=(
+            "Predicts purchases, not purchases caused by an offer: the next best action scales "
+            "it by an assumed incrementality.",
+            "Only categories the customer has never bought are candidates.",
+        ),
+    )
+    return Training(
+        candidate=Candidate(
+            name=MODEL_NAME,
+            model=training.model,
+            decide=decide,
+            params=flat_params(config),
+            metrics=m.as_metrics(),
+            card=card,
+            card_dir=plots_dir / "model_card",
+            plots=plots,
+            json_artifacts={
+                "split_summary.json": training.summary,
+                "feature_importance.json": importance,
+            },
+        ),
+        summary={
+            "roc_auc": m.roc_auc,
+            "pr_auc": m.pr_auc,
+            "lift_top_decile": m.lift_at_k,
+            "purchase_rate": m.base_rate,
+            "holdout_rows": m.n,
+            "holdout_as_of": str(training.summary["holdout_as_of_date"]),
+        },
+    )
+
+
+def score(model: NextProductModel, version: str, candidates: pd.DataFrame) -> pd.DataFrame:
+    """Per customer, the category not bought yet with the highest purchase probability: the rows
+    of ``serving.next_product_offers`` (empty when no customer has a candidate category)."""
+    offers = recommend(model, candidates)
+    offers["model_version"] = version
+    return offers

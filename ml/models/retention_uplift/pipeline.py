@@ -1,0 +1,102 @@
+"""The retention uplift model's life cycle: train and judge a candidate on the CRM's randomised
+offer tests, score each customer's uplift and response segment."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from ml.modelling.boosting import flat_params
+from ml.modelling.model_card import ModelCard
+from ml.modelling.promotion import PromotionDecision, decide_by_metric
+from ml.modelling.registry import Candidate, Training
+from ml.modelling.uplift import qini_coefficient
+from ml.models.retention_uplift.model import (
+    CampaignUpliftConfig,
+    CampaignUpliftModel,
+    plot_qini,
+    predict_retention_uplift,
+    train_campaign_uplift,
+)
+
+MODEL_NAME = "retention_uplift"
+
+
+def train(sends: pd.DataFrame, config: CampaignUpliftConfig, plots_dir: Path) -> Training:
+    """T-learner uplift of the retention offer, evaluated on the newest held-out campaigns.
+
+    The candidate becomes champion when its Qini coefficient on the same held-out campaigns is
+    at least the champion's.
+
+    Args:
+        sends: ``ml.models.retention_uplift.data.read_campaign_sends``: sends with a known
+            outcome (at least two campaigns).
+        config: Model settings.
+        plots_dir: Folder for the Qini curve and the model card.
+    """
+    training = train_campaign_uplift(sends, config)
+    plot = plot_qini(
+        training.holdout_outcome,
+        training.holdout_uplift,
+        training.holdout_treatment,
+        plots_dir / "qini_curve.png",
+    )
+    held_out = training.summary["holdout_campaigns"]
+    assert isinstance(held_out, list)
+    holdout = sends.loc[sends["campaign_id"].isin(held_out)]
+    y = holdout["outcome"].astype(int).to_numpy()
+    t = holdout["is_treated"].astype(int).to_numpy()
+
+    def decide(champion: CampaignUpliftModel | None, version: str | None) -> PromotionDecision:
+        before = qini_coefficient(y, champion.predict(holdout), t) if champion is not None else None
+        return decide_by_metric(
+            "qini", training.metrics["qini"], before, rows=len(holdout), champion_version=version
+        )
+
+    card = ModelCard(
+        model_name=MODEL_NAME,
+        intended_use="Estimate, per customer, how much a retention offer raises the chance to "
+        "stay, from the CRM's randomised offer tests, to offer it where it changes the outcome.",
+        not_intended_for=("Other treatments than the tested retention offer.",),
+        data_window={k: str(v) for k, v in training.summary.items()},
+        metrics=training.metrics,
+        plots={"Qini curve": plot},
+        known_limits=(
+            "Learns only from randomised tests: a campaign without a random control arm "
+            "must not be added to the campaigns table.",
+            "Uplift is a small difference of two probabilities; single-customer values are "
+            "noisy, segments and rankings are what to use.",
+        ),
+    )
+    i = training.interval
+    return Training(
+        candidate=Candidate(
+            name=MODEL_NAME,
+            model=training.model,
+            decide=decide,
+            params=flat_params(config),
+            metrics=training.metrics,
+            card=card,
+            card_dir=plots_dir / "model_card",
+            plots=(plot,),
+            json_artifacts={"split_summary.json": training.summary},
+        ),
+        summary={
+            "uplift_at_30": i.estimate,
+            "uplift_at_30_interval": f"[{i.low:.3f}, {i.high:.3f}] (bootstrap 95%)",
+            "qini": training.metrics["qini"],
+            "auuc": training.metrics["auuc"],
+            "average_effect": training.metrics["average_effect"],
+            "holdout_campaigns": ", ".join(held_out),
+            "holdout_rows": int(training.metrics["holdout_rows"]),
+        },
+    )
+
+
+def score(model: CampaignUpliftModel, version: str, features: pd.DataFrame) -> pd.DataFrame:
+    """Uplift, both outcome probabilities and the response segment per customer: the rows of
+    ``serving.customer_uplift``."""
+    uplift = predict_retention_uplift(model, features)
+    uplift["model_version"] = version
+    return uplift

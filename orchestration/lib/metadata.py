@@ -1,0 +1,92 @@
+"""How the outcome of an ml/ step is shown on its asset in the Dagster UI."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import dagster as dg
+import pandas as pd
+
+from expectations.runner import SuiteResult
+from ml.modelling.model_card import markdown_table
+from ml.modelling.registry import Registration, Training
+from ml.serving.tables import Published
+
+# Training assets carry this tag; the scoring job selects everything else.
+TRAINING_TAG = {"crm/role": "training"}
+
+
+def training_metadata(
+    training: Training, registration: Registration
+) -> dict[str, dg.RawMetadataValue]:
+    """Headline figures, tables, plots, the registry's decision and the model card of a run."""
+    md, html = registration.model_card
+    return {
+        **training.summary,
+        **{name: dg.MetadataValue.md(text) for name, text in training.tables.items()},
+        **{p.stem: dg.MetadataValue.path(str(p)) for p in training.candidate.plots},
+        "model_version": registration.model_version,
+        "alias": registration.alias,
+        "promotion": registration.reason,
+        "mlflow_run_id": registration.run_id,
+        "model_card": dg.MetadataValue.path(str(html)),
+        "model_card_markdown": dg.MetadataValue.path(str(md)),
+    }
+
+
+def published_metadata(
+    published: Published, rows: pd.DataFrame, **extra: dg.RawMetadataValue
+) -> dict[str, dg.RawMetadataValue]:
+    """Rows, as-of date, model version and a glimpse of a published serving table."""
+    table = published.table
+    metadata: dict[str, dg.RawMetadataValue] = {
+        "dagster/row_count": published.rows,
+        "table": table.qualified_name,
+        "path": dg.MetadataValue.path(str(published.parquet)),
+    }
+    if published.as_of_date is not None:
+        metadata["as_of_date"] = str(published.as_of_date)
+    if "model_version" in rows.columns and len(rows):
+        metadata["model_version"] = str(rows["model_version"].iloc[0])
+    if table.counted_by is not None:
+        counts = rows[table.counted_by].value_counts().sort_index()
+        metadata[f"rows_by_{table.counted_by}"] = dg.MetadataValue.json(
+            {str(k): int(v) for k, v in counts.items()}
+        )
+    if table.ranked_by is not None and len(rows):
+        top = rows.nlargest(5, table.ranked_by)
+        metadata[f"highest_{table.ranked_by}"] = dg.MetadataValue.md(markdown_table(top))
+    return {**metadata, **extra}
+
+
+def skipped(reason: str) -> dg.MaterializeResult:
+    """The result of a step with nothing to do (no leads, no campaign tests)."""
+    return dg.MaterializeResult(metadata={"skipped": True, "reason": reason})
+
+
+def suite_metadata(result: SuiteResult) -> dict[str, dg.MetadataValue]:
+    """How a Great Expectations result is shown on an asset check."""
+    failed = "\n".join(
+        f"| {f.expectation} | {f.column or ''} | {f.unexpected_count} | {f.observed} |"
+        for f in result.failed
+    )
+    table = "| expectation | column | unexpected | observed |\n|---|---|---|---|\n" + failed
+    return {
+        "suite": dg.MetadataValue.text(result.suite_name),
+        "evaluated": dg.MetadataValue.int(result.evaluated),
+        "failed": dg.MetadataValue.int(len(result.failed)),
+        "failures": dg.MetadataValue.md(table if result.failed else "none"),
+        "seconds": dg.MetadataValue.float(round(result.seconds, 2)),
+    }
+
+
+def counts(values: pd.Series) -> dg.MetadataValue:
+    """Value counts of a column as JSON."""
+    return dg.MetadataValue.json({str(k): int(v) for k, v in values.value_counts().items()})
+
+
+def table_of(rows: Mapping[str, int], key: str, value: str) -> dg.MetadataValue:
+    """A mapping as a two-column Markdown table."""
+    return dg.MetadataValue.md(
+        markdown_table(pd.DataFrame(sorted(rows.items()), columns=[key, value])) if rows else "none"
+    )
