@@ -28,9 +28,9 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -39,72 +39,79 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from ml.data.contract import RAW_TABLES
+from ml.synthetic.config import (
+    BLOCK_PERSONS,
+    DAY,
+    FileFormat,
+    Grid,
+    SyntheticConfig,
+    epoch_seconds,
+    month_grid,
+)
 from ml.synthetic.leads import LEAD_ID_COLUMN, generate_leads_with_truth
+from ml.synthetic.params import (
+    BURST_START_P,
+    CAMPAIGN_EFFECT,
+    CAMPAIGN_EVERY_MONTHS,
+    CAMPAIGN_FIRST_MONTH,
+    CAMPAIGN_MONTHS_AFFECTED,
+    CAMPAIGN_SAMPLE_SHARE,
+    CAMPAIGN_TREATED_SHARE,
+    CHANNEL_ENGAGEMENT,
+    CHANNEL_SHARE,
+    CHANNELS,
+    CONSENT_CHANNEL_LABELS,
+    CONSENT_GRANT_P,
+    CONTACT_CHANNELS,
+    CONTACT_PURPOSES,
+    CONTRACT_DISCOUNT,
+    CONTRACT_MONTHS,
+    CONTRACT_SHARE,
+    CONTRACTS,
+    COUNTRY_CALLING,
+    COUNTRY_CODES,
+    COUNTRY_SHARE,
+    COUNTRY_SPELLINGS,
+    DIRT,
+    DO_NOT_CONTACT_P,
+    EMAIL_DOMAINS,
+    ENGAGEMENT_AR,
+    ENGAGEMENT_SEASON,
+    EVENT_TYPES,
+    FIRST_NAMES,
+    GENDER_SHARE,
+    GENDERS,
+    HAZARD,
+    INITIAL_BASE_SHARE,
+    LAST_NAMES,
+    LIST_PRICE,
+    LOST_CAUSE_CHURN_90D,
+    NEWSLETTER_P,
+    ORDER_AFFINITY_SD,
+    ORDER_CATEGORIES,
+    ORDER_MEDIAN_EUR,
+    ORDER_SHARE,
+    PLAN_ENGAGEMENT,
+    PLAN_ORDER_AFFINITY,
+    PLAN_SHARE,
+    PLANS,
+    PRICE_INCREASE,
+    PRICE_INCREASE_MONTH,
+    RESPONSE_TYPES,
+    SERVICE_CALL_P,
+    SIGNUP_SEASON,
+    TICKET_CATEGORIES,
+    TICKET_PRIORITIES,
+)
 
-BLOCK_PERSONS = 1_000
 ERASURE_REQUESTS = "erasure_requests"
-"""Persons per random-generator block. Fixed so that the data do not depend on ``chunk_size``."""
-
+"""The raw table written last: its requests name records of the whole run."""
 TRUTH_TABLES: tuple[str, ...] = ("record_persons", "churn_truth", "campaign_truth")
+"""Files (``<name>.parquet``) written into the truth folder."""
 LEADS_FILE = "leads.csv"
 """The synthetic lead export (HubSpot-style columns, loaded through a mapping like a real one)."""
 LEAD_TRUTH_FILE = "lead_truth.parquet"
-"""Files (``<name>.parquet``) written into the truth folder."""
-
-FileFormat = Literal["parquet", "csv"]
-
-
-@dataclass(frozen=True)
-class SyntheticConfig:
-    """Settings of one synthetic CRM.
-
-    Attributes:
-        customers: Number of persons (records are more: some persons have duplicates).
-        seed: Seed; the same config always gives the same data.
-        start_date: First day of the simulated history (the product goes live).
-        end_date: Snapshot date: the last day with data in the raw tables.
-        duplicate_share: Share of persons with 2-3 customer records.
-        leads: Number of leads in the lead export (``ml.synthetic.leads``); 0 writes none.
-        erasure_requests: Persons who asked to be forgotten (``erasure_requests`` table).
-        chunk_size: Persons held in memory before a row group is written (rounded up to whole
-            blocks of ``BLOCK_PERSONS``). It bounds memory and does not change the data.
-        file_format: ``parquet`` or ``csv`` for the raw tables (the truth is always Parquet).
-        progress: Show a tqdm progress bar over blocks.
-        event_share: Share of the simulated activity events written to the events table (each
-            kept independently, from its own random stream). 1.0, the default, writes every
-            event (about 188 per person); the scale benchmark uses less to reach a given event
-            volume (0.266: about 50 per person). The persons, their engagement and churn are
-            simulated the same; the data show fewer events, and below 1.0 the later random
-            draws (which duplicate record holds a ticket, the dirt rows) differ.
-    """
-
-    customers: int = 20_000
-    seed: int = 42
-    start_date: date = date(2024, 10, 1)
-    end_date: date = date(2026, 9, 30)
-    duplicate_share: float = 0.06
-    leads: int = 20_000
-    erasure_requests: int = 3
-    chunk_size: int = 50_000
-    file_format: FileFormat = "parquet"
-    progress: bool = False
-    event_share: float = 1.0
-
-    def __post_init__(self) -> None:
-        if self.customers < 1:
-            raise ValueError("customers must be at least 1")
-        if self.leads < 0:
-            raise ValueError("leads must be >= 0")
-        if not 0.0 <= self.duplicate_share <= 1.0:
-            raise ValueError("duplicate_share must be in [0, 1]")
-        if self.chunk_size < 1:
-            raise ValueError("chunk_size must be at least 1")
-        if self.file_format not in ("parquet", "csv"):
-            raise ValueError("file_format must be 'parquet' or 'csv'")
-        if not 0.0 < self.event_share <= 1.0:
-            raise ValueError("event_share must be in (0, 1]")
-        if _add_months(self.start_date, 4) > self.end_date:
-            raise ValueError("end_date must be at least four months after start_date")
+"""Each lead's true log-odds of conversion (truth folder)."""
 
 
 @dataclass(frozen=True)
@@ -131,192 +138,6 @@ class GenerationResult:
     churn_rate_90d: float
     oracle_auc: float | None = None
     as_of_dates: tuple[date, ...] = field(default_factory=tuple)
-
-
-# --------------------------------------------------------------------------------------------
-# World parameters. Changing them changes the world: document it in docs/synthetic-world.md.
-# --------------------------------------------------------------------------------------------
-
-PLANS = np.array(["basic", "standard", "premium"])
-PLAN_SHARE = (0.45, 0.38, 0.17)
-LIST_PRICE = np.array([9.99, 19.99, 34.99])
-PRICE_INCREASE = 0.15  # basic plan, month-to-month customers, at PRICE_INCREASE_MONTH
-PRICE_INCREASE_MONTH = 11  # month index after start_date (2025-09-01 for the default dates)
-CONTRACTS = np.array(["month-to-month", "one-year", "two-year"])
-CONTRACT_SHARE = (0.55, 0.30, 0.15)
-CONTRACT_DISCOUNT = np.array([0.0, 0.10, 0.15])
-CONTRACT_MONTHS = np.array([1, 12, 24])
-CHANNELS = np.array(["organic_search", "paid_search", "social", "referral", "partner", "direct"])
-CHANNEL_SHARE = (0.28, 0.22, 0.15, 0.12, 0.08, 0.15)
-CHANNEL_ENGAGEMENT = np.array([1.0, 0.85, 0.8, 1.25, 1.1, 1.0])
-PLAN_ENGAGEMENT = np.array([0.85, 1.0, 1.2])
-
-INITIAL_BASE_SHARE = 0.30  # persons who sign up in the first month (the migrated base)
-# Sign-up seasonality by calendar month (January and September peaks).
-SIGNUP_SEASON = np.array([1.7, 1.0, 1.0, 0.95, 0.9, 0.85, 0.8, 0.75, 1.5, 1.1, 1.0, 0.8])
-# Engagement seasonality by calendar month (August and December dips).
-ENGAGEMENT_SEASON = np.array([1.0, 1.0, 1.0, 1.0, 1.0, 0.95, 0.9, 0.72, 1.0, 1.0, 1.0, 0.8])
-
-# Churn hazard (logit scale); every input is state observed in the previous month.
-HAZARD = {
-    "intercept": -1.45,
-    "log_logins": -0.9,  # times log1p(mean logins of the previous two months)
-    "tickets_2_months": 0.22,  # tickets opened in the previous two months (capped at 5)
-    "tickets_3rd_month": 0.08,
-    "open_tickets": 0.40,
-    "low_satisfaction": 0.55,
-    "new_customer": 1.0,  # times exp(-(tenure_months - 1) / 3)
-    "price_increase_3m": 0.55,
-    "downgrade_3m": 0.80,
-    "log_pricing_visits": 0.25,
-    "contract_locked": -2.3,  # one- or two-year contract outside its renewal month
-    "contract_renewal": 0.3,  # one- or two-year contract in its renewal month
-    "person_sd": 0.15,
-    "month_sd": 0.05,
-}
-
-ENGAGEMENT_AR = (0.8, 0.08)  # month-to-month persistence and noise of log engagement
-BURST_START_P = 0.02  # monthly chance that a ticket burst starts (it lasts one or two months)
-
-EVENT_TYPES = ("login", "feature_use", "email_open", "email_click", "pricing_page_visit")
-TICKET_CATEGORIES = np.array(["billing", "technical", "account", "other"])
-TICKET_PRIORITIES = np.array(["low", "normal", "high"])
-ORDER_CATEGORIES = np.array(["add_on", "service", "hardware"])
-ORDER_SHARE = (0.6, 0.25, 0.15)
-ORDER_MEDIAN_EUR = np.array([25.0, 80.0, 150.0])
-# Persons differ in what they buy: log-affinity per category (person noise plus plan effect).
-ORDER_AFFINITY_SD = 0.9
-PLAN_ORDER_AFFINITY = np.array([[0.5, 0.0, -0.6], [0.0, 0.2, 0.0], [-0.3, 0.3, 0.9]])
-
-# Randomised retention-offer tests (docs/synthetic-world.md, "Campaigns"). Every third month a
-# sample of active customers is split into a treated and a control arm; the offer changes the
-# churn log-odds of the treated for three months by the person's (hidden) response type.
-CAMPAIGN_FIRST_MONTH = 4
-CAMPAIGN_EVERY_MONTHS = 3
-CAMPAIGN_SAMPLE_SHARE = 0.30
-CAMPAIGN_TREATED_SHARE = 0.5
-CAMPAIGN_MONTHS_AFFECTED = 3
-RESPONSE_TYPES = np.array(["persuadable", "do_not_disturb", "sure_thing", "lost_cause"])
-# Log-odds change of the monthly churn hazard while treated, per response type.
-CAMPAIGN_EFFECT = np.array([-1.4, 1.0, 0.0, 0.0])
-LOST_CAUSE_CHURN_90D = 0.25  # unaffected persons at or above this 90-day risk are lost causes
-CONSENT_CHANNELS = np.array(["email", "phone", "sms"])
-CONSENT_CHANNEL_LABELS = np.array(["email", "phone", "sms", "all"])  # all: do not contact at all
-DO_NOT_CONTACT_P = 0.015  # records that ask not to be contacted at all, at some point
-# The contact log: newsletters to e-mail-consented records, service calls, and the treated arm of
-# every campaign test. Frequency caps count it.
-NEWSLETTER_P = 0.5  # per record and month
-SERVICE_CALL_P = 0.03  # per record and month
-CONTACT_PURPOSES = np.array(["newsletter", "service_call", "retention_offer"])
-CONTACT_CHANNELS = np.array(["email", "phone", "sms"])
-CONSENT_GRANT_P = np.array([0.85, 0.45, 0.35])
-
-# Dirt rates (see docs/synthetic-world.md).
-DIRT = {
-    "future_events": 0.0005,
-    "future_orders": 0.0005,
-    "duplicate_events": 0.0002,
-    "negative_completed_orders": 0.003,
-    "missing_phone": 0.10,
-    "missing_country": 0.04,
-    "missing_channel": 0.05,
-    "missing_birth_year": 0.08,
-    "missing_gender": 0.10,
-    "duplicate_missing_email": 0.25,
-    "duplicate_activity_share": 0.30,
-}
-
-_FIRST_NAMES_TEXT = (
-    "Anna Lena Marie Sophie Laura Julia Emma Lea Hannah Mia Clara Nina Sarah Lisa Paula "
-    "Camille Chloe Manon Ines Lucia Giulia Chiara Martina Zofia Maja Olivia Amelia Emily "
-    "Charlotte Ava Noah Lukas Leon Paul Jonas Felix Max Elias Ben Finn Louis Hugo Jules "
-    "Lucas Mateo Pablo Marco Luca Matteo Jan Piotr Jakub Oliver George Harry Jack James Liam "
-    "Ethan Daan Sem Bram"
-)
-FIRST_NAMES = np.array(_FIRST_NAMES_TEXT.split())
-_LAST_NAMES_TEXT = (
-    "Mueller Schmidt Schneider Fischer Weber Meyer Wagner Becker Schulz Hoffmann Koch "
-    "Richter Klein Wolf Neumann Martin Bernard Dubois Thomas Robert Petit Durand Leroy "
-    "Moreau Smith Jones Taylor Brown Williams Wilson Johnson Davies Miller Garcia Rodriguez "
-    "Martinez Lopez Sanchez Perez Rossi Russo Ferrari Esposito Bianchi Romano Nowak Kowalski "
-    "Wisniewski Wojcik deJong Jansen deVries vandenBerg Bakker Visser Smit"
-)
-LAST_NAMES = np.array(_LAST_NAMES_TEXT.split())
-EMAIL_DOMAINS = np.array(["example.com", "example.org", "example.net", "mail.example"])
-COUNTRY_CODES = np.array(["DE", "FR", "GB", "US", "NL", "ES", "IT", "PL"])
-COUNTRY_SHARE = (0.40, 0.12, 0.10, 0.10, 0.08, 0.08, 0.07, 0.05)
-COUNTRY_CALLING = np.array(["49", "33", "44", "1", "31", "34", "39", "48"])
-# Spellings per country; the first one is the canonical English name.
-COUNTRY_SPELLINGS: tuple[tuple[str, ...], ...] = (
-    ("Germany", "DE", "deutschland", " germany", "Deutschland", "GERMANY"),
-    ("France", "FR", "france ", "Frankreich", "FRANCE"),
-    ("United Kingdom", "UK", "GB", "Great Britain", "united kingdom"),
-    ("United States", "US", "USA", "U.S.", "united states of america"),
-    ("Netherlands", "NL", "Holland", "the netherlands", "Niederlande"),
-    ("Spain", "ES", "España", "spain ", "Spanien"),
-    ("Italy", "IT", "Italia", "italy", "Italien"),
-    ("Poland", "PL", "Polska", "poland", "Polen"),
-)
-GENDERS = np.array(["female", "male", "diverse"])
-GENDER_SHARE = (0.49, 0.49, 0.02)
-
-_DAY = 86_400
-
-
-# --------------------------------------------------------------------------------------------
-# Calendar
-# --------------------------------------------------------------------------------------------
-
-
-def _add_months(d: date, months: int) -> date:
-    idx = d.year * 12 + d.month - 1 + months
-    return date(idx // 12, idx % 12 + 1, 1)
-
-
-def _ts(d: date) -> int:
-    return int(datetime(d.year, d.month, d.day, tzinfo=UTC).timestamp())
-
-
-@dataclass(frozen=True)
-class _Grid:
-    """Month boundaries of the simulation (epoch seconds, UTC)."""
-
-    bounds: np.ndarray  # (months + 1,) int64; bounds[0] = start_date, then first of each month
-    month_of_year: np.ndarray  # (months,) 0..11
-    data_months: int  # months that contain data up to end_date
-    snapshot_end: int  # end_date + 1 day: nothing at or after it is written
-    as_of_index: np.ndarray  # month indices of the truth as-of dates
-    as_of_dates: tuple[date, ...]
-
-    @property
-    def months(self) -> int:
-        return len(self.bounds) - 1
-
-    @property
-    def lengths(self) -> np.ndarray:
-        return np.diff(self.bounds)
-
-
-def _grid(config: SyntheticConfig) -> _Grid:
-    starts = [config.start_date]
-    k = 1
-    while _add_months(config.start_date, k) <= config.end_date:
-        starts.append(_add_months(config.start_date, k))
-        k += 1
-    data_months = len(starts)
-    # Three more months past the snapshot so that the last as-of date (the month after
-    # end_date) has a complete 90-day window in the truth.
-    starts += [_add_months(config.start_date, data_months + i) for i in range(4)]
-    bounds = np.array([_ts(d) for d in starts], dtype=np.int64)
-    as_of_index = np.arange(3, data_months + 1)
-    return _Grid(
-        bounds=bounds,
-        month_of_year=np.array([d.month - 1 for d in starts[:-1]]),
-        data_months=data_months,
-        snapshot_end=_ts(config.end_date + timedelta(days=1)),
-        as_of_index=as_of_index,
-        as_of_dates=tuple(starts[i] for i in as_of_index),
-    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -352,7 +173,7 @@ class _Block:
     campaign_truth: dict[str, np.ndarray]
 
 
-def _simulate_block(config: SyntheticConfig, grid: _Grid, block: int, first_person: int) -> _Block:
+def _simulate_block(config: SyntheticConfig, grid: Grid, block: int, first_person: int) -> _Block:
     n = min(BLOCK_PERSONS, config.customers - first_person)
     rng = np.random.default_rng([config.seed, block])
     # Campaigns and purchase tastes draw from their own stream, so adding them left the rest of
@@ -455,7 +276,7 @@ def _simulate_block(config: SyntheticConfig, grid: _Grid, block: int, first_pers
             kind = np.where(persuadable, 0, np.where(do_not_disturb, 1, 2))
             sampled = np.flatnonzero(seasoned & (crng.random(n) < CAMPAIGN_SAMPLE_SHARE))
             treated = crng.random(len(sampled)) < CAMPAIGN_TREATED_SHARE
-            sent = b[m] + (crng.random(len(sampled)) * 5 * _DAY).astype(np.int64)
+            sent = b[m] + (crng.random(len(sampled)) * 5 * DAY).astype(np.int64)
             send_parts.append((sampled, np.full(len(sampled), m), treated, sent, kind[sampled]))
             contacted = sampled[treated]
             until = min(m + CAMPAIGN_MONTHS_AFFECTED, M)
@@ -690,7 +511,7 @@ def _simulate_block(config: SyntheticConfig, grid: _Grid, block: int, first_pers
     keep = o_ts < cut[op]
     op, o_ts, o_cat, o_amt = op[keep], o_ts[keep], o_cat[keep], o_amt[keep]
     refund = rng.random(len(op)) < 0.06
-    r_ts = o_ts[refund] + rng.integers(1 * _DAY, 20 * _DAY, refund.sum())
+    r_ts = o_ts[refund] + rng.integers(1 * DAY, 20 * DAY, refund.sum())
     r_ok = r_ts < grid.snapshot_end
     op = np.concatenate([op, op[refund][r_ok]])
     o_ts = np.concatenate([o_ts, r_ts[r_ok]])
@@ -755,7 +576,7 @@ def _simulate_block(config: SyntheticConfig, grid: _Grid, block: int, first_pers
 
 def _contact_log(
     crng: np.random.Generator,
-    grid: _Grid,
+    grid: Grid,
     rec_person: np.ndarray,
     rec_created: np.ndarray,
     cut: np.ndarray,
@@ -796,7 +617,7 @@ def _contact_log(
 
 
 def _campaign_sends(
-    grid: _Grid,
+    grid: Grid,
     send_parts: list[tuple[np.ndarray, ...]],
     Z: np.ndarray,
     effect: np.ndarray,
@@ -825,7 +646,7 @@ def _campaign_sends(
     stay_treated = np.prod(np.where(inside, 1.0 - _sigmoid(base + tau), 1.0), axis=1)
     unaffected = kind >= 2
     kind = np.where(unaffected & (1.0 - stay_control >= LOST_CAUSE_CHURN_90D), 3, kind)
-    horizon_end = sent + 90 * _DAY
+    horizon_end = sent + 90 * DAY
     known = horizon_end <= grid.snapshot_end
     retained = churn_ts[person] >= horizon_end
     campaigns = {
@@ -840,14 +661,14 @@ def _campaign_sends(
 
 
 def _truth(
-    grid: _Grid, H: np.ndarray, signup_m: np.ndarray, churn_m: np.ndarray, churn_ts: np.ndarray
+    grid: Grid, H: np.ndarray, signup_m: np.ndarray, churn_m: np.ndarray, churn_ts: np.ndarray
 ) -> dict[str, np.ndarray]:
     """True 90-day churn probability and realised outcome per active person and as-of date."""
     persons: list[np.ndarray] = []
     as_of: list[np.ndarray] = []
     probs: list[np.ndarray] = []
     outcome: list[np.ndarray] = []
-    lengths = grid.lengths / _DAY
+    lengths = grid.lengths / DAY
     for a in grid.as_of_index:
         active = (signup_m < a) & (churn_m >= a)
         # The label window is 90 days, not three calendar months: the third month only counts
@@ -860,7 +681,7 @@ def _truth(
         persons.append(np.flatnonzero(active))
         as_of.append(np.full(active.sum(), a))
         probs.append(p)
-        outcome.append((ct >= start) & (ct < start + 90 * _DAY))
+        outcome.append((ct >= start) & (ct < start + 90 * DAY))
     return {
         "person": np.concatenate(persons),
         "as_of": np.concatenate(as_of),
@@ -974,7 +795,7 @@ def _add_dirt(
         (orders, DIRT["future_orders"], "ordered_at"),
     ):
         idx = _pick(rng, len(table[col]), rate)
-        table[col][idx] += int(future_years * 365.25 * _DAY)
+        table[col][idx] += int(future_years * 365.25 * DAY)
     completed = np.flatnonzero(orders["status"] == 0)
     bad = completed[_pick(rng, len(completed), DIRT["negative_completed_orders"])]
     orders["amount"][bad] = -orders["amount"][bad]
@@ -1027,7 +848,7 @@ class _Counters:
     contacts: int = 0
 
 
-def _block_tables(blk: _Block, c: _Counters, grid: _Grid, unit: str) -> dict[str, pa.Table]:
+def _block_tables(blk: _Block, c: _Counters, grid: Grid, unit: str) -> dict[str, pa.Table]:
     """Turn a simulated block into Arrow tables in contract column order, assigning global ids."""
     rec_ids = _ids("R", c.records, blk.n_records, 7)
     person_ids = _ids("P", c.persons, blk.n_persons, 7)
@@ -1250,7 +1071,7 @@ def generate(config: SyntheticConfig, raw_dir: Path, truth_dir: Path) -> Generat
     started = time.perf_counter()
     raw_dir.mkdir(parents=True, exist_ok=True)
     truth_dir.mkdir(parents=True, exist_ok=True)
-    grid = _grid(config)
+    grid = month_grid(config)
     ext = "parquet" if config.file_format == "parquet" else "csv"
     unit = "us" if config.file_format == "parquet" else "s"
     sinks: dict[str, _Sink] = {
@@ -1321,8 +1142,8 @@ def _erasure_requests(config: SyntheticConfig, records: int, unit: str) -> pa.Ta
     rng = np.random.default_rng([config.seed, 0xE7A5E])
     n = min(config.erasure_requests, records)
     chosen = np.sort(rng.choice(records, size=n, replace=False)).astype(np.int64)
-    end = _ts(config.end_date)
-    asked = end - rng.integers(1, 60, size=n) * _DAY
+    end = epoch_seconds(config.end_date)
+    asked = end - rng.integers(1, 60, size=n) * DAY
     return _to_table(
         ERASURE_REQUESTS,
         {
