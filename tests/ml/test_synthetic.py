@@ -217,7 +217,7 @@ def test_a_failed_run_keeps_the_last_good_files(
     def explode(*args: object, **kwargs: object) -> None:
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(synthetic, "_block_tables", explode)
+    monkeypatch.setattr(synthetic, "block_tables", explode)
     with pytest.raises(RuntimeError, match="disk full"):
         generate(SyntheticConfig(customers=300, seed=99), raw, truth)
     assert pq.read_table(raw / "events.parquet").equals(before)
