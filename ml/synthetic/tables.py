@@ -37,7 +37,7 @@ from ml.synthetic.params import (
     TICKET_CATEGORIES,
     TICKET_PRIORITIES,
 )
-from ml.synthetic.rows import Block
+from ml.synthetic.rows import Block, Columns
 
 ERASURE_REQUESTS = "erasure_requests"
 """The raw table written last: its requests name records of the whole run."""
@@ -86,19 +86,39 @@ class Counters:
     campaigns: int = 0
     contacts: int = 0
 
+    def advance(self, blk: Block) -> None:
+        """Count a written block's rows, so that the next block's ids follow on."""
+        self.persons += blk.n_persons
+        self.records += blk.n_records
+        self.subscriptions += len(blk.subscriptions["started_at"])
+        self.orders += len(blk.orders["ordered_at"])
+        self.events += len(blk.events["occurred_at"])
+        self.tickets += len(blk.tickets["opened_at"])
+        self.consents += len(blk.consents["recorded_at"])
+        self.campaigns += len(blk.campaigns["sent_at"])
+        self.contacts += len(blk.contacts["contacted_at"])
 
-def block_tables(blk: Block, c: Counters, grid: Grid, unit: str) -> dict[str, pa.Table]:
-    """Turn a simulated block into Arrow tables in contract column order, assigning global ids."""
-    rec_ids = _ids("R", c.records, blk.n_records, 7)
-    person_ids = _ids("P", c.persons, blk.n_persons, 7)
 
-    def rid(local: np.ndarray) -> pa.Array:
-        return pc.take(rec_ids, pa.array(local.astype(np.int64)))
+@dataclass(frozen=True)
+class _BlockIds:
+    """Global ids of a block's records and persons, looked up by block-local index."""
 
-    cu = blk.customers
-    cols: dict[str, dict[str, Any]] = {}
-    cols["customers"] = {
-        "customer_record_id": rec_ids,
+    records: pa.Array
+    persons: pa.Array
+
+    def record(self, local: np.ndarray) -> pa.Array:
+        return pc.take(self.records, pa.array(local.astype(np.int64)))
+
+    def person(self, local: np.ndarray) -> pa.Array:
+        return pc.take(self.persons, pa.array(local.astype(np.int64)))
+
+
+Arrays = dict[str, Any]
+
+
+def _customer_columns(cu: Columns, ids: _BlockIds, unit: str) -> Arrays:
+    return {
+        "customer_record_id": ids.records,
         "full_name": _strings(cu["full_name"]),
         "email": _strings(cu["email"], cu["email_missing"]),
         "phone": _strings(cu["phone"], cu["phone_missing"]),
@@ -108,11 +128,12 @@ def block_tables(blk: Block, c: Counters, grid: Grid, unit: str) -> dict[str, pa
         "acquisition_channel": _labels(CHANNELS, cu["channel"], cu["channel_missing"]),
         "signed_up_at": _ts_array(cu["signed_up_at"], unit),
     }
-    su = blk.subscriptions
-    n_sub = len(su["started_at"])
-    cols["subscriptions"] = {
-        "subscription_id": _ids("S", c.subscriptions, n_sub, 8),
-        "customer_record_id": rid(su["record"]),
+
+
+def _subscription_columns(su: Columns, ids: _BlockIds, first_id: int, unit: str) -> Arrays:
+    return {
+        "subscription_id": _ids("S", first_id, len(su["started_at"]), 8),
+        "customer_record_id": ids.record(su["record"]),
         "plan": _labels(PLANS, su["plan"]),
         "contract_type": _labels(CONTRACTS, su["contract"]),
         "monthly_price": pa.array(np.round(su["price"], 2), pa.float64()),
@@ -124,111 +145,135 @@ def block_tables(blk: Block, c: Counters, grid: Grid, unit: str) -> dict[str, pa
             su["end_reason"] == 0,
         ),
     }
-    od = blk.orders
-    n_ord = len(od["ordered_at"])
-    cols["orders"] = {
-        "order_id": _ids("O", c.orders, n_ord, 8),
-        "customer_record_id": rid(od["record"]),
+
+
+def _order_columns(od: Columns, ids: _BlockIds, first_id: int, unit: str) -> Arrays:
+    return {
+        "order_id": _ids("O", first_id, len(od["ordered_at"]), 8),
+        "customer_record_id": ids.record(od["record"]),
         "ordered_at": _ts_array(od["ordered_at"], unit),
         "amount": pa.array(od["amount"], pa.float64()),
         "product_category": _labels(ORDER_CATEGORIES, od["category"]),
         "status": _labels(np.array(["completed", "refunded"]), od["status"]),
     }
-    ev = blk.events
+
+
+def _event_columns(ev: Columns, ids: _BlockIds, first_id: int, unit: str) -> Arrays:
     n_ev = len(ev["occurred_at"])
     # Exact duplicate rows: the same event (same id) exported twice, next to each other.
     take = np.sort(np.concatenate([np.arange(n_ev), np.flatnonzero(ev["duplicate"])]))
-    cols["events"] = {
-        "event_id": pc.take(_ids("E", c.events, n_ev, 10), pa.array(take)),
-        "customer_record_id": rid(ev["record"][take]),
+    return {
+        "event_id": pc.take(_ids("E", first_id, n_ev, 10), pa.array(take)),
+        "customer_record_id": ids.record(ev["record"][take]),
         "event_type": _labels(np.array(EVENT_TYPES), ev["event_type"][take]),
         "occurred_at": _ts_array(ev["occurred_at"][take], unit),
     }
-    tk = blk.tickets
-    n_tk = len(tk["opened_at"])
-    cols["support_tickets"] = {
-        "ticket_id": _ids("T", c.tickets, n_tk, 8),
-        "customer_record_id": rid(tk["record"]),
+
+
+def _ticket_columns(tk: Columns, ids: _BlockIds, first_id: int, unit: str) -> Arrays:
+    return {
+        "ticket_id": _ids("T", first_id, len(tk["opened_at"]), 8),
+        "customer_record_id": ids.record(tk["record"]),
         "opened_at": _ts_array(tk["opened_at"], unit),
         "category": _labels(TICKET_CATEGORIES, tk["category"]),
         "priority": _labels(TICKET_PRIORITIES, tk["priority"]),
         "resolved_at": _ts_array(tk["resolved_at"], unit, tk["resolved_at"] < 0),
         "satisfaction_score": pa.array(tk["satisfaction"], pa.int32(), mask=tk["satisfaction"] < 0),
     }
-    co = blk.consents
-    n_co = len(co["recorded_at"])
-    cols["consents"] = {
-        "consent_id": _ids("C", c.consents, n_co, 8),
-        "customer_record_id": rid(co["record"]),
+
+
+def _consent_columns(co: Columns, ids: _BlockIds, first_id: int, unit: str) -> Arrays:
+    return {
+        "consent_id": _ids("C", first_id, len(co["recorded_at"]), 8),
+        "customer_record_id": ids.record(co["record"]),
         "channel": _labels(CONSENT_CHANNEL_LABELS, co["channel"]),
         "status": _labels(np.array(["granted", "withdrawn"]), co["status"]),
         "recorded_at": _ts_array(co["recorded_at"], unit),
     }
-    ca = blk.campaigns
+
+
+def _campaign_columns(ca: Columns, ids: _BlockIds, first_id: int, grid: Grid, unit: str) -> Arrays:
     n_ca = len(ca["sent_at"])
     wave_names = np.array(
         [f"retention-{datetime.fromtimestamp(t, UTC):%Y-%m}" for t in grid.bounds[:-1]]
     )
-    cols["campaigns"] = {
-        "send_id": _ids("X", c.campaigns, n_ca, 8),
-        "customer_record_id": rid(ca["record"]),
+    return {
+        "send_id": _ids("X", first_id, n_ca, 8),
+        "customer_record_id": ids.record(ca["record"]),
         "campaign_id": _labels(wave_names, ca["month"]),
         "campaign_type": _labels(np.array(["retention_offer"]), np.zeros(n_ca, np.int64)),
         "sent_at": _ts_array(ca["sent_at"], unit),
         "arm": _labels(np.array(["control", "treatment"]), ca["treated"].astype(np.int64)),
         "outcome": pa.array(ca["outcome"], pa.int32(), mask=ca["outcome"] < 0),
     }
-    ct = blk.contacts
-    n_ct = len(ct["contacted_at"])
-    cols["contacts"] = {
-        "contact_id": _ids("M", c.contacts, n_ct, 9),
-        "customer_record_id": rid(ct["record"]),
+
+
+def _contact_columns(ct: Columns, ids: _BlockIds, first_id: int, unit: str) -> Arrays:
+    return {
+        "contact_id": _ids("M", first_id, len(ct["contacted_at"]), 9),
+        "customer_record_id": ids.record(ct["record"]),
         "channel": _labels(CONTACT_CHANNELS, ct["channel"]),
         "contacted_at": _ts_array(ct["contacted_at"], unit),
         "purpose": _labels(CONTACT_PURPOSES, ct["purpose"]),
     }
-    out = {name: to_table(name, cols[name]) for name in cols}
 
+
+def _truth_tables(
+    blk: Block, ids: _BlockIds, send_ids: pa.Array, grid: Grid
+) -> dict[str, pa.Table]:
+    """The truth folder's tables: record -> person, churn truth, campaign truth."""
     tr = blk.truth
     as_of_days = np.array([(d - date(1970, 1, 1)).days for d in grid.as_of_dates], dtype=np.int32)[
         tr["as_of"] - grid.as_of_index[0]
     ]
-    out["record_persons"] = pa.table(
-        {
-            "customer_record_id": rec_ids,
-            "person_id": pc.take(person_ids, pa.array(blk.record_person.astype(np.int64))),
-        }
-    )
-    out["churn_truth"] = pa.table(
-        {
-            "person_id": pc.take(person_ids, pa.array(tr["person"].astype(np.int64))),
-            "as_of_date": pa.array(as_of_days, pa.date32()),
-            "churn_probability_90d": pa.array(tr["probability"], pa.float64()),
-            "churned_within_90d": pa.array(tr["churned"], pa.bool_()),
-        }
-    )
     ct = blk.campaign_truth
-    out["campaign_truth"] = pa.table(
-        {
-            "send_id": cols["campaigns"]["send_id"],
-            "person_id": pc.take(person_ids, pa.array(ca["person"].astype(np.int64))),
-            "response_type": _labels(RESPONSE_TYPES, ct["response_type"]),
-            "true_uplift": pa.array(ct["true_uplift"], pa.float64()),
-        }
+    return {
+        "record_persons": pa.table(
+            {"customer_record_id": ids.records, "person_id": ids.person(blk.record_person)}
+        ),
+        "churn_truth": pa.table(
+            {
+                "person_id": ids.person(tr["person"]),
+                "as_of_date": pa.array(as_of_days, pa.date32()),
+                "churn_probability_90d": pa.array(tr["probability"], pa.float64()),
+                "churned_within_90d": pa.array(tr["churned"], pa.bool_()),
+            }
+        ),
+        "campaign_truth": pa.table(
+            {
+                "send_id": send_ids,
+                "person_id": ids.person(blk.campaigns["person"]),
+                "response_type": _labels(RESPONSE_TYPES, ct["response_type"]),
+                "true_uplift": pa.array(ct["true_uplift"], pa.float64()),
+            }
+        ),
+    }
+
+
+def block_tables(blk: Block, c: Counters, grid: Grid, unit: str) -> dict[str, pa.Table]:
+    """Turn a simulated block into Arrow tables in contract column order, assigning global ids."""
+    ids = _BlockIds(
+        records=_ids("R", c.records, blk.n_records, 7),
+        persons=_ids("P", c.persons, blk.n_persons, 7),
     )
-    c.persons += blk.n_persons
-    c.records += blk.n_records
-    c.subscriptions += n_sub
-    c.orders += n_ord
-    c.events += n_ev
-    c.tickets += n_tk
-    c.consents += n_co
-    c.campaigns += n_ca
-    c.contacts += n_ct
+    cols: dict[str, Arrays] = {
+        "customers": _customer_columns(blk.customers, ids, unit),
+        "subscriptions": _subscription_columns(blk.subscriptions, ids, c.subscriptions, unit),
+        "orders": _order_columns(blk.orders, ids, c.orders, unit),
+        "events": _event_columns(blk.events, ids, c.events, unit),
+        "support_tickets": _ticket_columns(blk.tickets, ids, c.tickets, unit),
+        "consents": _consent_columns(blk.consents, ids, c.consents, unit),
+        "campaigns": _campaign_columns(blk.campaigns, ids, c.campaigns, grid, unit),
+        "contacts": _contact_columns(blk.contacts, ids, c.contacts, unit),
+    }
+    out = {name: to_table(name, cols[name]) for name in cols}
+    out.update(_truth_tables(blk, ids, cols["campaigns"]["send_id"], grid))
+    c.advance(blk)
     return out
 
 
 def to_table(name: str, columns: dict[str, Any]) -> pa.Table:
+    """A raw table from its columns, which must be the contract's, in its order."""
     table = RAW_TABLES[name]
     if tuple(columns) != table.column_names:  # a bug here, never a data problem
         raise RuntimeError(f"{name}: columns {tuple(columns)} != contract {table.column_names}")
