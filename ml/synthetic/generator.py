@@ -17,6 +17,14 @@ Design choices:
   month after sign-up whether or not the person churns; churn is then one draw against the
   hazards and only censors what is written. That makes the true probability at any as-of date well
   defined (``1 - prod(1 - h)`` over the realised latent path).
+
+Where things are (this module runs the blocks, writes the files and is the command line):
+
+* ``ml.synthetic.params``: the world's parameters (``HAZARD``, ``DIRT``, ...).
+* ``ml.synthetic.config``: :class:`SyntheticConfig` and the month grid.
+* ``ml.synthetic.world``: one block's persons, latent monthly path, churn and truth.
+* ``ml.synthetic.rows``: one block's raw rows, one function per table (``simulate_block``).
+* ``ml.synthetic.tables``: Arrow tables with global ids, and the atomic file sinks.
 """
 
 from __future__ import annotations
