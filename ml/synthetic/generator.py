@@ -261,10 +261,12 @@ def main(argv: list[str] | None = None) -> int:
     out: Path = args.out.expanduser().resolve()
     truth: Path = args.truth.expanduser().resolve() if args.truth else out.parent / "truth"
     result = generate(config, out, truth)
+    # A tiny world can lack churners (or stayers): then there is no AUC to show.
+    auc = "n/a" if result.oracle_auc is None else f"{result.oracle_auc:.3f}"
     print(
         f"{result.persons} persons in {result.seconds:.1f} s; "
         + ", ".join(f"{k} {v}" for k, v in result.rows.items())
-        + f"; churn within 90 days {result.churn_rate_90d:.3f}; oracle AUC {result.oracle_auc:.3f}"
+        + f"; churn within 90 days {result.churn_rate_90d:.3f}; oracle AUC {auc}"
     )
     return 0
 

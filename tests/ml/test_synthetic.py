@@ -457,6 +457,15 @@ def test_cli_writes_both_folders(tmp_path: Path) -> None:
     assert (tmp_path / "truth" / "churn_truth.parquet").exists()
 
 
+def test_cli_reports_a_world_without_an_oracle_auc(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # One person cannot be both a churner and a stayer: the oracle AUC is undefined.
+    args = ["--customers", "1", "--seed", "1", "--out", str(tmp_path / "raw"), "--no-progress"]
+    assert synthetic.main(args) == 0
+    assert "oracle AUC n/a" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize(
     "kwargs",
     [
