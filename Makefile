@@ -86,11 +86,12 @@ bench-scale: env $(DBT_MANIFEST)
 rollback: env
 	$(BIN)/python -m orchestration.rollback "$(MODEL)" "$(VERSION)" --reason "$(or $(REASON),manual rollback)"
 
-## lint: ruff (lint + format check) and mypy
+## lint: ruff (lint + format check), mypy, and the import contracts of the layers (pyproject.toml)
 lint: env
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy ml orchestration expectations
+	$(BIN)/lint-imports
 
 format: env
 	$(BIN)/ruff check --fix .

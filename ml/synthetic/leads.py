@@ -30,6 +30,8 @@ from datetime import date, datetime, time, timedelta
 import numpy as np
 import pandas as pd
 
+from ml.core.maths import sigmoid
+
 SOURCES: dict[str, tuple[float, float]] = {
     # name: (share of leads, effect on the log-odds)
     "Organic Search": (0.26, 0.2),
@@ -199,7 +201,7 @@ def generate_leads_with_truth(
     export_at = np.datetime64(datetime.combine(end + timedelta(days=1), time()), "s")
     span = int((export_at - t0) / np.timedelta64(1, "s"))
     created = t0 + rng.integers(0, span, n).astype("timedelta64[s]")
-    converts = rng.random(n) < 1.0 / (1.0 + np.exp(-logit))
+    converts = rng.random(n) < sigmoid(logit)
     lag_seconds = (LAG_MIN_DAYS + rng.gamma(LAG_SHAPE, LAG_SCALE_DAYS, n)) * 86_400
     converted_at = created + lag_seconds.astype("timedelta64[s]")
     known = converts & (converted_at < export_at)

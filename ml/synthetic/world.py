@@ -20,6 +20,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ml.core.maths import sigmoid
 from ml.synthetic.config import DAY, Grid
 from ml.synthetic.params import (
     BURST_START_P,
@@ -58,10 +59,6 @@ NEVER = -100
 """Month index of an event that never happened (far enough back for every 'last 3 months')."""
 BUMPED_BASIC_PRICE = round(LIST_PRICE[0] * (1 + PRICE_INCREASE), 2)
 """The basic plan's list price from the price increase on."""
-
-
-def sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-x))
 
 
 def uniform_in(rng: np.random.Generator, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
