@@ -1,0 +1,151 @@
+"""An MLflow registry written by the flat-layout code (commit 879c883) still loads and predicts.
+
+The fixture ``tests/fixtures/legacy_registry/legacy_registry.tar.gz`` holds a sqlite registry
+with one champion of every registered model (churn as ``ml.registry.ChurnPyfunc``, the others as
+``ml.registry.ModelObjectPyfunc`` around pickled objects of ``ml.leads``, ``ml.next_product``,
+``ml.campaign_uplift`` and ``ml.clv``), small input frames, and what the old code predicted on
+them. Each test unpacks it into its own ``tmp_path``, points its paths there, loads the champion
+with the current registry API and asserts the predictions are the same, exactly.
+
+Regenerate the fixture with ``tests/fixtures/legacy_registry/make_fixture.py`` (it must run with
+the 879c883 code; see its docstring).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ml.modelling.registry import MlflowConfig, load_champion, load_champion_model, roll_back
+from ml.models.churn.model import ChurnModel
+from ml.models.customer_value.model import ClvModel, predict_clv
+from ml.models.lead_scoring.model import LeadModel, score_leads
+from ml.models.next_product.model import NextProductModel, recommend
+from ml.models.retention_uplift.model import CampaignUpliftModel, predict_retention_uplift
+from tests.fixtures.legacy_registry.relocate import (
+    ARTIFACTS,
+    DATABASE,
+    PLACEHOLDER,
+    manifest,
+    tracking_uri,
+    unpack_fixture,
+)
+
+
+class Legacy:
+    """An unpacked, relocated copy of the fixture."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.models: dict[str, Any] = manifest(root)["models"]
+
+    def config(self, name: str) -> MlflowConfig:
+        # As orchestration.defs.models.model_mlflow_config: experiment and model named alike.
+        base = MlflowConfig(
+            tracking_uri=tracking_uri(self.root), artifacts_dir=self.root / ARTIFACTS
+        )
+        return replace(base, experiment=name, model_name=name)
+
+    def frame(self, relative: str) -> pd.DataFrame:
+        return pd.read_parquet(self.root / "data" / relative)
+
+    def frames(self, name: str) -> dict[str, pd.DataFrame]:
+        return {key: self.frame(path) for key, path in self.models[name]["files"].items()}
+
+
+@pytest.fixture()
+def legacy(tmp_path: Path) -> Legacy:
+    return Legacy(unpack_fixture(tmp_path))
+
+
+def _column(frame: pd.DataFrame, name: str | None = None) -> np.ndarray:
+    return (frame[name] if name else frame.iloc[:, 0]).to_numpy()
+
+
+def test_the_fixture_is_relocated_into_tmp_path(legacy: Legacy, tmp_path: Path) -> None:
+    con = sqlite3.connect(legacy.root / DATABASE)
+    try:
+        assert not [line for line in con.iterdump() if PLACEHOLDER in line]
+        locations = [row[0] for row in con.execute("select artifact_location from experiments")]
+    finally:
+        con.close()
+    assert all(str(tmp_path) in location for location in locations)
+    assert not [p for p in legacy.root.rglob("MLmodel") if PLACEHOLDER in p.read_text()]
+    assert set(legacy.models) == {
+        "churn",
+        "lead_scoring",
+        "next_product",
+        "retention_uplift",
+        "customer_value",
+    }
+
+
+def test_churn_champion(legacy: Legacy) -> None:
+    f = legacy.frames("churn")
+    model, version = load_champion(legacy.config("churn"))
+    assert version == legacy.models["churn"]["champion_version"]
+    assert isinstance(model, ChurnModel)
+    np.testing.assert_array_equal(model.predict_proba(f["input"]), _column(f["predict_proba"]))
+
+
+def test_lead_scoring_champion(legacy: Legacy) -> None:
+    f = legacy.frames("lead_scoring")
+    model, version = load_champion_model(legacy.config("lead_scoring"))
+    assert version == legacy.models["lead_scoring"]["champion_version"]
+    assert isinstance(model, LeadModel)
+    np.testing.assert_array_equal(model.predict_proba(f["input"]), _column(f["predict_proba"]))
+    pd.testing.assert_frame_equal(
+        score_leads(model, f["input"], model_version=version), f["score_leads"], check_exact=True
+    )
+
+
+def test_next_product_champion(legacy: Legacy) -> None:
+    f = legacy.frames("next_product")
+    model, version = load_champion_model(legacy.config("next_product"))
+    assert version == legacy.models["next_product"]["champion_version"]
+    assert isinstance(model, NextProductModel)
+    np.testing.assert_array_equal(model.predict(f["input"]), _column(f["predict"]))
+    pd.testing.assert_frame_equal(recommend(model, f["input"]), f["recommend"], check_exact=True)
+
+
+def test_retention_uplift_champion(legacy: Legacy) -> None:
+    f = legacy.frames("retention_uplift")
+    model, version = load_champion_model(legacy.config("retention_uplift"))
+    assert version == legacy.models["retention_uplift"]["champion_version"]
+    assert isinstance(model, CampaignUpliftModel)
+    np.testing.assert_array_equal(model.predict(f["input"]), _column(f["predict"]))
+    treated, control = model.learner.predict_outcomes(f["input"])
+    np.testing.assert_array_equal(treated, _column(f["predict_outcomes"], "p_treated"))
+    np.testing.assert_array_equal(control, _column(f["predict_outcomes"], "p_control"))
+    pd.testing.assert_frame_equal(
+        predict_retention_uplift(model, f["input"]),
+        f["predict_retention_uplift"],
+        check_exact=True,
+    )
+
+
+def test_customer_value_champion_and_the_version_before(legacy: Legacy) -> None:
+    """Version 2 (catboost) is the champion; version 1 (bgnbd) is checked after a roll-back."""
+    meta = legacy.models["customer_value"]
+    f = legacy.frames("customer_value")
+    config = legacy.config("customer_value")
+    assert meta["champion_version"] == "2"
+    for number in ("2", "1"):
+        version_meta = meta["versions"][number]
+        if number != meta["champion_version"]:
+            roll_back(config, number, "legacy fixture: the version before")
+        model, version = load_champion_model(config)
+        assert version == number
+        assert isinstance(model, ClvModel)
+        assert model.method == version_meta["method"]
+        features = f["features"] if version_meta["uses_features"] else None
+        expected = legacy.frame(version_meta["files"][f"predict_clv_{model.method}"])
+        pd.testing.assert_frame_equal(
+            predict_clv(model, f["input"], features=features), expected, check_exact=True
+        )
