@@ -5,7 +5,8 @@ with one champion of every registered model (churn as ``ml.registry.ChurnPyfunc`
 ``ml.registry.ModelObjectPyfunc`` around pickled objects of ``ml.leads``, ``ml.next_product``,
 ``ml.campaign_uplift`` and ``ml.clv``), small input frames, and what the old code predicted on
 them. Each test unpacks it into its own ``tmp_path``, points its paths there, loads the champion
-with the current registry API and asserts the predictions are the same, exactly.
+with the current registry API (``ml.modelling.registry.LEGACY_MODULES``
+resolves the old module paths) and asserts the predictions are the same, exactly.
 
 Regenerate the fixture with ``tests/fixtures/legacy_registry/make_fixture.py`` (it must run with
 the 879c883 code; see its docstring).
@@ -14,7 +15,6 @@ the 879c883 code; see its docstring).
 from __future__ import annotations
 
 import sqlite3
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ml.modelling.registry import MlflowConfig, load_champion, load_champion_model, roll_back
+from ml.modelling.boosting import BoostingParams
+from ml.modelling.registry import Registry, load_champion, roll_back
 from ml.models.churn.model import ChurnModel
 from ml.models.customer_value.model import ClvModel, predict_clv
 from ml.models.lead_scoring.model import LeadModel, score_leads
@@ -45,12 +46,9 @@ class Legacy:
         self.root = root
         self.models: dict[str, Any] = manifest(root)["models"]
 
-    def config(self, name: str) -> MlflowConfig:
-        # As orchestration.defs.models.model_mlflow_config: experiment and model named alike.
-        base = MlflowConfig(
-            tracking_uri=tracking_uri(self.root), artifacts_dir=self.root / ARTIFACTS
-        )
-        return replace(base, experiment=name, model_name=name)
+    @property
+    def registry(self) -> Registry:
+        return Registry(tracking_uri(self.root), self.root / ARTIFACTS)
 
     def frame(self, relative: str) -> pd.DataFrame:
         return pd.read_parquet(self.root / "data" / relative)
@@ -62,6 +60,12 @@ class Legacy:
 @pytest.fixture()
 def legacy(tmp_path: Path) -> Legacy:
     return Legacy(unpack_fixture(tmp_path))
+
+
+def _upgraded(config: Any) -> None:
+    """A config pickled with flat CatBoost fields loads with them in ``boosting``."""
+    assert isinstance(config.boosting, BoostingParams)
+    assert not {"iterations", "threads", "thread_count"} & set(vars(config))
 
 
 def _column(frame: pd.DataFrame, name: str | None = None) -> np.ndarray:
@@ -88,7 +92,7 @@ def test_the_fixture_is_relocated_into_tmp_path(legacy: Legacy, tmp_path: Path) 
 
 def test_churn_champion(legacy: Legacy) -> None:
     f = legacy.frames("churn")
-    model, version = load_champion(legacy.config("churn"))
+    model, version = load_champion(legacy.registry, "churn")
     assert version == legacy.models["churn"]["champion_version"]
     assert isinstance(model, ChurnModel)
     np.testing.assert_array_equal(model.predict_proba(f["input"]), _column(f["predict_proba"]))
@@ -96,9 +100,10 @@ def test_churn_champion(legacy: Legacy) -> None:
 
 def test_lead_scoring_champion(legacy: Legacy) -> None:
     f = legacy.frames("lead_scoring")
-    model, version = load_champion_model(legacy.config("lead_scoring"))
+    model, version = load_champion(legacy.registry, "lead_scoring")
     assert version == legacy.models["lead_scoring"]["champion_version"]
     assert isinstance(model, LeadModel)
+    _upgraded(model.config)
     np.testing.assert_array_equal(model.predict_proba(f["input"]), _column(f["predict_proba"]))
     pd.testing.assert_frame_equal(
         score_leads(model, f["input"], model_version=version), f["score_leads"], check_exact=True
@@ -107,18 +112,20 @@ def test_lead_scoring_champion(legacy: Legacy) -> None:
 
 def test_next_product_champion(legacy: Legacy) -> None:
     f = legacy.frames("next_product")
-    model, version = load_champion_model(legacy.config("next_product"))
+    model, version = load_champion(legacy.registry, "next_product")
     assert version == legacy.models["next_product"]["champion_version"]
     assert isinstance(model, NextProductModel)
+    _upgraded(model.config)
     np.testing.assert_array_equal(model.predict(f["input"]), _column(f["predict"]))
     pd.testing.assert_frame_equal(recommend(model, f["input"]), f["recommend"], check_exact=True)
 
 
 def test_retention_uplift_champion(legacy: Legacy) -> None:
     f = legacy.frames("retention_uplift")
-    model, version = load_champion_model(legacy.config("retention_uplift"))
+    model, version = load_champion(legacy.registry, "retention_uplift")
     assert version == legacy.models["retention_uplift"]["champion_version"]
     assert isinstance(model, CampaignUpliftModel)
+    _upgraded(model.learner.config)
     np.testing.assert_array_equal(model.predict(f["input"]), _column(f["predict"]))
     treated, control = model.learner.predict_outcomes(f["input"])
     np.testing.assert_array_equal(treated, _column(f["predict_outcomes"], "p_treated"))
@@ -134,15 +141,16 @@ def test_customer_value_champion_and_the_version_before(legacy: Legacy) -> None:
     """Version 2 (catboost) is the champion; version 1 (bgnbd) is checked after a roll-back."""
     meta = legacy.models["customer_value"]
     f = legacy.frames("customer_value")
-    config = legacy.config("customer_value")
+    registry = legacy.registry
     assert meta["champion_version"] == "2"
     for number in ("2", "1"):
         version_meta = meta["versions"][number]
         if number != meta["champion_version"]:
-            roll_back(config, number, "legacy fixture: the version before")
-        model, version = load_champion_model(config)
+            roll_back(registry, "customer_value", number, "legacy fixture: the version before")
+        model, version = load_champion(registry, "customer_value")
         assert version == number
         assert isinstance(model, ClvModel)
+        _upgraded(model.config)
         assert model.method == version_meta["method"]
         features = f["features"] if version_meta["uses_features"] else None
         expected = legacy.frame(version_meta["files"][f"predict_clv_{model.method}"])
