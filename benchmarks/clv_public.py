@@ -42,6 +42,7 @@ from typing import Any
 import pandas as pd
 
 from ml.core.settings import Settings
+from ml.modelling.boosting import flat_params, with_settings
 from ml.models.customer_value.model import (
     ClvComparison,
     ClvConfig,
@@ -158,7 +159,9 @@ def _compare(transactions: pd.DataFrame, cutoff: pd.Timestamp, config: ClvConfig
 
 def cdnow_config(threads: int) -> ClvConfig:
     """The CLV settings of the CDNOW comparison: a 39-week holdout after the cutoff."""
-    return ClvConfig(horizon_days=(CDNOW_HOLDOUT_END - CDNOW_CUTOFF).days, threads=threads)
+    return with_settings(
+        ClvConfig(), horizon_days=(CDNOW_HOLDOUT_END - CDNOW_CUTOFF).days, thread_count=threads
+    )
 
 
 def compare_cdnow(
@@ -204,9 +207,10 @@ def run(data_dir: Path, threads: int) -> dict[str, Any]:
     cdnow_result = compare_cdnow(data_dir, cdnow_config(threads))
 
     retail, retail_counts = load_online_retail(data_dir)
-    retail_config = ClvConfig(
+    retail_config = with_settings(
+        ClvConfig(),
         horizon_days=(RETAIL_HOLDOUT_END - RETAIL_CUTOFF).days,
-        threads=threads,
+        thread_count=threads,
         catboost_protocol="out_of_time",
     )
     retail_result = _compare(retail, RETAIL_CUTOFF, retail_config)
@@ -227,8 +231,8 @@ def run(data_dir: Path, threads: int) -> dict[str, Any]:
             for pkg in ("pymc-marketing", "pymc", "pytensor", "catboost", "pandas", "numpy")
         },
         "config": {
-            "cdnow": cdnow_config(threads).as_params(),
-            "online_retail": retail_config.as_params(),
+            "cdnow": flat_params(cdnow_config(threads)),
+            "online_retail": flat_params(retail_config),
         },
         "timings": timings,
         "cdnow_sample_check": {

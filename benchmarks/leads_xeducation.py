@@ -51,7 +51,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from ml.core.settings import Settings
 from ml.data.lead_mapping import LeadMapping, load_leads, load_mapping, read_leads
-from ml.models.churn.model import MISSING_CATEGORY
+from ml.modelling.boosting import MISSING_CATEGORY, flat_params, with_settings
 from ml.models.lead_scoring.model import (
     GRADES,
     LABEL_COLUMN,
@@ -216,7 +216,7 @@ def main() -> None:
     parser.add_argument("--output", type=Path, default=RESULTS / "leads-xeducation.json")
     args = parser.parse_args()
     started = time.perf_counter()
-    config = LeadConfig(thread_count=args.threads)
+    config = with_settings(LeadConfig(), thread_count=args.threads)
 
     mapping = load_mapping(X_EDUCATION_MAPPING)
     leads = load_x_education(data_dir(args.data), mapping)
@@ -242,7 +242,7 @@ def main() -> None:
             "memory_gb": round(pages / 1e9),
             "python": platform.python_version(),
         },
-        "config": config.as_params(),
+        "config": flat_params(config),
         "data": {
             "source": "X Education lead-scoring case (public; no stated licence)",
             "mapping": str(X_EDUCATION_MAPPING.relative_to(ROOT)),

@@ -66,7 +66,7 @@ def run_once(job: str, env: dict[str, str], summary_path: Path) -> dict:
         "job_seconds": round(summary["wall_seconds"], 1),
         "step_seconds": {k: round(v, 1) for k, v in summary["step_seconds"].items()},
         "churn_model": {
-            k: summary["metadata"].get("churn_model", {}).get(k)
+            k: summary["metadata"].get("models/churn", {}).get(k)
             for k in ("roc_auc", "oracle_auc", "pr_auc", "lift_top_decile", "alias")
         },
         "rows": {

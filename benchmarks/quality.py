@@ -20,7 +20,7 @@ into it); a missing file stops the run with its path.
 * CDNOW: per-customer MAE of the project's CLV against BG/NBD + Gamma-Gamma, 39 + 39 weeks
   (``benchmarks/clv_public.py``).
 * Synthetic: the churn model's out-of-time AUC and the oracle AUC on the default synthetic CRM,
-  from the pipeline's own assets (generate, ingest, dbt, checks, ``churn_model``) run in process
+  from the pipeline's own assets (generate, ingest, dbt, checks, ``models/churn``) run in process
   in a temporary ``CRM_HOME``.
 
 Writes ``benchmarks/results/quality.json`` and the "Quality on public data" section of
@@ -73,6 +73,7 @@ from uplift_hillstrom import (
 
 from ml.core.settings import Settings
 from ml.data.lead_mapping import load_mapping
+from ml.modelling.boosting import flat_params, with_settings
 from ml.modelling.uplift import (
     UpliftConfig,
     UpliftModel,
@@ -318,8 +319,8 @@ HEADLINE_TELCO = TELCO_VARIANTS[1].name
 
 
 def _telco_config(protocol: Protocol, overrides: dict[str, Any]) -> TrainingConfig:
-    config = replace(TrainingConfig(thread_count=protocol.threads), **overrides)
-    return replace(config, iterations=protocol.rounds(config.iterations))
+    config = with_settings(TrainingConfig(), thread_count=protocol.threads, **overrides)
+    return with_settings(config, iterations=protocol.rounds(config.boosting.iterations))
 
 
 def _fit_variant(
@@ -388,7 +389,7 @@ def telco(path: Path, protocol: Protocol, progress: Progress) -> dict[str, Any]:
         "lr_cv_auc": lr_mean,
         "lr_cv_auc_sd": lr_sd,
         "lr_cv_auc_folds": [round(a, 4) for a in lr_auc],
-        "tuning_grid": [{**asdict(TrainingConfig()), **g} for g in TUNING_GRID],
+        "tuning_grid": [flat_params(with_settings(TrainingConfig(), **g)) for g in TUNING_GRID],
         "variants": variants,
     }
 
@@ -406,8 +407,8 @@ def leads(data: Path, protocol: Protocol, progress: Progress) -> dict[str, Any]:
         raise SystemExit(f"{X_EDUCATION_MAPPING} does not drop {kept}: they leak the outcome")
     training, _ = lead_training_frame(load_x_education(data, mapping))
     training = protocol.sample(training)
-    config = LeadConfig(thread_count=protocol.threads)
-    config = replace(config, iterations=protocol.rounds(config.iterations))
+    config = with_settings(LeadConfig(), thread_count=protocol.threads)
+    config = with_settings(config, iterations=protocol.rounds(config.boosting.iterations))
     progress.say(f"leads: {len(training)} leads, {protocol.folds}-fold CV")
     result = cross_validate(training, config, protocol.folds)
     return {
@@ -508,8 +509,8 @@ HEADLINE_UPLIFT = "learner chosen by inner CV (Qini) on the training split"
 
 
 def _uplift_config(protocol: Protocol, seed: int, overrides: dict[str, Any]) -> UpliftConfig:
-    config = UpliftConfig(thread_count=protocol.threads, seed=seed, **overrides)
-    return replace(config, iterations=protocol.rounds(config.iterations))
+    config = with_settings(UpliftConfig(), thread_count=protocol.threads, seed=seed, **overrides)
+    return with_settings(config, iterations=protocol.rounds(config.boosting.iterations))
 
 
 def _fit_uplift_variant(
@@ -609,7 +610,7 @@ def hillstrom(data: Path, protocol: Protocol, progress: Progress) -> dict[str, A
 def cdnow(data: Path, protocol: Protocol, progress: Progress) -> dict[str, Any]:
     """Per-customer MAE of purchases and value: the project's CLV against BG/NBD + GG."""
     config = cdnow_config(protocol.threads)
-    config = replace(config, iterations=protocol.rounds(config.iterations))
+    config = with_settings(config, iterations=protocol.rounds(config.boosting.iterations))
     progress.say("cdnow: BG/NBD + Gamma-Gamma and CatBoost, 39 + 39 weeks")
     result = compare_cdnow(data, config, customers=protocol.rows)
     return {
@@ -666,9 +667,9 @@ def _dbt_manifest() -> None:
 
 
 def synthetic(protocol: Protocol, progress: Progress) -> dict[str, Any]:
-    """Out-of-time AUC and oracle AUC of ``churn_model`` on the default synthetic CRM.
+    """Out-of-time AUC and oracle AUC of ``models/churn`` on the default synthetic CRM.
 
-    The pipeline's own assets up to ``churn_model`` (generate, ingest, every dbt model, checks,
+    The pipeline's own assets up to ``models/churn`` (generate, ingest, every dbt model, checks,
     training, registration) run in process in a temporary ``CRM_HOME``, exactly as ``make run`` runs them;
     the figures are the asset's metadata.
     """
@@ -693,16 +694,16 @@ def synthetic(protocol: Protocol, progress: Progress) -> dict[str, Any]:
     ):
         definitions = load_defs()
         job = definitions.resolve_job_def("retraining_job")
-        # All of dbt, not only the models churn_model reads: a dbt test of a selected model can
+        # All of dbt, not only the models the churn model reads: a dbt test of a selected model can
         # read a model left out (relationships), and dbt build would then fail.
         selection = (
-            dg.AssetSelection.assets("churn_model") | dg.AssetSelection.assets(crm_dbt_models)
+            dg.AssetSelection.assets(["models", "churn"]) | dg.AssetSelection.assets(crm_dbt_models)
         ).upstream()
         keys = selection.resolve(definitions.resolve_asset_graph())
         settings = Settings()
         progress.say(
             f"synthetic: {settings.synthetic_customers} customers, {len(keys)} assets up to "
-            "churn_model, in process"
+            "models/churn, in process"
         )
         log = Path(home) / "run.log"
         with (
@@ -722,13 +723,13 @@ def synthetic(protocol: Protocol, progress: Progress) -> dict[str, Any]:
         metadata = {
             event.materialization.asset_key.to_user_string(): event.materialization.metadata
             for event in result.get_asset_materialization_events()
-        }["churn_model"]
+        }["models/churn"]
     # Metadata values wrap plain numbers and text.
     figures: dict[str, Any] = {k: getattr(v, "value", v) for k, v in metadata.items()}
     return {
         "customers": settings.synthetic_customers,
         "seed": settings.synthetic_seed,
-        "how": "the pipeline's assets up to churn_model, run in process (dagster)",
+        "how": "the pipeline's assets up to models/churn, run in process (dagster)",
         "auc": float(figures["roc_auc"]),
         "oracle_auc": float(figures["oracle_auc"]),
         "pr_auc": float(figures["pr_auc"]),
@@ -957,7 +958,7 @@ def render_section(report: dict[str, Any]) -> str:
         f"{c['winner']}."
     )
     lines += _paragraph(
-        "**Synthetic.** The pipeline's own assets up to `churn_model` (generate, ingest, every "
+        "**Synthetic.** The pipeline's own assets up to `models/churn` (generate, ingest, every "
         "dbt model, checks, training and registration) run in process in a temporary "
         "`CRM_HOME`; the figures are the asset's metadata (validation on the newest labelled "
         "as-of date)."

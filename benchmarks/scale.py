@@ -11,10 +11,10 @@ churn path (every raw table, the dbt models the churn assets need with their tes
 checks, training, scoring with explanations, the Parquet export and the drift report); with
 ``--suite`` the whole retraining job (every model) runs instead.
 
-Stages are Dagster steps: generation (crm_source_files), ingest (raw_tables), feature_build
+Stages are Dagster steps: generation (source/crm_files), ingest (raw_tables), feature_build
 (dbt build), checks (GX on raw tables and the blocking customer_features gate), training
-(churn_model), scoring (customer_scores: read, score, explain, validate, publish to DuckDB),
-publishing (the Parquet export) and drift (churn_drift_report). Seconds per stage come from the
+(models/churn), scoring (serving/customer_scores: read, score, explain, validate, publish to
+DuckDB and Parquet) and drift (monitoring/churn_drift). Seconds per stage come from the
 Dagster event log. Peak memory per stage is the resident set of the pipeline process (its kernel
 high-water mark VmHWM, reset through /proc/self/clear_refs every 0.2 s, so no spike is missed)
 plus the peak of every child process alive in the interval (dbt runs as one), attributed to the
@@ -63,16 +63,17 @@ EVENT_SHARE = 0.266
 # Dagster step key -> stage. Steps not listed (the rest of the suite with --suite) count as
 # "suite"; their time is part of end_to_end_s.
 STAGE_OF_STEP = {
-    "crm_source_files": "generation",
+    "source__crm_files": "generation",
     "raw_tables": "ingest",
     "raw__leads": "ingest",
     "crm_dbt_models": "feature_build",
     "raw_contract_checks": "checks",
     "marts__customer_features_customer_features_expectations": "checks",
-    "churn_model": "training",
+    "models__churn": "training",
+    # Scoring and publishing (DuckDB and the Parquet export) are one step since the serving-table
+    # registry: ml.serving.tables.publish writes both.
     "serving__customer_scores": "scoring",
-    "exports__customer_scores": "publishing",
-    "churn_drift_report": "drift",
+    "monitoring__churn_drift": "drift",
 }
 STAGES = (
     "generation",
@@ -81,7 +82,6 @@ STAGES = (
     "checks",
     "training",
     "scoring",
-    "publishing",
     "drift",
 )
 TARGETS = {
@@ -273,7 +273,7 @@ def _selection(defs: Any, suite: bool) -> list[Any] | None:
     graph = defs.resolve_asset_graph()
     # The whole dbt project: a subset would leave relationship tests without their tables.
     wanted = (
-        dg.AssetSelection.assets(["churn_drift_report"], ["exports", "customer_scores"]).upstream()
+        dg.AssetSelection.assets(["monitoring", "churn_drift"]).upstream()
         | dg.AssetSelection.groups("ingest")
         | dg.AssetSelection.assets(crm_dbt_models)
     )
@@ -292,17 +292,15 @@ def _after_job_measurements(
         read_scoring_features,
     )
     from ml.modelling.drift import drift_report
-    from ml.modelling.registry import MlflowConfig, load_champion
+    from ml.modelling.registry import Registry, load_champion
     from ml.models.churn.scoring import score_customers
 
     def say(text: str) -> None:
         console.write(f"[{datetime.now():%H:%M:%S}] {text}\n")
         console.flush()
 
-    mlflow = MlflowConfig(
-        tracking_uri=settings.mlflow_tracking_uri, artifacts_dir=settings.mlflow_artifacts_dir
-    )
-    model, version = load_champion(mlflow)
+    registry = Registry(settings.mlflow_tracking_uri, settings.mlflow_artifacts_dir)
+    model, version = load_champion(registry, "churn")
     with connect(settings.warehouse_path, read_only=True, threads=settings.threads) as con:
         current, read_s = _timed(lambda: read_scoring_features(con))
         # The drift asset's sample, taken in SQL, and (for the comparison) every row.
@@ -417,7 +415,7 @@ def run_worker(args: argparse.Namespace) -> dict[str, Any]:
         run_config: dict[str, Any] = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
         if args.training_as_of_dates:
             run_config["ops"] = {
-                "churn_model": {"config": {"training_as_of_dates": args.training_as_of_dates}}
+                "models__churn": {"config": {"training_as_of_dates": args.training_as_of_dates}}
             }
         log_path = settings.logs_dir / f"scale-{args.customers}.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -491,8 +489,8 @@ def _summarise(
     # The whole job (run set-up included) but the generation step: the targets' "after generation".
     end_to_end = job_s - stages.get("generation", {}).get("s", 0.0)
     apply = extras.get("model_apply", {})
-    churn = metadata.get("churn_model", {})
-    drift_meta = metadata.get("churn_drift_report", {})
+    churn = metadata.get("models/churn", {})
+    drift_meta = metadata.get("monitoring/churn_drift", {})
     result: dict[str, Any] = {
         "customers": args.customers,
         "events": rows.get("raw/events"),

@@ -32,6 +32,7 @@ import pandas as pd
 from sklearn.model_selection import train_test_split
 
 from ml.core.settings import Settings
+from ml.modelling.boosting import flat_params, with_settings
 from ml.modelling.uplift import (
     SEGMENTS,
     SegmentThresholds,
@@ -105,7 +106,7 @@ def evaluate_split(frame: pd.DataFrame, seed: int, threads: int, n_boot: int) ->
     """Fit both learners on one stratified 70/30 split and score them on its test rows."""
     train, test = split_train_test(frame, seed)
     y_test, t_test = test["visit"].to_numpy(), test["treatment"].to_numpy()
-    base = UpliftConfig(thread_count=threads, seed=seed)
+    base = with_settings(UpliftConfig(), thread_count=threads, seed=seed)
     learners: dict[str, dict] = {}
     outcomes: tuple[np.ndarray, np.ndarray] | None = None
     for learner in ("t", "x"):  # two learners
@@ -118,7 +119,7 @@ def evaluate_split(frame: pd.DataFrame, seed: int, threads: int, n_boot: int) ->
         outcomes = outcomes or model.predict_outcomes(features)
         interval = bootstrap_uplift_at_k(y_test, predicted, t_test, k=K, n_boot=n_boot, seed=seed)
         learners[learner] = {
-            "config": config.as_params(),
+            "config": flat_params(config),
             "fit_seconds": round(fit_seconds, 2),
             "uplift_at_30": interval.as_dict(),
             "qini_coefficient": qini_coefficient(y_test, predicted, t_test),

@@ -17,7 +17,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, Generic, Literal, TypeVar
 
 import numpy as np
@@ -100,6 +100,23 @@ class BoostingParams:
     def with_threads(self, thread_count: int) -> BoostingParams:
         """The same settings on ``thread_count`` threads (the run's ``CRM_THREADS``)."""
         return replace(self, thread_count=thread_count)
+
+
+ConfigT = TypeVar("ConfigT")
+
+
+def with_settings(config: ConfigT, **changes: Any) -> ConfigT:
+    """``config`` (a model config holding ``boosting``) with some settings changed; CatBoost ones
+    (``iterations``, ``depth``, ...) go into its :class:`BoostingParams`.
+
+    Example: ``with_settings(TrainingConfig(), depth=6, calibration="none")``.
+    """
+    names = {f.name for f in fields(BoostingParams)}
+    boosting = {name: value for name, value in changes.items() if name in names}
+    rest = {name: value for name, value in changes.items() if name not in names}
+    if boosting:
+        rest["boosting"] = replace(config.boosting, **boosting)  # type: ignore[attr-defined]
+    return replace(config, **rest)  # type: ignore[type-var]
 
 
 def flat_params(settings: object, prefix: str = "") -> dict[str, str | int | float | bool | None]:

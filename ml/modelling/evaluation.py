@@ -1,4 +1,4 @@
-"""Out-of-time metrics and plots of a churn model.
+"""Held-out metrics and plots of a binary model (churn, leads, next product).
 
 Metrics come from scikit-learn; only the expected calibration error and the top-fraction
 precision/lift, which scikit-learn does not provide, are computed here (vectorised). Plots use

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import json
 import sys
 import types
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -320,6 +321,40 @@ def latest_promotion_decision(registry: Registry, name: str) -> tuple[str, str |
     newest = max(versions, key=lambda v: int(v.version))
     decision = mlflow.artifacts.load_dict(f"runs:/{newest.run_id}/promotion_decision.json")
     return str(newest.version), _champion_version(client, registry, name), decision
+
+
+def promotion_records(
+    registry: Registry, names: Sequence[str], decided_at: datetime
+) -> pd.DataFrame:
+    """One row per model: its newest version's promotion decision, for the governance table.
+
+    Models with nothing registered yet, or whose newest version has no decision file (versions
+    registered before every model had one), have no row.
+
+    Returns:
+        ``model_name``, ``model_version``, ``decided_at``, ``promoted``, ``champion_compared``,
+        ``champion_now``, ``comparison_rows``, ``reason``, ``terms`` (JSON).
+    """
+    rows = []
+    for name in names:
+        try:
+            version, champion, decision = latest_promotion_decision(registry, name)
+        except (LookupError, MlflowException):
+            continue
+        rows.append(
+            {
+                "model_name": name,
+                "model_version": version,
+                "decided_at": decided_at,
+                "promoted": bool(decision["promote"]),
+                "champion_compared": decision["champion_version"],
+                "champion_now": champion,
+                "comparison_rows": int(decision["rows"]),
+                "reason": decision["reason"],
+                "terms": json.dumps(decision["terms"]),
+            }
+        )
+    return pd.DataFrame(rows)
 
 
 def roll_back(registry: Registry, name: str, version: str, reason: str) -> str:

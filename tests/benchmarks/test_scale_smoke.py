@@ -22,8 +22,7 @@ STAGES = (
     "feature_build",
     "checks",
     "training",
-    "scoring",
-    "publishing",
+    "scoring",  # publishing (DuckDB and Parquet) is part of the scoring step
     "drift",
 )
 

@@ -8,12 +8,12 @@ from pathlib import Path
 import dagster as dg
 import psycopg2
 import yaml
-from orchestration.defs.churn.jobs import (
+
+from orchestration.defs.automation.jobs import (
     churn_bucket_scoring_job,
     retraining_job,
     scoring_job,
 )
-
 from tests.postgres_server import fresh_database
 
 DEPLOY_YAML = Path(__file__).resolve().parents[2] / "docs" / "deploy" / "dagster.yaml"

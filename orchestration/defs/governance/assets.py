@@ -1,15 +1,12 @@
 """Governance: erasure before anything reads the marts; every model's promotion decision."""
 
-import json
 from datetime import UTC, datetime
 
 import dagster as dg
-import pandas as pd
-from mlflow.exceptions import MlflowException
 
 from ml.core.warehouse import connect, publish_table
 from ml.data.erasure import AUDIT_FILE, erase_requested_persons, read_audit_log
-from ml.modelling.registry import latest_promotion_decision
+from ml.modelling.registry import promotion_records
 from ml.serving.tables import SERVING_TABLES
 from orchestration.lib import keys
 from orchestration.lib.metadata import TRAINING_TAG, table_of
@@ -71,48 +68,26 @@ def erasure(context: dg.AssetExecutionContext, crm: CrmSettings) -> dg.Materiali
     deps=[keys.model(name) for name in REGISTERED_MODELS],
     tags=TRAINING_TAG,
 )
-def promotion_decisions(
-    context: dg.AssetExecutionContext, crm: CrmSettings
-) -> dg.MaterializeResult:
+def promotion_decisions(crm: CrmSettings) -> dg.MaterializeResult:
     """Why the newest version of each model is champion or challenger, term by term.
 
     One row per model version in ``governance.promotion_decisions`` (ml/modelling/promotion.py),
     so the history of who became champion, on which numbers, can be read next to the scores.
     """
     settings = crm.get()
-    rows = []
-    for name in REGISTERED_MODELS:
-        try:
-            version, champion, decision = latest_promotion_decision(registry(settings), name)
-        except (LookupError, MlflowException) as missing:
-            context.log.info(f"{name}: no promotion decision to record ({missing})")
-            continue
-        rows.append(
-            {
-                "model_name": name,
-                "model_version": version,
-                "decided_at": datetime.now(UTC).replace(tzinfo=None),
-                "promoted": bool(decision["promote"]),
-                "champion_compared": decision["champion_version"],
-                "champion_now": champion,
-                "comparison_rows": int(decision["rows"]),
-                "reason": decision["reason"],
-                "terms": json.dumps(decision["terms"]),
-            }
-        )
-    if not rows:
-        return dg.MaterializeResult(metadata={"dagster/row_count": 0})
+    decided = promotion_records(
+        registry(settings), REGISTERED_MODELS, datetime.now(UTC).replace(tzinfo=None)
+    )
     with connect(settings.warehouse_path, threads=settings.threads) as con:
-        for row in rows:
+        for row in decided.itertuples():  # one row per registered model
             publish_table(
                 con,
-                pd.DataFrame([row]),
+                decided.loc[[row.Index]],
                 "governance",
                 "promotion_decisions",
                 replace_where="model_name = ? and model_version = ?",
-                replace_params=[row["model_name"], row["model_version"]],
+                replace_params=[row.model_name, row.model_version],
             )
-    decided = pd.DataFrame(rows)
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": len(decided),
@@ -120,6 +95,7 @@ def promotion_decisions(
                 "\n".join(
                     f"- {r.model_name} v{r.model_version}: {r.reason}" for r in decided.itertuples()
                 )
+                or "no model registered yet"
             ),
         }
     )
