@@ -47,7 +47,7 @@ def read_labelled_features(
 
     Returns:
         One row per customer per labelled as-of date: the key columns, the allow-listed features
-        and ``churned_within_90d`` (bool), ordered by as_of_date and customer_id so the result is
+        and ``churned`` (bool), ordered by as_of_date and customer_id so the result is
         deterministic.
     """
     date_filter = (

@@ -7,7 +7,7 @@ protected column added upstream cannot leak into training by accident.
 from __future__ import annotations
 
 KEY_COLUMNS: tuple[str, ...] = ("customer_id", "as_of_date")
-LABEL_COLUMN = "churned_within_90d"
+LABEL_COLUMN = "churned"
 
 CATEGORICAL_FEATURES: tuple[str, ...] = (
     "plan",

@@ -301,8 +301,7 @@ def test_churn_labels_use_the_90_days_after_as_of(query: Query) -> None:
     labels = {
         (c, d.month): (y, a)
         for c, d, y, a in query(
-            "select customer_id, as_of_date, churned_within_90d, label_available "
-            "from marts.churn_labels"
+            "select customer_id, as_of_date, churned, label_available from marts.churn_labels"
         )
     }
     assert labels[("C-R005", 5)] == (True, True)  # cancelled 19 days later
@@ -371,7 +370,7 @@ def test_data_on_or_after_as_of_date_changes_no_feature(
         # The changes are real: later rows and the labels at the as-of date do move.
         assert _features(after_con, after) != _features(before_con, after)
         label_sql = (
-            "select customer_id, churned_within_90d from marts.churn_labels "
+            "select customer_id, churned from marts.churn_labels "
             f"where as_of_date = date '{LEAKAGE_AS_OF}' order by customer_id"
         )
         assert after_con.execute(label_sql).fetchall() != before_con.execute(label_sql).fetchall()

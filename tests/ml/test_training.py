@@ -248,7 +248,7 @@ def warehouse(make_frame: FrameFactory, months: tuple[date, ...]) -> duckdb.Duck
     con.execute("create table marts.customer_features as select * from features_df")
     con.execute(
         "create table marts.churn_labels as select customer_id, as_of_date::date as as_of_date, "
-        "churned_within_90d, churned_at::timestamp as churned_at, label_available from labels_df"
+        "churned, churned_at::timestamp as churned_at, label_available from labels_df"
     )
     con.execute("alter table marts.customer_features alter as_of_date type date")
     return con

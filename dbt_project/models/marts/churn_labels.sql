@@ -1,5 +1,5 @@
--- One row per customer per as_of_date, the keys of customer_features. churned_within_90d: the
--- customer's final cancellation (customers.churned_at) falls in [as_of_date, as_of_date +
+-- One row per customer per as_of_date, the keys of customer_features. churned: the customer's
+-- final cancellation (customers.churned_at) falls in [as_of_date, as_of_date +
 -- churn_horizon_days). churned_at: that cancellation when it is on or after as_of_date, even
 -- beyond the horizon; null otherwise. label_available: the whole window is observed.
 with
@@ -34,7 +34,7 @@ final as (
             and customers.churned_at
                 < customers_active.as_of_date + interval '{{ var('churn_horizon_days') }} day',
             false
-        ) as churned_within_90d,
+        ) as churned,
         case
             when customers.churned_at >= customers_active.as_of_date then customers.churned_at
         end as churned_at,
