@@ -18,7 +18,7 @@ import pandas as pd
 from ml.core.warehouse import fetch_row
 
 KEY_COLUMNS: tuple[str, ...] = ("customer_id", "as_of_date")
-LABEL_COLUMN = "churned_within_90d"
+LABEL_COLUMN = "churned"
 
 CATEGORICAL_FEATURES: tuple[str, ...] = (
     "plan",

@@ -47,7 +47,7 @@ def oracle_auc(
     """ROC AUC of the true churn probability against the labels the pipeline observed.
 
     Args:
-        validation_keys: Validation rows: customer_id, as_of_date, churned_within_90d.
+        validation_keys: Validation rows: customer_id, as_of_date, churned.
         identity_map: ``marts.customer_identity_map`` (customer_record_id, customer_id).
         truth_dir: Folder with the generator's ``record_persons.parquet`` and
             ``churn_truth.parquet``.

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -24,6 +26,8 @@ Query = Callable[[str], list[tuple]]
 # The conftest fixtures `dbt_build_fixtures`, `load_raw` and `dbt` hand out DbtBuild results and
 # the loader/runner functions; tests never import conftest (pytest owns that module).
 Build = Any
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_build_runs_every_model_unit_test_and_data_test(
@@ -195,6 +199,50 @@ def test_feature_columns_are_the_ml_contract(query: Query) -> None:
     assert label_columns[:3] == [*KEY_COLUMNS, LABEL_COLUMN]
 
 
+# Where Python names a mart: ``marts.<name>`` in SQL and docstrings, ``AssetKey(["marts", "<name>"])``.
+_MART_REFERENCE = re.compile(r'\bmarts\.([a-z_]+)|\["marts",\s*"([a-z_]+)"\]')
+# The contract types (names both adapters accept) and the DuckDB type each gives.
+CONTRACT_TYPES = {
+    "text": "VARCHAR",
+    "integer": "INTEGER",
+    "bigint": "BIGINT",
+    "double precision": "DOUBLE",
+    "boolean": "BOOLEAN",
+    "date": "DATE",
+    "timestamp": "TIMESTAMP",
+}
+
+
+def _marts_read_by_python() -> set[str]:
+    names = set()
+    for folder in ("ml", "orchestration", "expectations"):
+        for path in (REPO_ROOT / folder).rglob("*.py"):
+            for match in _MART_REFERENCE.finditer(path.read_text(encoding="utf-8")):
+                names.add(match.group(1) or match.group(2))
+    return names
+
+
+def test_every_mart_python_reads_has_an_enforced_contract(warehouse: Path, query: Query) -> None:
+    read = _marts_read_by_python()
+    # The scan finds the readers it is meant to find (a broken pattern would pass vacuously).
+    assert {"customer_features", "churn_labels", "customer_identity_map", "orders"} <= read
+    manifest = json.loads((warehouse.parent / "target" / "manifest.json").read_text())
+    marts = {
+        node["name"]: node
+        for node in manifest["nodes"].values()
+        if node["resource_type"] == "model" and node["schema"] == "marts"
+    }
+    for name in sorted(read):
+        node = marts[name]
+        assert node["config"]["contract"]["enforced"], f"marts.{name} has no enforced contract"
+        declared = [(c["name"], c["data_type"]) for c in node["columns"].values()]
+        built = [
+            r[:2] for r in query(f"select column_name, column_type from (describe marts.{name})")
+        ]
+        # Every column in table order with a type both adapters accept, the type DuckDB built.
+        assert [(c, CONTRACT_TYPES.get(str(t))) for c, t in declared] == built, name
+
+
 def test_features_of_merged_customer_match_hand_computation(query: Query) -> None:
     columns = ", ".join(CHURN_FEATURES)
     (row,) = query(
@@ -253,8 +301,7 @@ def test_churn_labels_use_the_90_days_after_as_of(query: Query) -> None:
     labels = {
         (c, d.month): (y, a)
         for c, d, y, a in query(
-            "select customer_id, as_of_date, churned_within_90d, label_available "
-            "from marts.churn_labels"
+            "select customer_id, as_of_date, churned, label_available from marts.churn_labels"
         )
     }
     assert labels[("C-R005", 5)] == (True, True)  # cancelled 19 days later
@@ -323,7 +370,7 @@ def test_data_on_or_after_as_of_date_changes_no_feature(
         # The changes are real: later rows and the labels at the as-of date do move.
         assert _features(after_con, after) != _features(before_con, after)
         label_sql = (
-            "select customer_id, churned_within_90d from marts.churn_labels "
+            "select customer_id, churned from marts.churn_labels "
             f"where as_of_date = date '{LEAKAGE_AS_OF}' order by customer_id"
         )
         assert after_con.execute(label_sql).fetchall() != before_con.execute(label_sql).fetchall()

@@ -23,6 +23,7 @@ from ml.models.churn.model import ChurnModel, TrainingConfig, split_out_of_time,
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DO_NOT_TRACK", "true")
 
+HORIZON_DAYS = 90  # the label window of the tiny frames
 MONTHS: tuple[date, ...] = tuple(date(2025, m, 1) for m in range(1, 13))
 FAST_CONFIG = TrainingConfig(
     boosting=BoostingParams(iterations=50, depth=4, l2_leaf_reg=10.0, one_hot_max_size=16),
@@ -148,5 +149,7 @@ def true_logit() -> Callable[[pd.DataFrame], np.ndarray]:
 @pytest.fixture(scope="session")
 def trained_model(feature_frame: pd.DataFrame) -> ChurnModel:
     """A small model (50 iterations) trained on the planted-signal frame."""
-    split = split_out_of_time(feature_frame, FAST_CONFIG.training_as_of_dates)
+    split = split_out_of_time(
+        feature_frame, FAST_CONFIG.training_as_of_dates, horizon_days=HORIZON_DAYS
+    )
     return train_churn_model(split, FAST_CONFIG)

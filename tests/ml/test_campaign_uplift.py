@@ -35,7 +35,7 @@ def _sends(seed: int = 0) -> pd.DataFrame:
     persuadable = frame["pricing_page_visits_30d"].to_numpy() >= 1
     logit = 1.5 + np.where(treated, np.where(persuadable, 1.5, -0.3), 0.0)
     retained = rng.random(n) < 1 / (1 + np.exp(-logit))
-    return frame.drop(columns=["churned_within_90d"]).assign(
+    return frame.drop(columns=["churned"]).assign(
         send_id=[f"X{i}" for i in range(n)],
         campaign_id=pd.Series(frame["as_of_date"]).dt.strftime("retention-%Y-%m").to_numpy(),
         campaign_type="retention_offer",

@@ -14,7 +14,8 @@ from ml.modelling.evaluation import capacity_metrics
 from ml.modelling.registry import Registration, Registry, register
 from ml.models.churn import pipeline as churn
 from ml.models.churn.data import ChurnTrainingInputs
-from ml.models.churn.model import LABEL_HORIZON_DAYS, TrainingConfig
+from ml.models.churn.model import TrainingConfig
+from tests.ml.conftest import HORIZON_DAYS
 
 
 def _customers(frame: pd.DataFrame, unfair: bool) -> pd.DataFrame:
@@ -40,7 +41,7 @@ def _train(
         labelled=frame,
         identity_map=pd.DataFrame({"customer_record_id": [], "customer_id": []}),
         customers=customers,
-        horizon_days=LABEL_HORIZON_DAYS,
+        horizon_days=HORIZON_DAYS,
     )
     training = churn.train(
         inputs,

@@ -128,7 +128,7 @@ def test_oracle_auc_averages_merged_persons(truth_dir: Path) -> None:
         {
             "customer_id": ["c1", "c2", "c3", "c4"],
             "as_of_date": pd.to_datetime(["2025-06-01"] * 4),
-            "churned_within_90d": [True, True, False, False],
+            "churned": [True, True, False, False],
         }
     )
     # Positives c1 0.9, c2 0.3; negatives c3 0.3, c4 0.6 -> pairs: 1 + 1 + 0.5 + 0 = 2.5 of 4.
@@ -137,7 +137,7 @@ def test_oracle_auc_averages_merged_persons(truth_dir: Path) -> None:
 
 def test_oracle_auc_is_none_without_truth(tmp_path: Path) -> None:
     keys = pd.DataFrame(
-        {"customer_id": ["c1"], "as_of_date": [date(2025, 6, 1)], "churned_within_90d": [True]}
+        {"customer_id": ["c1"], "as_of_date": [date(2025, 6, 1)], "churned": [True]}
     )
     identity_map = pd.DataFrame({"customer_record_id": ["r1"], "customer_id": ["c1"]})
     assert oracle_auc(keys, identity_map, tmp_path / "no-truth") is None

@@ -31,7 +31,7 @@ def _candidates(seed: int = 0) -> pd.DataFrame:
         customers_per_date=300,
         as_of_dates=(date(2025, 1, 1), date(2025, 2, 1), date(2025, 3, 1)),
         seed=seed,
-    ).drop(columns=["churned_within_90d"])
+    ).drop(columns=["churned"])
     rows = features.loc[features.index.repeat(3)].reset_index(drop=True)
     rows["product_category"] = np.tile(CATEGORIES, len(features))
     premium = rows["plan"] == "premium"

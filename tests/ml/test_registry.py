@@ -35,6 +35,7 @@ from ml.models.churn.model import (
     split_out_of_time,
     train_churn_model,
 )
+from tests.ml.conftest import HORIZON_DAYS
 
 CUSTOMER_ID = re.compile(rb"C\d{6}")
 
@@ -99,7 +100,9 @@ def history(
     root = tmp_path_factory.mktemp("mlflow")
     cwd = tmp_path_factory.mktemp("cwd")
     registry = Registry(f"sqlite:///{root / 'mlflow.db'}", root / "mlartifacts")
-    split = split_out_of_time(feature_frame, fast_config.training_as_of_dates)
+    split = split_out_of_time(
+        feature_frame, fast_config.training_as_of_dates, horizon_days=HORIZON_DAYS
+    )
     shuffled = split.train.assign(
         **{LABEL_COLUMN: np.random.default_rng(0).permutation(split.train[LABEL_COLUMN].to_numpy())}
     )

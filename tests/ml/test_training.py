@@ -28,6 +28,7 @@ from ml.models.churn.model import (
     split_out_of_time,
     train_churn_model,
 )
+from tests.ml.conftest import HORIZON_DAYS
 
 FrameFactory = Callable[..., pd.DataFrame]
 
@@ -37,7 +38,7 @@ FrameFactory = Callable[..., pd.DataFrame]
 def test_split_validates_on_newest_date_and_trains_only_on_closed_windows(
     feature_frame: pd.DataFrame,
 ) -> None:
-    split = split_out_of_time(feature_frame, training_as_of_dates=4)
+    split = split_out_of_time(feature_frame, training_as_of_dates=4, horizon_days=HORIZON_DAYS)
 
     assert split.validation_date == date(2025, 12, 1)
     used = (*split.train_dates, split.calibration_date)
@@ -66,7 +67,7 @@ def test_split_respects_horizon_boundary(
 
 def test_split_with_one_eligible_date_has_no_calibration_slice(make_frame: FrameFactory) -> None:
     frame = make_frame(50, (date(2025, 1, 1), date(2025, 4, 1)))
-    split = split_out_of_time(frame, training_as_of_dates=6)
+    split = split_out_of_time(frame, training_as_of_dates=6, horizon_days=HORIZON_DAYS)
     assert split.train_dates == (date(2025, 1, 1),)
     assert split.calibration_date is None and split.calibration.empty
 
@@ -76,16 +77,16 @@ def test_split_with_one_eligible_date_has_no_calibration_slice(make_frame: Frame
 )
 def test_split_rejects_too_few_dates(make_frame: FrameFactory, dates: tuple[date, ...]) -> None:
     with pytest.raises(ValueError, match="not enough labelled as-of dates"):
-        split_out_of_time(make_frame(20, dates), training_as_of_dates=6)
+        split_out_of_time(make_frame(20, dates), training_as_of_dates=6, horizon_days=HORIZON_DAYS)
 
 
 def test_split_rejects_empty_frame(feature_frame: pd.DataFrame) -> None:
     with pytest.raises(ValueError, match="empty"):
-        split_out_of_time(feature_frame.iloc[:0], training_as_of_dates=6)
+        split_out_of_time(feature_frame.iloc[:0], training_as_of_dates=6, horizon_days=HORIZON_DAYS)
 
 
 def test_split_summary_holds_aggregates_only(feature_frame: pd.DataFrame) -> None:
-    summary = split_out_of_time(feature_frame, 4).summary()
+    summary = split_out_of_time(feature_frame, 4, horizon_days=HORIZON_DAYS).summary()
     assert summary["validation_rows"] == 800
     assert not any("C0" in str(v) for v in summary.values())
 
@@ -98,7 +99,7 @@ def test_trained_model_learns_planted_signal(
     feature_frame: pd.DataFrame,
     true_logit: Callable[[pd.DataFrame], np.ndarray],
 ) -> None:
-    validation = split_out_of_time(feature_frame, 4).validation
+    validation = split_out_of_time(feature_frame, 4, horizon_days=HORIZON_DAYS).validation
     proba = trained_model.predict_proba(validation)
     y = validation[LABEL_COLUMN].astype(int)
     oracle = roc_auc_score(y, true_logit(validation))
@@ -183,7 +184,9 @@ def test_auto_calibration_fixes_shifted_base_rate(
     # The newest months churn far more than the training months: the raw booster underestimates.
     old = make_frame(800, months[:8], seed=1)
     new = make_frame(800, months[8:], seed=2, churn_shift=1.5)
-    split = split_out_of_time(pd.concat([old, new], ignore_index=True), 4)
+    split = split_out_of_time(
+        pd.concat([old, new], ignore_index=True), 4, horizon_days=HORIZON_DAYS
+    )
     model = train_churn_model(split, fast_config)
 
     assert model.calibrator is not None and model.calibrator.method == "sigmoid"
@@ -197,7 +200,7 @@ def test_auto_calibration_fixes_shifted_base_rate(
 def test_forced_calibration_modes(
     feature_frame: pd.DataFrame, fast_config: TrainingConfig, mode: str
 ) -> None:
-    split = split_out_of_time(feature_frame, 3)
+    split = split_out_of_time(feature_frame, 3, horizon_days=HORIZON_DAYS)
     model = train_churn_model(
         split,
         replace(
@@ -212,7 +215,9 @@ def test_forced_calibration_modes(
 def test_forced_calibration_without_slice_is_rejected(
     make_frame: FrameFactory, fast_config: TrainingConfig
 ) -> None:
-    split = split_out_of_time(make_frame(100, (date(2025, 1, 1), date(2025, 4, 1))), 6)
+    split = split_out_of_time(
+        make_frame(100, (date(2025, 1, 1), date(2025, 4, 1))), 6, horizon_days=HORIZON_DAYS
+    )
     with pytest.raises(ValueError, match="calibration slice"):
         train_churn_model(split, replace(fast_config, calibration="sigmoid"))
 
@@ -220,7 +225,9 @@ def test_forced_calibration_without_slice_is_rejected(
 def test_single_class_training_rows_are_rejected(
     feature_frame: pd.DataFrame, fast_config: TrainingConfig
 ) -> None:
-    split = split_out_of_time(feature_frame.assign(**{LABEL_COLUMN: False}), 3)
+    split = split_out_of_time(
+        feature_frame.assign(**{LABEL_COLUMN: False}), 3, horizon_days=HORIZON_DAYS
+    )
     with pytest.raises(ValueError, match="single class"):
         train_churn_model(split, replace(fast_config, calibration="none"))
 
@@ -244,7 +251,7 @@ def warehouse(make_frame: FrameFactory, months: tuple[date, ...]) -> duckdb.Duck
     con.execute("create table marts.customer_features as select * from features_df")
     con.execute(
         "create table marts.churn_labels as select customer_id, as_of_date::date as as_of_date, "
-        "churned_within_90d, churned_at::timestamp as churned_at, label_available from labels_df"
+        "churned, churned_at::timestamp as churned_at, label_available from labels_df"
     )
     con.execute("alter table marts.customer_features alter as_of_date type date")
     return con

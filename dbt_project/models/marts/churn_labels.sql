@@ -1,7 +1,9 @@
--- One row per customer per as_of_date, the keys of customer_features. churned_within_90d: the
--- customer's final cancellation (customers.churned_at) falls in [as_of_date, as_of_date +
--- churn_horizon_days). churned_at: that cancellation when it is on or after as_of_date, even
--- beyond the horizon; null otherwise. label_available: the whole window is observed.
+-- One row per customer per as_of_date, the keys of customer_features. churned: the customer's
+-- final cancellation (customers.churned_at) falls in [as_of_date, as_of_date + horizon_days).
+-- horizon_days: the var churn_horizon_days, the one definition of the window; Python reads it
+-- from here (ml.data.features.read_churn_horizon_days). churned_at: that cancellation when it is
+-- on or after as_of_date, even beyond the horizon; null otherwise. label_available: the whole
+-- window is observed.
 with
 
 customers_active as (
@@ -34,7 +36,8 @@ final as (
             and customers.churned_at
                 < customers_active.as_of_date + interval '{{ var('churn_horizon_days') }} day',
             false
-        ) as churned_within_90d,
+        ) as churned,
+        cast({{ var('churn_horizon_days') }} as integer) as horizon_days,
         case
             when customers.churned_at >= customers_active.as_of_date then customers.churned_at
         end as churned_at,

@@ -23,9 +23,46 @@ from ml.data.features import (
     select_list,
 )
 from ml.models.churn.explain import TYPICAL_FEATURES
-from ml.models.churn.model import LABEL_HORIZON_DAYS, out_of_time_dates
+from ml.models.churn.model import out_of_time_dates
 
 LABELS_TABLE = "marts.churn_labels"
+# dbt defines the label window once (var churn_horizon_days) and writes it on every label row.
+_HORIZON = "horizon_days"
+
+
+def read_churn_horizon_days(con: duckdb.DuckDBPyConnection) -> int:
+    """The churn label window of a warehouse: ``horizon_days`` of ``marts.churn_labels``.
+
+    ``churned`` means "churned within ``horizon_days`` after ``as_of_date``"; the days come from
+    the dbt var ``churn_horizon_days`` of the build that wrote the labels, so code that needs the
+    horizon reads it here rather than assuming one.
+
+    Args:
+        con: Connection to the warehouse holding ``marts.churn_labels``.
+
+    Returns:
+        The horizon in days, the same on every row.
+
+    Raises:
+        ValueError: The table holds no horizon (no rows, or a row whose horizon is null) or more
+            than one; the message names the table.
+    """
+    rows, nulls, horizons, shortest, longest = con.execute(
+        f"select count(*), count(*) - count({_HORIZON}), count(distinct {_HORIZON}), "
+        f"min({_HORIZON}), max({_HORIZON}) from {LABELS_TABLE}"
+    ).fetchall()[0]
+    if rows == 0:
+        raise ValueError(f"{LABELS_TABLE} holds no churn horizon: it has no rows")
+    if nulls:
+        raise ValueError(
+            f"{LABELS_TABLE} holds no churn horizon on {nulls} of {rows} rows ({_HORIZON} is null)"
+        )
+    if horizons > 1:
+        raise ValueError(
+            f"{LABELS_TABLE} holds {horizons} churn horizons ({shortest} to {longest} days); "
+            "one dbt build writes one"
+        )
+    return int(shortest)
 
 
 def read_labelled_as_of_dates(con: duckdb.DuckDBPyConnection) -> list[date]:
@@ -108,7 +145,7 @@ def read_training_inputs(
     con: duckdb.DuckDBPyConnection, training_as_of_dates: int
 ) -> ChurnTrainingInputs:
     """Read the rows of the out-of-time split of ``training_as_of_dates`` training dates."""
-    horizon_days = LABEL_HORIZON_DAYS
+    horizon_days = read_churn_horizon_days(con)
     train, calibration, validation = out_of_time_dates(
         read_labelled_as_of_dates(con), training_as_of_dates, horizon_days
     )

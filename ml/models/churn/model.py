@@ -1,7 +1,8 @@
 """CatBoost churn model: out-of-time split, training and probability calibration.
 
 Time never leaks: the validation slice is the newest labelled as-of date, and every training as-of
-date has its whole 90-day label window closed on or before the validation date. Early stopping is
+date has its whole label window (``horizon_days``: the dbt var ``churn_horizon_days``, read from
+``marts.churn_labels``) closed on or before the validation date. Early stopping is
 not used (it would pick the iteration count on data that is then reported as held out); the
 iteration count is a setting.
 
@@ -42,8 +43,6 @@ from ml.modelling.boosting import (
     catboost_frame,
     fit_with_calibration,
 )
-
-LABEL_HORIZON_DAYS = 90
 
 # Measured on the default synthetic CRM (docs/benchmarks): shallow, regularised trees on a year
 # of monthly snapshots beat depth 6 on six months by 0.01 out-of-time AUC. Plan, contract,
@@ -96,7 +95,7 @@ class TimeSplit:
     train_dates: tuple[date, ...]
     calibration_date: date | None
     validation_date: date
-    horizon_days: int = LABEL_HORIZON_DAYS
+    horizon_days: int
 
     @property
     def all_training(self) -> pd.DataFrame:
@@ -130,7 +129,7 @@ def _as_dates(values: pd.Series) -> pd.Series:
 def out_of_time_dates(
     labelled_dates: Iterable[date],
     training_as_of_dates: int,
-    horizon_days: int = LABEL_HORIZON_DAYS,
+    horizon_days: int,
 ) -> tuple[tuple[date, ...], date | None, date]:
     """Choose the as-of dates of an out-of-time split (the rule ``split_out_of_time`` applies).
 
@@ -168,7 +167,7 @@ def out_of_time_dates(
 
 
 def split_out_of_time(
-    frame: pd.DataFrame, training_as_of_dates: int, horizon_days: int = LABEL_HORIZON_DAYS
+    frame: pd.DataFrame, training_as_of_dates: int, horizon_days: int
 ) -> TimeSplit:
     """Split labelled feature rows by as-of date, validating on the newest one.
 
