@@ -1,7 +1,8 @@
 -- One row per active customer, as_of_date and product category the customer has not bought
 -- before the as_of_date (the candidates of a cross-sell offer). purchased_within_90d: a completed
--- order of that category in [as_of_date, as_of_date + churn_horizon_days). label_available: the
--- window is observed. Refunded orders are not purchases.
+-- order of that category in [as_of_date, as_of_date + 90 days). label_available: that window is
+-- observed. Refunded orders are not purchases. The purchase window is 90 days, as the column name
+-- and the offer reasons say; it is not the churn horizon (var churn_horizon_days).
 with
 
 customers_active as (
@@ -50,7 +51,7 @@ purchases as (
         count(*) filter (
             where orders.ordered_at >= candidates.as_of_date
             and orders.ordered_at
-                < candidates.as_of_date + interval '{{ var('churn_horizon_days') }} day'
+                < candidates.as_of_date + interval '90 day'
         ) as orders_in_window
     from candidates
     left join orders
@@ -69,7 +70,7 @@ final as (
         purchases.product_category,
         -- label
         purchases.orders_in_window > 0 as purchased_within_90d,
-        as_of_dates.label_available
+        purchases.as_of_date + 90 <= as_of_dates.snapshot_date + 1 as label_available
     from purchases
     inner join as_of_dates
         on purchases.as_of_date = as_of_dates.as_of_date
