@@ -45,7 +45,7 @@ ui: env $(DBT_MANIFEST) $(DAGSTER_HOME)/dagster.yaml
 ## ui-check: open the Dagster UI in headless Chromium, check the key assets and checks are shown,
 ## screenshots in $(CRM_HOME)/reports/ui_asset_graph.png and ui_asset_checks.png
 ui-check: env $(DBT_MANIFEST) $(DAGSTER_HOME)/dagster.yaml browser
-	$(BIN)/python -m orchestration.ui_check
+	$(BIN)/python -m tests.ui.ui_check
 
 CHROMIUM := /usr/bin/chromium
 CHROMEDRIVER := /usr/bin/chromedriver
@@ -90,7 +90,7 @@ rollback: env
 lint: env
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy ml orchestration expectations
+	$(BIN)/mypy ml orchestration expectations tests/ui/ui_check.py
 	$(BIN)/lint-imports
 
 format: env

@@ -19,7 +19,7 @@ import pytest
 from matplotlib import image
 
 from ml.core.settings import Settings
-from orchestration.ui_check import (
+from tests.ui.ui_check import (
     VIEWPORT,
     UiCheckError,
     UiCheckResult,

@@ -1,6 +1,6 @@
 """What a person sees: the Dagster UI of this project, checked in a real browser.
 
-``make ui-check`` runs ``python -m orchestration.ui_check``. It starts ``dagster dev`` on a free
+``make ui-check`` runs ``python -m tests.ui.ui_check``. It starts ``dagster dev`` on a free
 127.0.0.1 port with this ``$CRM_HOME``, opens two pages in headless Chromium (Debian's
 ``chromium`` and ``chromedriver``, driven by selenium) and fails unless they show what a person
 needs to see:
@@ -44,7 +44,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from ml.core.settings import Settings
 
-PROJECT_DIR = Path(__file__).resolve().parent.parent
+PROJECT_DIR = Path(__file__).resolve().parents[2]
 WORKSPACE = PROJECT_DIR / "workspace.yaml"
 DAGSTER_YAML = PROJECT_DIR / "orchestration" / "dagster.yaml"
 
