@@ -48,10 +48,11 @@ PROJECT_DIR = Path(__file__).resolve().parents[2]
 WORKSPACE = PROJECT_DIR / "workspace.yaml"
 DAGSTER_YAML = PROJECT_DIR / "orchestration" / "dagster.yaml"
 
-# Debian's packages (`make browser` installs them). Named explicitly so that Selenium Manager
-# never tries to download a browser or a driver: this machine has no internet.
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
+# Debian's packages (`make browser` installs them), or CRM_CHROMIUM and CRM_CHROMEDRIVER. Named
+# explicitly so that Selenium Manager never tries to download a browser or a driver: this
+# machine has no internet.
+CHROMIUM = Path(os.environ.get("CRM_CHROMIUM") or "/usr/bin/chromium")
+CHROMEDRIVER = Path(os.environ.get("CRM_CHROMEDRIVER") or "/usr/bin/chromedriver")
 # Without the network switches Chromium keeps calling Google services (sync, component updates,
 # QUIC) and the closed network refuses its connections; a fresh profile avoids first-run dialogs.
 CHROMIUM_FLAGS = (
@@ -362,6 +363,11 @@ def dagster_dev(
         _stop_process_group(process)
 
 
+def missing_browser() -> list[Path]:
+    """Which of Chromium and chromedriver are not installed (``make browser`` installs both)."""
+    return [path for path in (CHROMIUM, CHROMEDRIVER) if not path.exists()]
+
+
 @contextlib.contextmanager
 def chromium(page_timeout: float = 60.0) -> Iterator[webdriver.Chrome]:
     """Headless Chromium from Debian's packages, on a throw-away profile.
@@ -369,10 +375,9 @@ def chromium(page_timeout: float = 60.0) -> Iterator[webdriver.Chrome]:
     Raises:
         UiCheckError: chromium or chromedriver is missing (``make browser`` installs them).
     """
-    missing = [str(path) for path in (CHROMIUM, CHROMEDRIVER) if not path.exists()]
-    if missing:
+    if missing := missing_browser():
         raise UiCheckError(
-            f"{' and '.join(missing)} not found: run `make browser` "
+            f"{' and '.join(map(str, missing))} not found: run `make browser` "
             "(apt-get install chromium chromium-driver)."
         )
     with tempfile.TemporaryDirectory(prefix="crm-ui-check-chromium-") as profile:
