@@ -126,13 +126,15 @@ class UiExpectations:
     """
 
     focus_asset: str = "serving/customer_scores"
+    # models/churn and monitoring/churn_drift are labelled "churn" and "churn_drift";
+    # serving/customer_scores belongs to the churn group.
     graph_assets: tuple[str, ...] = (
         "customer_features",
-        "churn_model",
+        "churn",
         "customer_scores",
-        "churn_drift_report",
+        "churn_drift",
     )
-    graph_groups: tuple[str, ...] = ("marts", "churn", "serving", "monitoring")
+    graph_groups: tuple[str, ...] = ("marts", "churn", "monitoring")
     checked_asset: str = "marts/customer_features"
     checks: tuple[str, ...] = (
         "customer_features_expectations",
