@@ -781,6 +781,18 @@ def _machine() -> dict[str, Any]:
 STAGES = ("telco", "leads", "hillstrom", "cdnow", "synthetic")
 
 
+def recorded_path(path: Path) -> str:
+    """`path` as a committed result records it: never an absolute path of this machine.
+
+    Relative to the repository when it lies beside it (the default data folder is
+    ``../shared/data``), else the folder's name alone.
+    """
+    resolved = path.resolve()
+    if resolved.is_relative_to(ROOT.parent):
+        return os.path.relpath(resolved, ROOT)
+    return resolved.name
+
+
 def run(data: Path, protocol: Protocol, stages: Sequence[str] = STAGES) -> dict[str, Any]:
     """The stages named, in turn; the report as written to ``quality.json``.
 
@@ -806,7 +818,7 @@ def run(data: Path, protocol: Protocol, stages: Sequence[str] = STAGES) -> dict[
             pkg: version(pkg)
             for pkg in ("catboost", "scikit-learn", "pandas", "numpy", "pymc-marketing", "dagster")
         },
-        "data": str(data),
+        "data": recorded_path(data),
     }
     seconds = {}
     for name in stages:

@@ -3,6 +3,7 @@
 One ``dagster dev`` serves the whole module (it takes 25-70 s to load the definitions); the
 fixture drives it through the same functions as ``make ui-check`` and stops it before the tests
 look at what was found. No pipeline run is needed: the definitions alone draw the graph.
+Without Chromium and chromedriver (``make browser``, root on Debian) the tests are skipped.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import pytest
 from matplotlib import image
 
 from ml.core.settings import Settings
-from orchestration.ui_check import (
+from tests.ui.ui_check import (
     VIEWPORT,
     UiCheckError,
     UiCheckResult,
@@ -27,6 +28,7 @@ from orchestration.ui_check import (
     check_ui,
     dagster_dev,
     find_problems,
+    missing_browser,
 )
 
 # Generous for a busy 2-core machine (start-up took 72 s there with the full suite running);
@@ -34,6 +36,20 @@ from orchestration.ui_check import (
 STARTUP_TIMEOUT = 240.0
 RENDER_TIMEOUT = 60.0
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+# `make test` needs no root: without the browser the module is skipped, and a skip mark (not
+# skipif) gives one line in the -ra summary for all its tests.
+_MISSING_BROWSER = missing_browser()
+pytestmark = (
+    [
+        pytest.mark.skip(
+            reason=f"{' and '.join(map(str, _MISSING_BROWSER))} not found: `make browser` "
+            "installs Chromium for the UI test (root, Debian)"
+        )
+    ]
+    if _MISSING_BROWSER
+    else []
+)
 
 
 @dataclass(frozen=True)
