@@ -43,6 +43,7 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.support.ui import WebDriverWait
 
 from ml.core.settings import Settings
+from ml.serving.tables import SERVING_TABLES
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 WORKSPACE = PROJECT_DIR / "workspace.yaml"
@@ -111,6 +112,9 @@ class UiCheckError(RuntimeError):
     """The UI did not start, or did not show what it must."""
 
 
+_FOCUS = SERVING_TABLES[0]
+
+
 @dataclass(frozen=True)
 class UiExpectations:
     """What the two pages must show.
@@ -125,13 +129,13 @@ class UiExpectations:
         blocking_check: the check opened in the detail pane, which must say it is blocking.
     """
 
-    focus_asset: str = "serving/customer_scores"
-    # models/churn and monitoring/churn_drift are labelled "churn" and "churn_drift";
-    # serving/customer_scores belongs to the churn group.
+    # The first serving table of the registry (ml/serving/tables.py) and the model that scores
+    # it; Dagster labels a node with the last part of its key (models/churn reads "churn").
+    focus_asset: str = f"serving/{_FOCUS.name}"
     graph_assets: tuple[str, ...] = (
         "customer_features",
-        "churn",
-        "customer_scores",
+        str(_FOCUS.model),
+        _FOCUS.name,
         "churn_drift",
     )
     graph_groups: tuple[str, ...] = ("marts", "churn", "monitoring")
