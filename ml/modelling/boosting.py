@@ -102,6 +102,40 @@ class BoostingParams:
         return replace(self, thread_count=thread_count)
 
 
+# Configs pickled into models registered before this kit held these CatBoost settings flat.
+_FLAT_BOOSTING_FIELDS = {
+    "iterations": "iterations",
+    "depth": "depth",
+    "learning_rate": "learning_rate",
+    "l2_leaf_reg": "l2_leaf_reg",
+    "one_hot_max_size": "one_hot_max_size",
+    "max_ctr_complexity": "max_ctr_complexity",
+    "thread_count": "thread_count",
+    "threads": "thread_count",
+    "seed": "seed",
+}
+
+
+class HoldsBoosting:
+    """Base of the model configs that hold their CatBoost settings in a ``boosting`` field.
+
+    A model registered before :class:`BoostingParams` existed pickled its config with the
+    CatBoost settings as flat fields (``iterations``, ``depth``, ..., the CLV config said
+    ``threads``); unpickling such a config moves them into ``boosting``, so the registered model
+    loads as a config of today.
+    """
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        state = dict(state)
+        if "boosting" not in state:
+            flat = {
+                new: state.pop(old) for old, new in _FLAT_BOOSTING_FIELDS.items() if old in state
+            }
+            state["boosting"] = BoostingParams(**flat)
+        for name, value in state.items():
+            object.__setattr__(self, name, value)
+
+
 ConfigT = TypeVar("ConfigT")
 
 
@@ -119,16 +153,10 @@ def with_settings(config: ConfigT, **changes: Any) -> ConfigT:
     return replace(config, **rest)  # type: ignore[type-var]
 
 
-def flat_params(settings: object, prefix: str = "") -> dict[str, str | int | float | bool | None]:
-    """A (nested) settings dataclass as flat parameters, nested fields as ``<field>_<name>``."""
-    flat: dict[str, str | int | float | bool | None] = {}
-    for name, value in asdict(settings).items():  # type: ignore[call-overload]
-        if isinstance(value, dict):
-            for key, inner in _flatten(value, f"{prefix}{name}_").items():
-                flat[key] = inner
-        else:
-            flat[f"{prefix}{name}"] = value
-    return flat
+def flat_params(settings: object) -> dict[str, Any]:
+    """A (nested) settings dataclass as flat MLflow parameters, nested fields as
+    ``<field>_<name>`` (``boosting_iterations``)."""
+    return _flatten(asdict(settings), "")  # type: ignore[call-overload]
 
 
 def _flatten(values: dict[str, Any], prefix: str) -> dict[str, Any]:
@@ -417,37 +445,3 @@ def fit_with_calibration(
     model.calibrator = calibrator
     model.calibration_report = report
     return CalibratedFit(model, logit)
-
-
-# Configs pickled into models registered before this kit held these CatBoost settings flat.
-_FLAT_BOOSTING_FIELDS = {
-    "iterations": "iterations",
-    "depth": "depth",
-    "learning_rate": "learning_rate",
-    "l2_leaf_reg": "l2_leaf_reg",
-    "one_hot_max_size": "one_hot_max_size",
-    "max_ctr_complexity": "max_ctr_complexity",
-    "thread_count": "thread_count",
-    "threads": "thread_count",
-    "seed": "seed",
-}
-
-
-class HoldsBoosting:
-    """Base of the model configs that hold their CatBoost settings in a ``boosting`` field.
-
-    A model registered before :class:`BoostingParams` existed pickled its config with the
-    CatBoost settings as flat fields (``iterations``, ``depth``, ..., the CLV config said
-    ``threads``); unpickling such a config moves them into ``boosting``, so the registered model
-    loads as a config of today.
-    """
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        state = dict(state)
-        if "boosting" not in state:
-            flat = {
-                new: state.pop(old) for old, new in _FLAT_BOOSTING_FIELDS.items() if old in state
-            }
-            state["boosting"] = BoostingParams(**flat)
-        for name, value in state.items():
-            object.__setattr__(self, name, value)

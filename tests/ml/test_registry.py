@@ -22,10 +22,7 @@ from ml.modelling.boosting import flat_params
 from ml.modelling.evaluation import evaluate, plot_calibration_curve, plot_lift_chart
 from ml.modelling.model_card import ModelCard
 from ml.modelling.promotion import (
-    PromotionDecision,
     PromotionRule,
-    decide_promotion,
-    promotion_scores,
 )
 from ml.modelling.registry import Candidate, Registration, Registry, load_champion, register
 from ml.models.churn.model import (
@@ -35,6 +32,7 @@ from ml.models.churn.model import (
     split_out_of_time,
     train_churn_model,
 )
+from ml.models.churn.pipeline import promotion_rule
 from tests.ml.conftest import HORIZON_DAYS
 
 CUSTOMER_ID = re.compile(rb"C\d{6}")
@@ -61,21 +59,10 @@ def _register(
         plot_calibration_curve(y, proba, plots_dir / "calibration_curve.png"),
         plot_lift_chart(y, proba, plots_dir / "lift_chart.png"),
     ]
-    rule = PromotionRule()
-    new = promotion_scores(y, proba, rule.capacity)
-
-    def decide(champion: ChurnModel | None, version: str | None) -> PromotionDecision:
-        before = (
-            promotion_scores(y, champion.predict_proba(split.validation), rule.capacity)
-            if champion is not None
-            else None
-        )
-        return decide_promotion(new, before, rule, rows=len(y), champion_version=version)
-
     candidate = Candidate(
         name="churn",
         model=model,
-        decide=decide,
+        decide=promotion_rule(split.validation, proba, PromotionRule()),
         params={**params, **{f"split_{k}": v for k, v in split.summary().items()}},
         metrics={**metrics.as_metrics(), "oracle_auc": 0.9},
         card=ModelCard(model_name="churn", intended_use="Testing the registry."),

@@ -6,6 +6,7 @@ same steps run from a notebook, a test or another orchestrator.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
@@ -133,6 +134,35 @@ def audit_fairness(
     return report, proxies
 
 
+def promotion_rule(
+    validation: pd.DataFrame,
+    proba: np.ndarray,
+    rule: PromotionRule,
+    gate_failures: tuple[str, ...] = (),
+) -> Callable[[ChurnModel | None, str | None], PromotionDecision]:
+    """The churn rule of a candidate whose probabilities on ``validation`` are ``proba``: the
+    champion is scored on the same rows and every term of ``rule`` and the gates decide."""
+    y_true = validation[LABEL_COLUMN].to_numpy()
+    new_scores = promotion_scores(y_true, proba, rule.capacity)
+
+    def decide(champion: ChurnModel | None, version: str | None) -> PromotionDecision:
+        champion_scores = (
+            promotion_scores(y_true, champion.predict_proba(validation), rule.capacity)
+            if champion is not None
+            else None
+        )
+        return decide_promotion(
+            new_scores,
+            champion_scores,
+            rule,
+            rows=len(validation),
+            champion_version=version,
+            gate_failures=gate_failures,
+        )
+
+    return decide
+
+
 def train(
     inputs: ChurnTrainingInputs,
     config: TrainingConfig,
@@ -196,22 +226,7 @@ def train(
         tuple(f"fairness gate: {r}" for r in fairness.reasons) if not fairness.gate_passed else ()
     )
     rule = replace(governance.promotion, capacity=governance.capacity)
-    new_scores = promotion_scores(y_true, proba, rule.capacity)
-
-    def decide(champion: ChurnModel | None, version: str | None) -> PromotionDecision:
-        champion_scores = (
-            promotion_scores(y_true, champion.predict_proba(split.validation), rule.capacity)
-            if champion is not None
-            else None
-        )
-        return decide_promotion(
-            new_scores,
-            champion_scores,
-            rule,
-            rows=len(split.validation),
-            champion_version=version,
-            gate_failures=gate_failures,
-        )
+    decide = promotion_rule(split.validation, proba, rule, gate_failures)
 
     report = model.calibration_report
     params = {
