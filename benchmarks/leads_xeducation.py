@@ -4,7 +4,7 @@
     .venv/bin/python benchmarks/leads_xeducation.py --data ../shared/data --threads 2
 
 X Education (9,240 leads, 38.5% converted) is loaded exactly as a user would load an export:
-``examples/x_education/leads_mapping.yaml`` through ``ml.data.lead_mapping.load_leads`` into an
+``examples/x_education/mapping.yaml`` through ``ml.data.flat_tables.load_flat_table`` into an
 in-memory DuckDB. Then 5-fold stratified cross-validation (shuffled, random_state 0) of
 
 * the project's lead model (``train_lead_model`` with the default ``LeadConfig`` on each training
@@ -16,7 +16,7 @@ mapping's ``Last Activity`` column kept, to show what that export-time snapshot 
 as leakage; see docs/lead-scoring.md). Out-of-fold scores give the conversion rate per grade.
 
 Synthetic: 20,000 leads (seed 42, 2024-10-01..2026-09-30) written as CSV and loaded through
-``examples/synthetic/leads_mapping.yaml``; the newest 20% of the labelled leads (by creation date)
+``examples/synthetic/mapping.yaml``; the newest 20% of the labelled leads (by creation date)
 are the test set. ROC AUC of the model with and without the ``attr_*`` custom attributes, against
 the oracle AUC of the known logit on the same leads.
 
@@ -50,7 +50,9 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from ml.core.settings import Settings
-from ml.data.lead_mapping import LeadMapping, load_leads, load_mapping, read_leads
+from ml.data.contract import FLAT_TABLES, LEADS_TABLE
+from ml.data.flat_tables import load_flat_table, read_flat_table
+from ml.data.mapping import TableMapping, load_source_mapping
 from ml.modelling.boosting import MISSING_CATEGORY, flat_params, with_settings
 from ml.models.lead_scoring.model import (
     GRADES,
@@ -65,8 +67,8 @@ from ml.synthetic.leads import generate_leads_with_truth
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results"
-X_EDUCATION_MAPPING = ROOT / "examples" / "x_education" / "leads_mapping.yaml"
-SYNTHETIC_MAPPING = ROOT / "examples" / "synthetic" / "leads_mapping.yaml"
+X_EDUCATION_MAPPING = ROOT / "examples" / "x_education" / "mapping.yaml"
+SYNTHETIC_MAPPING = ROOT / "examples" / "synthetic" / "mapping.yaml"
 FOLDS, CV_SEED = 5, 0
 SYNTHETIC_START, SYNTHETIC_END = date(2024, 10, 1), date(2026, 9, 30)
 SYNTHETIC_AS_OF = datetime(2026, 10, 1)
@@ -86,7 +88,12 @@ def _connect() -> duckdb.DuckDBPyConnection:
     return con
 
 
-def load_x_education(data_dir: Path, mapping: LeadMapping) -> pd.DataFrame:
+def lead_mapping(path: Path) -> TableMapping:
+    """The ``leads`` section of a source folder's mapping file."""
+    return load_source_mapping(path, FLAT_TABLES)["leads"]
+
+
+def load_x_education(data_dir: Path, mapping: TableMapping) -> pd.DataFrame:
     """``raw.leads`` of X Education through the documented mapping (in-memory DuckDB)."""
     path = data_dir / "lead_scoring" / "leads_x_education.csv"
     if not path.exists():
@@ -95,9 +102,9 @@ def load_x_education(data_dir: Path, mapping: LeadMapping) -> pd.DataFrame:
             "folder of the public data sets (the one holding lead_scoring/leads_x_education.csv)."
         )
     with tempfile.TemporaryDirectory() as quarantine, _connect() as con:
-        result = load_leads(con, path, mapping, Path(quarantine))
+        result = load_flat_table(con, mapping, path.parent, Path(quarantine))
         print(f"loaded {result.rows_loaded} leads, {result.rows_quarantined} quarantined")
-        return read_leads(con)
+        return read_flat_table(con, LEADS_TABLE).rows
 
 
 def one_hot_logistic_regression(categorical: list[str], numeric: list[str]) -> Pipeline:
@@ -182,10 +189,9 @@ def synthetic(n: int, config: LeadConfig) -> dict[str, Any]:
     export, logit = generate_leads_with_truth(n, 42, SYNTHETIC_START, SYNTHETIC_END)
     truth = pd.DataFrame({"lead_id": export["Lead ID"], "true_logit": logit})
     with tempfile.TemporaryDirectory() as tmp, _connect() as con:
-        path = Path(tmp) / "leads.csv"
-        export.to_csv(path, index=False)
-        load_leads(con, path, load_mapping(SYNTHETIC_MAPPING), Path(tmp) / "quarantine")
-        leads = read_leads(con)
+        export.to_csv(Path(tmp) / "leads.csv", index=False)
+        load_flat_table(con, lead_mapping(SYNTHETIC_MAPPING), Path(tmp), Path(tmp) / "quarantine")
+        leads = read_flat_table(con, LEADS_TABLE).rows
     training, scoring = lead_training_frame(leads, SYNTHETIC_AS_OF, config.conversion_window_days)
     cut = training["created_at"].quantile(0.8)
     train = training.loc[training["created_at"] < cut].reset_index(drop=True)
@@ -218,7 +224,7 @@ def main() -> None:
     started = time.perf_counter()
     config = with_settings(LeadConfig(), thread_count=args.threads)
 
-    mapping = load_mapping(X_EDUCATION_MAPPING)
+    mapping = lead_mapping(X_EDUCATION_MAPPING)
     leads = load_x_education(data_dir(args.data), mapping)
     training, _ = lead_training_frame(leads)
     print(f"X Education, mapping as documented ({len(training)} leads):")

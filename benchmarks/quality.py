@@ -13,7 +13,7 @@ into it); a missing file stops the run with its path.
   variants, and of a one-hot logistic regression on the same folds. Any tuning happens by inner
   CV on the training fold only.
 * Leads: the same protocol for the lead model on X Education through
-  ``examples/x_education/leads_mapping.yaml`` (``benchmarks/leads_xeducation.py``).
+  ``examples/x_education/mapping.yaml`` (``benchmarks/leads_xeducation.py``).
 * Hillstrom: uplift@30% and Qini of the uplift learners (women's e-mail against no e-mail,
   outcome visit), each the mean over five stratified 70/30 splits (``benchmarks/uplift_hillstrom.py``);
   the 95% interval of the mean resamples customers (see :func:`mean_uplift_interval`).
@@ -57,6 +57,7 @@ from leads_xeducation import (
     X_EDUCATION_MAPPING,
     cross_validate,
     data_dir,
+    lead_mapping,
     load_x_education,
     lr_inputs,
     one_hot_logistic_regression,
@@ -72,7 +73,6 @@ from uplift_hillstrom import (
 )
 
 from ml.core.settings import Settings
-from ml.data.lead_mapping import load_mapping
 from ml.modelling.boosting import flat_params, with_settings
 from ml.modelling.uplift import (
     UpliftConfig,
@@ -401,7 +401,7 @@ def telco(path: Path, protocol: Protocol, progress: Progress) -> dict[str, Any]:
 
 def leads(data: Path, protocol: Protocol, progress: Progress) -> dict[str, Any]:
     """CV ROC AUC of the lead model and the LR baseline, after-contact columns dropped."""
-    mapping = load_mapping(X_EDUCATION_MAPPING)
+    mapping = lead_mapping(X_EDUCATION_MAPPING)
     kept = [c for c in LEADS_AFTER_CONTACT if c not in mapping.drop]
     if kept:
         raise SystemExit(f"{X_EDUCATION_MAPPING} does not drop {kept}: they leak the outcome")
@@ -957,7 +957,7 @@ def render_section(report: dict[str, Any]) -> str:
     lines += _paragraph(
         "**Leads.** The lead model's production path (`train_lead_model`: its own holdout and "
         "calibration choice in each training fold) on the X Education export loaded through "
-        "`examples/x_education/leads_mapping.yaml`. The mapping drops these columns (reasons "
+        "`examples/x_education/mapping.yaml`. The mapping drops these columns (reasons "
         "quoted from it); the benchmark stops if it ever keeps one that sales fill in after "
         "contact:"
     )

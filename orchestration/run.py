@@ -81,11 +81,19 @@ def main(argv: list[str] | None = None) -> int:
     for step, seconds in sorted(step_seconds.items(), key=lambda kv: -kv[1]):
         print(f"  {seconds:7.1f}  {step}")
     metadata = _materialization_metadata(result)
+    skipped = {key: m.get("reason", "") for key, m in metadata.items() if m.get("skipped")}
     print("\nwhat was written:")
-    for key in sorted(metadata):
+    for key in sorted(set(metadata) - set(skipped)):
         wanted = {k: v for k, v in metadata[key].items() if k in _SUMMARY_FIELDS}
         if wanted:
             print(f"  {key}: " + ", ".join(f"{k}={_fmt(v)}" for k, v in wanted.items()))
+    if skipped:
+        # A source with only some tables: say what did not run and what would enable it, once
+        # per reason (a model's training and serving assets skip for the same one).
+        print("\nskipped:")
+        for reason in sorted(set(skipped.values())):
+            assets = ", ".join(sorted(k for k, r in skipped.items() if r == reason))
+            print(f"  {reason}\n    ({assets})")
     if args.summary_json:
         summary = {
             "job": args.job,
@@ -113,7 +121,6 @@ _SUMMARY_FIELDS = (
     "records_erased",
     "rows_removed",
     "promoted",
-    "skipped",
     "roc_auc",
     "oracle_auc",
     "lift_top_decile",

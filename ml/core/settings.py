@@ -76,11 +76,12 @@ class Settings(BaseSettings):
     synthetic_end_date: date = Field(default=date(2026, 9, 30))
     threads: int = Field(default=2, ge=1, description="Threads for DuckDB and CatBoost.")
     duckdb_memory_limit: str = Field(default="6GB", description="DuckDB memory_limit.")
-    leads_mapping: Path | None = Field(
+    mapping: Path | None = Field(
         default=None,
-        description="YAML column mapping of the lead export <source>/leads.csv "
-        "(docs/lead-scoring.md). Default: <source>/leads_mapping.yaml, or the bundled mapping of "
-        "the synthetic lead export.",
+        description="The source folder's mapping: how each export becomes a contract table "
+        "(docs/bring-your-own-data.md). Default: <source>/mapping.yaml when it exists (without "
+        "one, files carry the contract's names); for the synthetic CRM, "
+        "examples/synthetic/mapping.yaml.",
     )
     capacity_top_k: int = Field(
         default=500,
@@ -214,13 +215,14 @@ class Settings(BaseSettings):
         return self.home / "erasure"
 
     @property
-    def leads_mapping_path(self) -> Path:
-        """The lead mapping to use (see ``leads_mapping``)."""
-        if self.leads_mapping is not None:
-            return self.leads_mapping.expanduser().resolve()
+    def mapping_path(self) -> Path | None:
+        """The mapping to use (see ``mapping``), or None: every file has the contract's names."""
+        if self.mapping is not None:
+            return self.mapping.expanduser().resolve()
         if self.is_synthetic:
-            return _REPOSITORY / "examples" / "synthetic" / "leads_mapping.yaml"
-        return self.source_dir / "leads_mapping.yaml"
+            return _REPOSITORY / "examples" / "synthetic" / "mapping.yaml"
+        default = self.source_dir / "mapping.yaml"
+        return default if default.is_file() else None
 
     @property
     def source_dir(self) -> Path:

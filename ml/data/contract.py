@@ -42,10 +42,19 @@ class Table:
     description: str
     columns: tuple[Column, ...]
     optional: bool = False
-    """A CRM may not have this table; without a file it is loaded empty and its models skip."""
+    """A CRM may not have this table at all: a file with a header and no rows is valid."""
     may_be_empty: bool = False
     """A file with a header and no rows is valid (the CRM has no such data). Otherwise an empty
     file means a broken export, and ingest refuses it rather than replace the last good load."""
+    flat: bool = False
+    """A flat export (leads, a customer snapshot): every kept column that is not a contract
+    column becomes a typed attribute ``attr_<name>`` (protected ones ``protected_<name>``)."""
+    flag_column: str | None = None
+    """The yes/no outcome a flat export may give as a flag instead of a date."""
+    outcome_columns: tuple[str, ...] = ()
+    """The outcome dates the flag is derived from when they are mapped."""
+    start_column: str | None = None
+    """The date an outcome cannot precede (a lead converts after it is created)."""
 
     @property
     def allows_no_rows(self) -> bool:
@@ -239,6 +248,10 @@ LEADS_TABLE = Table(
     "is loaded through a YAML column mapping (docs/lead-scoring.md): export columns are renamed "
     "to these names, and every other kept column becomes a typed attribute ``attr_<name>``.",
     optional=True,
+    flat=True,
+    flag_column="converted",
+    outcome_columns=("converted_at",),
+    start_column="created_at",
     columns=(
         Column("lead_id", "VARCHAR", True, "Lead id in the source CRM."),
         Column("created_at", "TIMESTAMP", False, "When the lead was created."),
@@ -262,6 +275,41 @@ LEADS_TABLE = Table(
     ),
 )
 """The lead contract (after the column mapping); see ``ml.models.lead_scoring.model``."""
+
+CUSTOMER_SNAPSHOT_TABLE = Table(
+    name="customer_snapshot",
+    key="customer_id",
+    description="One row per customer of a flat customer export: the customer's attributes and "
+    "whether they have left (churn from a flat table, docs/bring-your-own-data.md). Loaded "
+    "through a mapping like leads: every other kept column becomes a typed attribute "
+    "``attr_<name>``.",
+    optional=True,
+    flat=True,
+    flag_column="churned",
+    outcome_columns=("churned_at",),
+    columns=(
+        Column("customer_id", "VARCHAR", True, "Customer id in the source CRM."),
+        Column(
+            "observed_at",
+            "TIMESTAMP",
+            False,
+            "When the attributes were observed (the export's date); empty: when it was loaded.",
+        ),
+        Column("churned_at", "TIMESTAMP", False, "When the customer left; empty if still one."),
+        Column(
+            "churned",
+            "BOOLEAN",
+            False,
+            "Whether the customer has left, for exports without a date; else churned_at is not "
+            "empty.",
+        ),
+    ),
+)
+"""Churn from a flat table (snapshot mode); see ``ml.models.churn_snapshot``."""
+
+FLAT_TABLES: dict[str, Table] = {t.name: t for t in (LEADS_TABLE, CUSTOMER_SNAPSHOT_TABLE)}
+SOURCE_TABLES: dict[str, Table] = {**RAW_TABLES, **FLAT_TABLES}
+"""Every table a source folder may hold, by name (the sections a ``mapping.yaml`` may have)."""
 
 PII_COLUMNS: frozenset[str] = frozenset(
     c.name for t in RAW_TABLES.values() for c in t.columns if c.pii

@@ -1,23 +1,19 @@
-"""Load raw contract files into DuckDB ``raw.<table>`` as they are, quarantining bad rows.
+"""Load a contract table's export into DuckDB ``raw.<table>``, quarantining bad rows.
 
-One file per table (``<table>.parquet``, ``<table>.csv`` or ``<table>.csv.gz``) is read entirely in
-DuckDB. CSV is read with every column as text so nothing is lost before it is checked, and each
-row keeps its position in the file (for CSV the line number, for Parquet the 1-based row number)
-so an error message can point a person at it. CSV line numbers count one line per record: after a
-quoted value spanning several lines they point at the record, not the physical line. Malformed
-CSV lines (wrong number of fields, bad quoting, invalid UTF-8, longer than ``MAX_LINE_BYTES``) are
-quarantined with their raw text in ``raw_line`` instead of failing the whole file. A header row
-that is not UTF-8 text (a Latin-1 or UTF-16 export) fails the file, since no column could be
-matched reliably.
+The file(s) are found and read by ``ml.data.reading`` (CSV with any delimiter, Parquet, Excel,
+several files by a glob; malformed CSV lines set aside) and, when the folder's ``mapping.yaml``
+has a section for the table, renamed and cleaned by its mapping (``ml.data.mapping``). Without a
+section the file carries the contract's column names (matched without regard to case and blanks).
 
 Each contract column is ``TRY_CAST`` to its type. A row whose value is present but does not cast,
 whose required value is missing, or whose text is unsafe (a spreadsheet formula, a control
 character, longer than ``MAX_TEXT_CHARS``; see docs/data-contract.md) goes to quarantine (DuckDB
 ``quarantine.<table>`` and ``<quarantine_dir>/<table>.parquet``) with a reason; the other rows
-replace ``raw.<table>`` in one transaction. Problems that make the whole file unusable (missing,
-empty or unreadable file, a header that is not UTF-8, a missing required column, no data rows in
-a table that must have some) raise :class:`ContractError` before anything is written, so the
-previous ``raw.<table>`` stays as it was.
+replace ``raw.<table>`` in one transaction. Problems that make the whole file unusable (an empty
+or unreadable file, a header that is not UTF-8, a missing required column, no data rows in a
+table that must have some) raise :class:`ContractError` before anything is written, so the
+previous ``raw.<table>`` stays as it was. A table without any file is loaded empty: a source may
+hold only some tables, and the models whose tables are empty are skipped.
 
 Values of PII and protected columns are never written into messages: they are masked as
 ``'***'`` in problems and reasons (the quarantined row itself keeps them, like the source file).
@@ -25,11 +21,8 @@ Values of PII and protected columns are never written into messages: they are ma
 
 from __future__ import annotations
 
-import gzip
 import os
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,20 +31,33 @@ import duckdb
 from ml.core.settings import path_within
 from ml.core.warehouse import fetch_row, quote_ident, sql_literal, transaction
 from ml.data.contract import Column, Table
+from ml.data.mapping import TableMapping, candidate_files, close_matches, default_mapping
+from ml.data.reading import (
+    FILE,
+    LINE,
+    MAX_LINE_BYTES,
+    ROW,
+    ContractError,
+    SourceRead,
+    find_files,
+    generated_id_expr,
+    match_columns,
+    read_source,
+    temp_names,
+    value_expr,
+)
 from ml.data.tombstones import RECORD_COLUMN, Tombstones, drop_erased_rows
+
+__all__ = ["MAX_LINE_BYTES", "ContractError"]
 
 RAW_SCHEMA = "raw"
 QUARANTINE_SCHEMA = "quarantine"
-_SUFFIXES = (".parquet", ".csv", ".csv.gz")
-_ROW = "_ingest_row_number"  # internal name of the position column; unlikely in a CRM export
 _MASK = "'***'"
 _MAX_ROWS_LISTED = 5
 _MAX_VALUE_CHARS = 40
 # Names the quarantine table uses for its own columns; a file column with one of these names is
 # not a contract column, so it is left out of quarantine rather than clashing.
 _QUARANTINE_META = ("source_file", "row_number", "reason", "raw_line")
-MAX_LINE_BYTES = 16 * 2**20
-"""Longest CSV line read (DuckDB's default is 2 MB); a longer line is a malformed line."""
 MAX_TEXT_CHARS = 10_000
 """Longest text value accepted; no contract column holds free text, so longer is garbage."""
 # C0 control characters except tab, line feed and carriage return, and DEL: no CRM value holds
@@ -63,13 +69,6 @@ _CONTROL_CHARS = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]"
 # and '-5' are data while '+cmd|...' and '-2+3+cmd|...' are formulas.
 _FORMULA = r"(?s)^ *([=@\t\r]|[+-].*[^0-9\s()./+-])"
 _UNSAFE = f"{_FORMULA}|{_CONTROL_CHARS}"
-
-
-class ContractError(ValueError):
-    """A source file cannot be used at all: missing, unreadable, or missing a required column.
-
-    The message names the file, the column and the rows where they are known, never a value.
-    """
 
 
 @dataclass(frozen=True)
@@ -85,6 +84,7 @@ class IngestResult:
         rows_erased: Rows of erased persons dropped on load (``ml.data.erasure``).
         problems: Human-readable lines naming file, column, rows and (masked when personal)
             an example value.
+        loaded_empty: The source has no file for the table; it was loaded empty.
     """
 
     table: str
@@ -94,172 +94,7 @@ class IngestResult:
     rows_quarantined: int
     problems: tuple[str, ...]
     rows_erased: int = 0
-
-
-def find_source_file(table: Table, source_dir: Path) -> Path:
-    """Return the one file of ``table`` in ``source_dir``.
-
-    Raises:
-        ContractError: No file, or more than one candidate (ambiguous).
-    """
-    candidates = [path_within(source_dir, f"{table.name}{s}") for s in _SUFFIXES]
-    found = [p for p in candidates if p.is_file()]
-    names = ", ".join(p.name for p in candidates)
-    if not found:
-        raise ContractError(f"{table.name}: no file {names} in {source_dir}")
-    if len(found) > 1:
-        raise ContractError(
-            f"{table.name}: several files ({', '.join(p.name for p in found)}) in {source_dir}; "
-            "keep exactly one"
-        )
-    return found[0]
-
-
-@contextmanager
-def _temp_names(con: duckdb.DuckDBPyConnection, *prefixes: str) -> Iterator[list[str]]:
-    names = [f"_{p}_{uuid.uuid4().hex[:12]}" for p in prefixes]
-    try:
-        yield names
-    finally:
-        for name in names:
-            con.execute(f"drop table if exists temp.{quote_ident(name)}")
-
-
-def _check_header_text(path: Path) -> None:
-    """Refuse a CSV whose header row is not UTF-8 text.
-
-    DuckDB would quarantine the header as a malformed line and take the first data row as the
-    header, so a Latin-1 or UTF-16 export would fail with a confusing list of values as column
-    names (or, worse, load under the wrong names).
-
-    Raises:
-        ContractError: The first line is not valid UTF-8 or holds NUL bytes (UTF-16).
-    """
-    opener = gzip.open if path.name.endswith(".gz") else open
-    with opener(path, "rb") as handle:
-        first = handle.readline(MAX_LINE_BYTES)
-    first = first.removeprefix(b"\xef\xbb\xbf")  # a UTF-8 byte-order mark is fine
-    try:
-        first.decode("utf-8")
-        if b"\x00" not in first:
-            return
-    except UnicodeDecodeError:
-        pass
-    if first.startswith((b"\xff\xfe", b"\xfe\xff")) or b"\x00" in first:
-        looks_like = "it looks like UTF-16"
-    else:
-        looks_like = "it looks like Latin-1 or Windows-1252"
-    raise ContractError(
-        f"{path.name}: the header row (line 1) is not UTF-8 text ({looks_like}); "
-        "save the export as UTF-8 CSV"
-    )
-
-
-def _read_error(file_name: str, exc: duckdb.Error) -> ContractError:
-    """A ContractError for a file DuckDB cannot read, without quoting its content.
-
-    DuckDB's message quotes the offending line ("Original Line: ..."), which may hold personal
-    data, so only its summary lines are kept.
-    """
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    summary = [
-        line
-        for i, line in enumerate(lines)
-        if (i == 0 or "Maximum line size" in line)
-        and not line.startswith(("Original Line", "LINE ", "^"))
-    ]
-    detail = "; ".join(summary) or type(exc).__name__
-    if "Maximum line size" in detail:
-        return ContractError(
-            f"{file_name}: a line within the first rows is longer than "
-            f"{MAX_LINE_BYTES // 2**20} MB, so the file's layout cannot be detected ({detail})"
-        )
-    return ContractError(f"{file_name}: cannot be read ({detail})")
-
-
-def _with_position(names: list[str], position: str, offset: int) -> str:
-    """Select list of the file's columns plus the 1-based position column ``_ROW``.
-
-    A file column that happens to be named like the position column is kept under another name
-    (an ignored extra column) instead of clashing with it.
-    """
-    columns = [
-        f"{quote_ident(n)} as {quote_ident(n + '_1')}" if n.lower() == _ROW else quote_ident(n)
-        for n in names
-    ]
-    return ", ".join([*columns, f"cast({quote_ident(position)} + {offset} as bigint) as {_ROW}"])
-
-
-def _read_into(
-    con: duckdb.DuckDBPyConnection, path: Path, src: str, rejects: str, scans: str
-) -> int:
-    """Copy the file into temp table ``src`` with a position column; return malformed CSV lines.
-
-    Malformed CSV lines (wrong number of fields, bad quoting, invalid UTF-8, too long) are kept
-    in the rejects table instead of failing the whole file.
-
-    Raises:
-        ContractError: The file cannot be read at all (not CSV or Parquet, a header that is not
-            UTF-8, a line too long to detect the layout).
-    """
-    file = str(path)
-    try:
-        if path.name.endswith(".parquet"):
-            names = [
-                str(r[0]) for r in con.execute("describe from read_parquet(?)", [file]).fetchall()
-            ]
-            if "file_row_number" in {n.lower() for n in names}:
-                # The file has a column of that name; ordinality numbers the rows the same way.
-                relation, params = "read_parquet(?) with ordinality", [file]
-                described = con.execute(f"describe from {relation}", params).fetchall()
-                position, offset = str(described[-1][0]), 0
-            else:
-                relation = "read_parquet(?, file_row_number = true)"
-                params, position, offset = [file], "file_row_number", 1
-            con.execute(
-                f"create temp table {quote_ident(src)} as "
-                f"select {_with_position(names, position, offset)} from {relation}",
-                params,
-            )
-            return 0
-        _check_header_text(path)
-        options = (
-            "header = true, all_varchar = true, ignore_errors = true, "
-            f"max_line_size = {MAX_LINE_BYTES}, buffer_size = {2 * MAX_LINE_BYTES}"
-        )
-        # The reader names the ordinality column 'ordinality', or 'ordinality0' when the file
-        # has a column of that name: it is always the last column.
-        described = con.execute(
-            f"describe from read_csv(?, {options}) with ordinality", [file]
-        ).fetchall()
-        names, position = [str(r[0]) for r in described[:-1]], str(described[-1][0])
-        con.execute(
-            f"create temp table {quote_ident(src)} as "
-            f"select {_with_position(names, position, 0)} "
-            f"from read_csv(?, {options}, store_rejects = true, rejects_table = ?, "
-            f"rejects_scan = ?) with ordinality",
-            [file, rejects, scans],
-        )
-    except duckdb.Error as exc:
-        raise _read_error(path.name, exc) from exc
-    (n_rejected,) = fetch_row(con, f"select count(distinct line) from {quote_ident(rejects)}")
-    # Turn the record ordinal into the line number in the file: line 1 is the header, and every
-    # rejected line before a record shifts it down by one. The rejects are few, so an ASOF join
-    # against their cumulative count is cheap.
-    if n_rejected:
-        con.execute(
-            f"create or replace temp table {quote_ident(src)} as "
-            f"with rejected as (select distinct line from {quote_ident(rejects)}), "
-            f"shifts as (select line - j - 1 as good_before, j from "
-            f"(select line, row_number() over (order by line) as j from rejected)) "
-            f"select s.* exclude ({_ROW}), "
-            f"cast(s.{_ROW} + 1 + coalesce(shifts.j, 0) as bigint) as {_ROW} "
-            f"from {quote_ident(src)} s asof left join shifts on s.{_ROW} > shifts.good_before "
-            f"order by {_ROW}"
-        )
-    else:
-        con.execute(f"update {quote_ident(src)} set {_ROW} = {_ROW} + 1")
-    return int(n_rejected)
+    loaded_empty: bool = False
 
 
 def _typed_expr(column: Column, source: str | None, source_type: str | None) -> str:
@@ -414,17 +249,27 @@ def _reason_expr(checks: list[_Check]) -> str:
     return f"nullif(concat_ws('; ', {', '.join(parts)}), '')" if parts else "cast(null as varchar)"
 
 
-def _row_list(rows: list[int], count: int) -> str:
+def _row_list(rows: list[str], count: int) -> str:
     listed = ", ".join(str(r) for r in rows)
     return listed + (", ..." if count > len(rows) else "")
 
 
 def _problem_lines(
-    con: duckdb.DuckDBPyConnection, src: str, file_name: str, checks: list[_Check]
+    con: duckdb.DuckDBPyConnection,
+    table: str,
+    file_name: str,
+    checks: list[_Check],
+    where: str,
+    shown_names: dict[str, str] | None = None,
 ) -> tuple[list[str], list[_Check]]:
-    """Describe each failing check in one line; return the lines and the failing checks."""
+    """Describe each failing check in one line; return the lines and the failing checks.
+
+    ``where`` is the SQL of a row's place (``SourceRead.where``); ``shown_names`` says how a contract column is named in messages when the file calls it
+    otherwise (``monthly_price (from 'Monthly Charges')``).
+    """
     if not checks:
         return [], []
+    shown_names = shown_names or {}
     # One scan over the table gives every column's count and first rows. The example values are
     # read from the first bad row of each failing check only: an aggregate would build the
     # quoted example for every row, which costs more than the checks themselves.
@@ -432,30 +277,33 @@ def _problem_lines(
     for c in checks:
         aggregates += [
             f"count(*) filter (where {c.predicate})",
-            f"list({_ROW} order by {_ROW}) filter (where {c.predicate})[1:{_MAX_ROWS_LISTED}]",
+            f"list({where} order by {ROW}) filter (where {c.predicate})[1:{_MAX_ROWS_LISTED}]",
+            f"min({ROW}) filter (where {c.predicate})",
         ]
-    row = fetch_row(con, f"select {', '.join(aggregates)} from {quote_ident(src)}")
+    row = fetch_row(con, f"select {', '.join(aggregates)} from {quote_ident(table)}")
     lines, failing = [], []
     for i, c in enumerate(checks):
-        count, rows = row[2 * i], row[2 * i + 1]
+        count, rows, first = row[3 * i], row[3 * i + 1], row[3 * i + 2]
         if not count:
             continue
         failing.append(c)
-        where = f"{file_name}, column {c.column.name}: {count} row{'s' if count > 1 else ''}"
+        name = shown_names.get(c.column.name, c.column.name)
+        where = f"{file_name}, column {name}: {count} row{'s' if count > 1 else ''}"
         said = _PROBLEM[c.kind][0].format(type=c.column.type)
         shown = ""
         if c.kind != "missing":
             (example,) = fetch_row(
                 con,
-                f"select {c.value} || {c.detail} from {quote_ident(src)} where {_ROW} = ?",
-                [rows[0]],
+                f"select {c.value} || {c.detail} from {quote_ident(table)} where {ROW} = ?",
+                [first],
             )
             shown = f"; e.g. {example}"
         lines.append(f"{where} {said} (rows {_row_list(rows, count)}{shown})")
     return lines, failing
 
 
-def _write_parquet_atomically(con: duckdb.DuckDBPyConnection, sql: str, final: Path) -> None:
+def write_parquet_atomically(con: duckdb.DuckDBPyConnection, sql: str, final: Path) -> None:
+    """``COPY`` a query to Parquet under a temporary name, then move it into place."""
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = final.parent / f".{final.name}.{uuid.uuid4().hex}.tmp"
     try:
@@ -466,10 +314,14 @@ def _write_parquet_atomically(con: duckdb.DuckDBPyConnection, sql: str, final: P
 
 
 def load_empty_table(
-    con: duckdb.DuckDBPyConnection, table: Table, source_dir: Path, quarantine_dir: Path
+    con: duckdb.DuckDBPyConnection,
+    table: Table,
+    source_dir: Path,
+    quarantine_dir: Path,
+    column_defs: str | None = None,
 ) -> IngestResult:
-    """An optional table without a file: an empty typed table, so downstream models still run."""
-    column_defs = ", ".join(f"{quote_ident(c.name)} {c.type}" for c in table.columns)
+    """A table without a file: an empty typed table, so downstream models still build."""
+    column_defs = column_defs or ", ".join(f"{quote_ident(c.name)} {c.type}" for c in table.columns)
     quarantine_defs = "source_file varchar, row_number bigint, reason varchar, raw_line varchar"
     with transaction(con):
         con.execute(f"create schema if not exists {RAW_SCHEMA}")
@@ -481,7 +333,7 @@ def load_empty_table(
             f"create or replace table {QUARANTINE_SCHEMA}.{quote_ident(table.name)} "
             f"({quarantine_defs})"
         )
-    _write_parquet_atomically(
+    write_parquet_atomically(
         con,
         f"select * from {QUARANTINE_SCHEMA}.{quote_ident(table.name)}",
         path_within(quarantine_dir, f"{table.name}.parquet"),
@@ -492,31 +344,73 @@ def load_empty_table(
         rows_read=0,
         rows_loaded=0,
         rows_quarantined=0,
-        problems=(f"{table.name}: no file in {source_dir}; optional table loaded empty",),
+        problems=(f"{table.name}: no file in {source_dir}; loaded empty",),
+        loaded_empty=True,
     )
 
 
-def _column_mapping(table: Table, file_name: str, names: list[str]) -> dict[str, str]:
-    """Contract column -> file column, matching names without regard to case and blanks.
+def contract_sources(table: Table, mapping: TableMapping, read: SourceRead) -> dict[str, str]:
+    """Contract column -> file column: the mapping's renames, else a column of the same name.
 
     Raises:
-        ContractError: Two file columns match the same contract column (' Email' and 'email'):
-            which one holds the data cannot be known.
+        ContractError: A mapped column is not in the file, or two file columns match one
+            contract column.
     """
-    by_lower: dict[str, list[str]] = {}
-    for name in names:
-        by_lower.setdefault(name.strip().lower(), []).append(name)
-    mapping = {}
-    for column in table.columns:
-        found = by_lower.get(column.name, [])
-        if len(found) > 1:
+    header = read.header
+    for source in mapping.columns:
+        if source not in header:
             raise ContractError(
-                f"{file_name}: columns {', '.join(repr(n) for n in found)} all match contract "
-                f"column {column.name}; keep one"
+                f"{read.name}: column {source!r} of the mapping ({mapping.path}) is not in the "
+                f"file (close matches: {close_matches(source, header)})"
             )
-        if found:
-            mapping[column.name] = found[0]
-    return mapping
+    renamed = {target: source for source, target in mapping.columns.items()}
+    taken = set(mapping.columns) | mapping.ignored
+    unmapped = [c.name for c in table.columns if c.name not in renamed]
+    free = [h for h in header if h not in taken]
+    same_name = match_columns(free, unmapped, read.name)
+    return {**renamed, **same_name}
+
+
+def _loaded_rows(con: duckdb.DuckDBPyConnection, table: Table) -> int | None:
+    """Rows of the last load of ``raw.<table>``, or None when it was never loaded."""
+    found = con.execute(
+        "select 1 from information_schema.tables where table_schema = ? and table_name = ?",
+        [RAW_SCHEMA, table.name],
+    ).fetchall()
+    if not found:
+        return None
+    (rows,) = fetch_row(con, f"select count(*) from {RAW_SCHEMA}.{quote_ident(table.name)}")
+    return int(rows)
+
+
+def _without_file(
+    con: duckdb.DuckDBPyConnection,
+    table: Table,
+    mapping: TableMapping,
+    source_dir: Path,
+    quarantine_dir: Path,
+) -> IngestResult:
+    """A table the source has no file for: empty the first time, else the last load stays.
+
+    A source may hold only some tables (its models decide what they need), so a missing file
+    never fails a run; but a file that was there before and is missing now is more likely a
+    broken export than data that vanished, so the last good load is kept, and said.
+    """
+    last = _loaded_rows(con, table)
+    expected = mapping.file or f"{table.name}.csv"
+    if not last:
+        return load_empty_table(con, table, source_dir, quarantine_dir)
+    return IngestResult(
+        table=table.name,
+        source_file=source_dir / expected,
+        rows_read=0,
+        rows_loaded=last,
+        rows_quarantined=0,
+        problems=(
+            f"{table.name}: no file {expected} in {source_dir}; the last load ({last} rows) "
+            "is kept",
+        ),
+    )
 
 
 def ingest_table(
@@ -525,51 +419,51 @@ def ingest_table(
     source_dir: Path,
     quarantine_dir: Path,
     tombstones: Tombstones | None = None,
+    mapping: TableMapping | None = None,
 ) -> IngestResult:
-    """Load one contract table's file into ``raw.<table>``; quarantine the rows that break it.
+    """Load one contract table's export into ``raw.<table>``; quarantine the rows that break it.
 
     Args:
         con: Writable DuckDB connection, not inside an open transaction. Its session time zone
             should be UTC (``ml.core.warehouse.connect`` sets it): naive timestamps are read as UTC.
         table: The contract table.
-        source_dir: Folder holding ``<table>.parquet``, ``<table>.csv`` or ``<table>.csv.gz``.
+        source_dir: Folder holding the export (``<table>.csv`` and the like without a mapping).
         quarantine_dir: Folder for ``<table>.parquet`` with the quarantined rows (rewritten on
             every successful ingest, empty when nothing was quarantined).
         tombstones: Erased records: their rows (and malformed lines naming them) are dropped
             before anything is loaded or quarantined.
+        mapping: The table's section of the folder's ``mapping.yaml``; None: contract names.
 
     Returns:
         Counts and human-readable problems (bad values, missing optional columns, ignored extra
         columns, malformed lines).
 
     Raises:
-        ContractError: The file is missing, ambiguous, empty, unreadable, has a header that is
-            not UTF-8, lacks a required column, has two columns for one contract column, or has
+        ContractError: The file is ambiguous, empty, unreadable, has a header that is not
+            UTF-8, lacks a required column, has two columns for one contract column, or has
             no data rows while the table must have some. Nothing is written in that case.
     """
     source_dir, quarantine_dir = Path(source_dir), Path(quarantine_dir)
-    if table.optional and not any(
-        path_within(source_dir, f"{table.name}{s}").is_file() for s in _SUFFIXES
-    ):
-        return load_empty_table(con, table, source_dir, quarantine_dir)
-    path = find_source_file(table, source_dir)
-    file_name = path.name
-    if path.stat().st_size == 0:
-        raise ContractError(f"{file_name}: the file is empty (a header row is required)")
-    with _temp_names(con, "src", "rejects", "scans") as (src, rejects, scans):
-        n_malformed = _read_into(con, path, src, rejects, scans)
-
-        described = con.execute(f"describe {quote_ident(src)}").fetchall()
-        source_types = {str(r[0]): str(r[1]) for r in described if r[0] != _ROW}
-        mapping = _column_mapping(table, file_name, list(source_types))
-
-        missing_required = [c.name for c in table.columns if c.required and c.name not in mapping]
+    mapping = mapping or default_mapping(table)
+    if not candidate_files(mapping, source_dir):
+        return _without_file(con, table, mapping, source_dir, quarantine_dir)
+    files = find_files(mapping, source_dir)
+    with read_source(con, files, mapping) as read, temp_names(con, "mapped") as (mapped,):
+        file_name, src = read.name, read.src
+        source = contract_sources(table, mapping, read)
+        generated = table.key if mapping.generate_id else None
+        missing_required = [
+            c.name
+            for c in table.columns
+            if c.required and c.name not in source and c.name != generated
+        ]
         if missing_required:
             raise ContractError(
                 f"{file_name}: missing required column(s) {', '.join(missing_required)} "
-                f"(file has: {', '.join(source_types) or 'no columns'})"
+                f"(file has: {', '.join(read.header) or 'no columns'})"
             )
         (n_rows,) = fetch_row(con, f"select count(*) from {quote_ident(src)}")
+        n_malformed = read.malformed
         if n_rows + n_malformed == 0 and not table.allows_no_rows:
             # A truncated export must not replace the last good load with nothing.
             raise ContractError(
@@ -580,23 +474,27 @@ def ingest_table(
         n_erased = 0
         if tombstones is not None:
             n_erased = drop_erased_rows(
-                con, quote_ident(src), tombstones, record_column=mapping.get(RECORD_COLUMN)
+                con, quote_ident(src), tombstones, record_column=source.get(RECORD_COLUMN)
             )
             if n_malformed:
-                drop_erased_rows(con, quote_ident(rejects), tombstones, raw_line_column="csv_line")
+                drop_erased_rows(
+                    con, quote_ident(read.rejects), tombstones, raw_line_column="csv_line"
+                )
                 (n_malformed,) = fetch_row(
-                    con, f"select count(distinct line) from {quote_ident(rejects)}"
+                    con, f"select count(distinct (file, line)) from {quote_ident(read.rejects)}"
                 )
         if n_erased:
             # A count only: which records were erased is not for the logs.
             problems.append(f"{file_name}: {n_erased} rows of erased persons dropped")
-        missing_optional = [c.name for c in table.columns if c.name not in mapping]
+        missing_optional = [
+            c.name for c in table.columns if c.name not in source and c.name != generated
+        ]
         if missing_optional:
             problems.append(
                 f"{file_name}: optional column(s) {', '.join(missing_optional)} missing; "
                 "loaded as empty"
             )
-        extra = [n for n in source_types if n not in mapping.values()]
+        extra = [n for n in read.header if n not in source.values() and n not in mapping.ignored]
         if extra:
             problems.append(f"{file_name}: extra column(s) {', '.join(extra)} ignored")
         if n_malformed:
@@ -604,15 +502,32 @@ def ingest_table(
                 con,
                 f"select list(distinct line order by line)[1:{_MAX_ROWS_LISTED}], "
                 f"lower(string_agg(distinct error_type, ', ' order by error_type)) "
-                f"from {quote_ident(rejects)}",
+                f"from {quote_ident(read.rejects)}",
             )
             problems.append(
                 f"{file_name}: {n_malformed} malformed line{'s' if n_malformed > 1 else ''} "
                 f"quarantined ({kinds}; lines {_row_list(lines, n_malformed)})"
             )
 
-        checks = _checks(table, mapping, source_types)
-        column_problems, failing = _problem_lines(con, src, file_name, checks)
+        # The mapping in one select: contract names, cleaned text, a generated id.
+        selected = [
+            f"{value_expr(mapping, s, read.source_types[s], c)} as {quote_ident(c)}"
+            for c, s in source.items()
+        ]
+        if generated:
+            selected.append(f"{generated_id_expr(mapping)} as {quote_ident(generated)}")
+        con.execute(
+            f"create temp table {quote_ident(mapped)} as select {read.positions}"
+            + "".join(f", {s}" for s in selected)
+            + f" from {quote_ident(src)}"
+        )
+        mapped_types = {
+            str(r[0]): str(r[1]) for r in con.execute(f"describe {quote_ident(mapped)}").fetchall()
+        }
+        present = {c.name: c.name for c in table.columns if c.name in mapped_types}
+        checks = _checks(table, present, mapped_types)
+        shown = {c: f"{c} (from {s!r})" for c, s in source.items() if s.strip().lower() != c}
+        column_problems, failing = _problem_lines(con, mapped, file_name, checks, read.where, shown)
         problems += column_problems
         # Only checks that found something need to run again; a clean file is loaded unfiltered.
         bad = " or ".join(c.predicate for c in failing) or "false"
@@ -620,27 +535,32 @@ def ingest_table(
         types = {c.name: c.type for c in table.columns}
         column_defs = ", ".join(f"{quote_ident(n)} {t}" for n, t in types.items())
         typed_select = ", ".join(
-            f"{_typed_expr(c, mapping.get(c.name), source_types.get(mapping.get(c.name, '')))} "
+            f"{_typed_expr(c, present.get(c.name), mapped_types.get(c.name))} "
             f"as {quote_ident(c.name)}"
             for c in table.columns
         )
-        kept = [n for n in source_types if n not in _QUARANTINE_META]
-        original = ", ".join(f"cast({quote_ident(n)} as varchar) as {quote_ident(n)}" for n in kept)
+        kept = [n for n in read.header if n not in _QUARANTINE_META and n not in mapping.pii]
+        original = ", ".join(
+            f"cast(s.{quote_ident(n)} as varchar) as {quote_ident(n)}" for n in kept
+        )
         original_nulls = ", ".join(f"cast(null as varchar) as {quote_ident(n)}" for n in kept)
         raw_table = f"{RAW_SCHEMA}.{quote_ident(table.name)}"
         quarantine_table = f"{QUARANTINE_SCHEMA}.{quote_ident(table.name)}"
         bad_rows_sql = (
-            f"select cast($source_file as varchar) as source_file, {_ROW} as row_number, "
-            f"{_reason_expr(failing)} as reason, {original}, cast(null as varchar) as raw_line "
-            f"from {quote_ident(src)} where {bad}"
+            f"select b.{FILE} as source_file, b.{LINE} as row_number, "
+            f"b.reason{', ' + original if original else ''}, cast(null as varchar) as raw_line "
+            f"from (select {ROW}, {FILE}, {LINE}, {_reason_expr(failing)} as reason "
+            f"from {quote_ident(mapped)} where {bad}) b "
+            f"join {quote_ident(src)} s on s.{ROW} = b.{ROW}"
         )
         if n_malformed:
+            raw_line = "cast(null as varchar)" if mapping.pii else "any_value(csv_line)"
             bad_rows_sql += (
-                f" union all by name select cast($source_file as varchar) as source_file, "
+                f" union all by name select file as source_file, "
                 f"cast(line as bigint) as row_number, "
-                f"'malformed line: ' || lower(string_agg(distinct error_type, ', ')) as reason, "
-                f"{original_nulls}, any_value(csv_line) as raw_line "
-                f"from {quote_ident(rejects)} group by line"
+                f"'malformed line: ' || lower(string_agg(distinct error_type, ', ')) as reason"
+                f"{', ' + original_nulls if original_nulls else ''}, {raw_line} as raw_line "
+                f"from {quote_ident(read.rejects)} group by file, line"
             )
 
         with transaction(con):
@@ -648,28 +568,26 @@ def ingest_table(
             con.execute(f"create schema if not exists {QUARANTINE_SCHEMA}")
             con.execute(f"create or replace table {raw_table} ({column_defs})")
             con.execute(
-                f"insert into {raw_table} select {typed_select} from {quote_ident(src)} "
-                f"where not ({bad})"
+                f"insert into {raw_table} select {typed_select} from {quote_ident(mapped)} "
+                f"where not ({bad}) order by {ROW}"
             )
             con.execute(
                 f"create or replace table {quarantine_table} as "
-                f"select * from ({bad_rows_sql}) order by row_number",
-                {"source_file": file_name},
+                f"select * from ({bad_rows_sql}) order by source_file, row_number"
             )
             counts = fetch_row(
                 con,
                 f"select (select count(*) from {quote_ident(src)}), "
                 f"(select count(*) from {raw_table}), (select count(*) from {quarantine_table})",
             )
-        assert counts is not None
-        _write_parquet_atomically(
+        write_parquet_atomically(
             con,
             f"select * from {quarantine_table}",
             path_within(quarantine_dir, f"{table.name}.parquet"),
         )
     return IngestResult(
         table=table.name,
-        source_file=path,
+        source_file=files[0],
         rows_read=int(counts[0]) + n_malformed + n_erased,
         rows_loaded=int(counts[1]),
         rows_quarantined=int(counts[2]),

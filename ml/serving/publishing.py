@@ -146,10 +146,17 @@ def _history_sql(tables: Sequence[ServingTable]) -> str | None:
         score = table.history
         if score is None or table.model is None:
             continue
+        model_name = (
+            "cast(model_name as varchar)"
+            if "model_name" in table.column_names
+            else sql_literal(table.model)
+        )
         parts.append(
             f"select cast({quote_ident(score.entity_column)} as varchar) as entity_id, "
             f"{sql_literal(score.score_column)} as score_name, "
-            f"{sql_literal(table.model)} as model_name, "
+            # A table written by more than one model (customer_scores: churn or churn_snapshot)
+            # says which on every row.
+            f"{model_name} as model_name, "
             "cast(model_version as varchar) as model_version, "
             f"cast({quote_ident(score.as_of_column)} as date) as as_of_date, "
             f"cast({quote_ident(score.score_column)} as double) as score "

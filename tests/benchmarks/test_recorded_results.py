@@ -40,7 +40,7 @@ def test_the_pattern_finds_absolute_paths(name: str) -> None:
     "name",
     [
         "../shared/data",
-        "examples/x_education/leads_mapping.yaml",
+        "examples/x_education/mapping.yaml",
         "70/30",
         "T / X",
         "reset every 0.2 s (/proc/self/clear_refs)",

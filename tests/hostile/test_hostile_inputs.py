@@ -21,7 +21,7 @@ import pandas as pd
 import pytest
 import yaml
 
-import ml.data.ingest
+import ml.data.reading
 from ml.core.warehouse import connect
 from ml.data.contract import RAW_TABLES
 from ml.data.ingest import ContractError, ingest_table
@@ -195,7 +195,7 @@ def test_ingest_outcome(
 ) -> None:
     table = RAW_TABLES[case["table"]]
     if "max_line_bytes" in case:
-        monkeypatch.setattr(ml.data.ingest, "MAX_LINE_BYTES", case["max_line_bytes"])
+        monkeypatch.setattr(ml.data.reading, "MAX_LINE_BYTES", case["max_line_bytes"])
     quarantine_dir = tmp_path / "quarantine"
     # The last good load, which a refused file must leave in place.
     good_keys: list[str] = []

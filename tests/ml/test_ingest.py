@@ -226,18 +226,26 @@ def test_missing_required_column_raises_and_keeps_previous_table(
     assert _rows(con, "select count(*) from duckdb_tables() where temporary") == [(0,)]
 
 
-def test_unreadable_or_missing_file_raises_and_keeps_previous_table(
+def test_unreadable_file_raises_and_a_missing_one_keeps_the_previous_table(
     con: duckdb.DuckDBPyConnection, dirs: tuple[Path, Path]
 ) -> None:
     source, quarantine = dirs
     events = RAW_TABLES["events"]
-    with pytest.raises(ContractError, match=r"events: no file events\.parquet, events\.csv"):
-        ingest_table(con, events, source, quarantine)
+    # No file, never loaded: an empty table (the source holds other tables only).
+    first = ingest_table(con, events, source, quarantine)
+    assert first.loaded_empty and _rows(con, "select count(*) from raw.events") == [(0,)]
     (source / "events.csv").write_text(
         "event_id,customer_record_id,event_type,occurred_at\ne1,c1,login,2025-01-01\n"
     )
     ingest_table(con, events, source, quarantine)
     (source / "events.csv").unlink()
+    # No file after a load: the last load stays, and the report says so.
+    kept = ingest_table(con, events, source, quarantine)
+    assert (
+        "no file events.csv" in kept.problems[0]
+        and "last load (1 rows) is kept" in kept.problems[0]
+    )
+    assert _rows(con, "select event_id from raw.events") == [("e1",)]
     (source / "events.parquet").write_bytes(b"PAR1 this is not parquet at all \x00\xff" * 20)
     with pytest.raises(ContractError, match=r"events\.parquet: cannot be read"):
         ingest_table(con, events, source, quarantine)

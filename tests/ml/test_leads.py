@@ -12,7 +12,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ml.data.lead_mapping import load_leads, load_mapping, read_leads
+from ml.data.contract import FLAT_TABLES, LEADS_TABLE
+from ml.data.flat_tables import load_flat_table, read_flat_table
+from ml.data.mapping import load_source_mapping
 from ml.models.lead_scoring.model import (
     GRADES,
     LABEL_COLUMN,
@@ -20,7 +22,6 @@ from ml.models.lead_scoring.model import (
     LEAD_SCORE_COLUMNS,
     LeadConfig,
     LeadModel,
-    lead_feature_importance,
     lead_feature_kinds,
     lead_training_frame,
     score_leads,
@@ -29,19 +30,20 @@ from ml.models.lead_scoring.model import (
 from ml.synthetic.leads import EXPORT_COLUMNS, generate_leads, generate_leads_with_truth
 
 ROOT = Path(__file__).resolve().parents[2]
+SYNTHETIC_MAPPING = ROOT / "examples/synthetic/mapping.yaml"
 START, END = date(2025, 1, 1), date(2025, 12, 31)
 AS_OF = datetime(2026, 1, 1)
 FAST = LeadConfig(boosting=replace(LEAD_BOOSTING, iterations=120, depth=4, learning_rate=0.1))
 
 
-def _load(tmp_path: Path, export: pd.DataFrame, mapping: str) -> pd.DataFrame:
-    path = tmp_path / "leads.csv"
-    export.to_csv(path, index=False)
+def _load(tmp_path: Path, export: pd.DataFrame, mapping: Path) -> pd.DataFrame:
+    export.to_csv(tmp_path / "leads.csv", index=False)
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
     try:
-        load_leads(con, path, load_mapping(ROOT / mapping), tmp_path / "q", now=AS_OF)
-        return read_leads(con)
+        leads_mapping = load_source_mapping(mapping, FLAT_TABLES)["leads"]
+        load_flat_table(con, leads_mapping, tmp_path, tmp_path / "q", now=AS_OF)
+        return read_flat_table(con, LEADS_TABLE).rows
     finally:
         con.close()
 
@@ -50,7 +52,7 @@ def _load(tmp_path: Path, export: pd.DataFrame, mapping: str) -> pd.DataFrame:
 def leads(tmp_path_factory: pytest.TempPathFactory) -> pd.DataFrame:
     """4,000 synthetic leads of 2025, loaded through the synthetic mapping."""
     export = generate_leads(4_000, seed=7, start=START, end=END)
-    return _load(tmp_path_factory.mktemp("leads"), export, "examples/synthetic/leads_mapping.yaml")
+    return _load(tmp_path_factory.mktemp("leads"), export, SYNTHETIC_MAPPING)
 
 
 @pytest.fixture(scope="module")
@@ -135,7 +137,7 @@ def test_model_uses_custom_attributes_and_ranks_the_known_driver(
     assert {"attr_trial_started", "attr_budget_confirmed", "attr_industry"} <= set(
         model.feature_names
     )
-    importance = lead_feature_importance(model)
+    importance = model.feature_importance()
     assert "attr_trial_started" in list(importance)[:3]
     # Same leads, only the strong attribute-only driver flipped: the score must go up.
     training = frames[0]
@@ -198,9 +200,9 @@ def test_protected_and_personal_columns_never_reach_the_model(tmp_path: Path) ->
     export = generate_leads(1_500, seed=11, start=START, end=END)
     # A protected attribute that predicts the outcome perfectly: it must still not be used.
     export["Gender"] = np.where(export["Became a Customer Date"].notna(), "f", "m")
-    mapping = (ROOT / "examples/synthetic/leads_mapping.yaml").read_text() + "protected: [Gender]\n"
+    mapping = SYNTHETIC_MAPPING.read_text() + "  protected: [Gender]\n"
     (tmp_path / "mapping.yaml").write_text(mapping)
-    leads = _load(tmp_path, export, str(tmp_path / "mapping.yaml"))
+    leads = _load(tmp_path, export, tmp_path / "mapping.yaml")
     assert "protected_gender" in leads.columns
     assert not {"attr_email", "attr_first_name", "email"} & set(leads.columns)
     training, scoring = lead_training_frame(leads, AS_OF)

@@ -190,7 +190,7 @@ def test_bad_file_fails_clearly_quarantines_and_keeps_last_good_scores(
     ]
     assert any("customers.csv" in m and "signed_up_at" in m for m in messages)
     # The copied folder has the lead export but not its mapping: a clear error too.
-    assert any("leads.csv: no column mapping" in m for m in messages)
+    assert any("no 'leads' section" in m for m in messages)
     with duckdb.connect(str(settings.warehouse_path), read_only=True) as after:
         assert after.execute("select count(*) from quarantine.events").fetchall()[0] == (3,)
         pd_after = after.sql("select * from serving.customer_scores order by all").df()
@@ -454,7 +454,8 @@ def test_every_models_promotion_decision_is_an_asset_and_a_table(pipeline_run) -
             "select model_name, model_version, promoted, reason "
             "from governance.promotion_decisions order by model_name"
         ).fetchall()
-    assert [r[0] for r in rows] == sorted(REGISTERED_MODELS)
+    # Every model the synthetic CRM trains; churn_snapshot needs a flat customer table.
+    assert [r[0] for r in rows] == sorted(set(REGISTERED_MODELS) - {"churn_snapshot"})
     assert materialization.metadata["dagster/row_count"].value == len(rows)  # type: ignore[union-attr]
     decisions = {name: (version, promoted, reason) for name, version, promoted, reason in rows}
     assert decisions["churn"][:2] == ("1", True)

@@ -16,6 +16,7 @@ import pandas as pd
 
 from ml.data.contract import PII_COLUMNS, PROTECTED_COLUMNS
 from ml.data.features import CATEGORICAL_FEATURES, CHURN_FEATURES, LABEL_COLUMN
+from ml.data.sources import Needs
 from ml.modelling.boosting import flat_params
 from ml.modelling.drift import DriftResult, drift_report
 from ml.modelling.evaluation import (
@@ -54,6 +55,12 @@ from ml.models.churn.scoring import RiskBands, score_customers, validate_scores
 from ml.synthetic.oracle import oracle_auc
 
 MODEL_NAME = "churn"
+NEEDS = Needs(
+    MODEL_NAME,
+    tables=("customers", "subscriptions"),
+    uses=("events", "orders", "support_tickets", "consents"),
+)
+"""The source tables the model needs rows in (``ml.data.sources``)."""
 SHAP_SUMMARY_ROWS = 20_000  # validation rows explained for the SHAP summary and importance
 
 BUSINESS_SLICES: tuple[str, ...] = ("plan", "contract_type", "country_code")

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ml.data.sources import Needs
 from ml.modelling.boosting import flat_params
 from ml.modelling.model_card import ModelCard
 from ml.modelling.promotion import refitted_every_run
@@ -28,6 +29,8 @@ from ml.models.customer_value.model import (
 )
 
 MODEL_NAME = "customer_value"
+NEEDS = Needs(MODEL_NAME, tables=("orders",), uses=("customers",))
+"""The source tables the model needs rows in (``ml.data.sources``)."""
 # Features at an as-of date describe the days before it: the last observed day is the day before.
 _DAY = pd.Timedelta(days=1)
 

@@ -8,47 +8,52 @@ from pathlib import Path
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
+from ml.data.flat_tables import FlatTable
+from ml.data.sources import Needs
 from ml.modelling.boosting import flat_params
 from ml.modelling.evaluation import plot_shap_summary
+from ml.modelling.flat_outcome import feature_table, holdout_split, plot_flat_model
 from ml.modelling.model_card import ModelCard
 from ml.modelling.promotion import PromotionDecision, decide_by_metric
 from ml.modelling.registry import Candidate, Training
 from ml.models.lead_scoring.model import (
+    CONVERSION,
     LeadConfig,
     LeadModel,
-    holdout_split,
-    lead_feature_importance,
     lead_training_frame,
-    plot_lead_model,
     score_leads,
     train_lead_model,
 )
 
 MODEL_NAME = "lead_scoring"
+NEEDS = Needs(MODEL_NAME, tables=("leads",))
+"""The source tables the model needs rows in (``ml.data.sources``)."""
 
 
-def train(leads: pd.DataFrame, config: LeadConfig, plots_dir: Path) -> Training:
+def train(leads: FlatTable, config: LeadConfig, plots_dir: Path) -> Training:
     """Train on the leads whose conversion window closed, evaluate on the newest 20%.
 
     The candidate becomes champion when its holdout ROC AUC is at least the champion's on the
     same leads.
 
     Args:
-        leads: ``raw.leads`` rows (``ml.data.lead_mapping.read_leads``).
+        leads: ``raw.leads`` with its column labels (``ml.data.flat_tables.read_flat_table``).
         config: Model settings.
         plots_dir: Folder for the plots and the model card.
     """
-    training, _ = lead_training_frame(leads, conversion_window_days=config.conversion_window_days)
-    model = train_lead_model(training, config)
+    training, _ = lead_training_frame(
+        leads.rows, conversion_window_days=config.conversion_window_days
+    )
+    model = train_lead_model(training, config, leads.labels, leads.missing_meanings)
     assert model.holdout is not None and model.holdout_labels is not None
-    plots = plot_lead_model(model, plots_dir)
-    _, is_holdout = holdout_split(training, config)
+    plots = plot_flat_model(model, plots_dir, "lead")
+    _, is_holdout = holdout_split(training, config, CONVERSION)
     holdout = training.loc[is_holdout]
     labels, new_auc = model.holdout_labels, model.holdout.roc_auc
     plots["shap_summary"], _ = plot_shap_summary(
         model.shap_values(holdout), model.prepare(holdout), plots_dir / "shap_summary.png"
     )
-    importance = lead_feature_importance(model)
+    importance = model.feature_importance()
 
     def decide(champion: LeadModel | None, version: str | None) -> PromotionDecision:
         before = (
@@ -67,7 +72,7 @@ def train(leads: pd.DataFrame, config: LeadConfig, plots_dir: Path) -> Training:
         "window, so sales call the most promising first.",
         not_intended_for=("Deciding whether a person may buy or at what price.",),
         data_window={"training_leads": str(len(training)), "holdout": "newest 20% by creation"},
-        features=tuple((name, kind, "") for name, kind in model.kinds.items()),
+        features=feature_table(model),
         metrics={k: v for k, v in metrics.items() if k != "top_fraction"},
         plots={name.capitalize(): p for name, p in plots.items()},
         calibration={"method": model.calibration_report.method, "brier": model.holdout.brier},

@@ -14,9 +14,17 @@ from collections.abc import Sequence
 
 import pandas as pd
 
+from ml.data.sources import Needs
 from ml.models.next_best_action.contact_policy import FrequencyCap, audit_rows, decide_contacts
 from ml.models.next_best_action.data import DecisionInputs
 from ml.models.next_best_action.model import ActionSettings, choose_actions, expected_gains
+
+NEEDS = Needs(
+    "next_best_action",
+    tables=("customers", "subscriptions"),
+    uses=("consents", "contacts", "campaigns", "orders"),
+)
+"""The source tables the model needs rows in (``ml.data.sources``)."""
 
 
 def score(

@@ -7,6 +7,7 @@ from pathlib import Path
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
+from ml.data.sources import Needs
 from ml.modelling.boosting import flat_params
 from ml.modelling.evaluation import plot_calibration_curve, plot_lift_chart, plot_shap_summary
 from ml.modelling.model_card import ModelCard
@@ -20,6 +21,10 @@ from ml.models.next_product.model import (
 )
 
 MODEL_NAME = "next_product"
+NEEDS = Needs(
+    MODEL_NAME, tables=("customers", "subscriptions", "orders"), uses=("events", "support_tickets")
+)
+"""The source tables the model needs rows in (``ml.data.sources``)."""
 
 
 def train(labelled: pd.DataFrame, config: NextProductConfig, plots_dir: Path) -> Training:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ml.data.sources import Needs
 from ml.modelling.boosting import flat_params
 from ml.modelling.model_card import ModelCard
 from ml.modelling.promotion import PromotionDecision, decide_by_metric
@@ -21,6 +22,10 @@ from ml.models.retention_uplift.model import (
 )
 
 MODEL_NAME = "retention_uplift"
+NEEDS = Needs(
+    MODEL_NAME, tables=("customers", "subscriptions", "campaigns"), uses=("events", "orders")
+)
+"""The source tables the model needs rows in (``ml.data.sources``)."""
 
 
 def train(sends: pd.DataFrame, config: CampaignUpliftConfig, plots_dir: Path) -> Training:

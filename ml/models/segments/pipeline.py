@@ -13,6 +13,7 @@ from typing import Any
 
 import pandas as pd
 
+from ml.data.sources import Needs
 from ml.models.segments.model import (
     SegmentConfig,
     SegmentModel,
@@ -20,6 +21,9 @@ from ml.models.segments.model import (
     fit_segments,
     profile,
 )
+
+NEEDS = Needs("segments", tables=("customers", "subscriptions"), uses=("events", "orders"))
+"""The source tables the model needs rows in (``ml.data.sources``)."""
 
 EXPERIMENT = "segments"
 

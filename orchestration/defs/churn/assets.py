@@ -6,19 +6,29 @@ from datetime import UTC, datetime
 import dagster as dg
 from pydantic import Field
 
+from ml.core.settings import Settings
 from ml.core.warehouse import connect
+from ml.data.contract import CUSTOMER_SNAPSHOT_TABLE
 from ml.data.features import CustomerBucket, read_scoring_features
+from ml.data.flat_tables import read_flat_table
 from ml.modelling.fairness import FairnessConfig
 from ml.modelling.promotion import PromotionRule
 from ml.modelling.registry import champion_version, load_champion, register
 from ml.models.churn import pipeline as churn
+from ml.models.churn import snapshot
 from ml.models.churn.data import read_training_inputs, read_typical_values
-from ml.models.churn.model import TrainingConfig
+from ml.models.churn.model import CHURN_BOOSTING, TrainingConfig
 from ml.models.churn.scoring import RiskBands, validate_scores
 from ml.serving.partitioning import bucket_keys, collect_bucket_scores, write_bucket_scores
 from ml.serving.tables import publish, serving_table
 from orchestration.lib import keys
-from orchestration.lib.metadata import TRAINING_TAG, published_metadata, training_metadata
+from orchestration.lib.metadata import (
+    TRAINING_TAG,
+    published_metadata,
+    skipped,
+    training_metadata,
+)
+from orchestration.lib.sources import missing_inputs, skip_without_inputs
 from orchestration.resources import CrmSettings, registry
 
 _TRAINING = TrainingConfig()
@@ -96,6 +106,8 @@ def churn_model(
 ) -> dg.MaterializeResult:
     """CatBoost churn model, validated out of time, judged against the champion, registered."""
     settings = crm.get()
+    if (skip := skip_without_inputs(settings, churn.NEEDS)) is not None:
+        return skip
     with connect(settings.warehouse_path, read_only=True) as con:
         inputs = read_training_inputs(con, config.training_as_of_dates)
     training = churn.train(
@@ -104,6 +116,40 @@ def churn_model(
         config.governance(settings.capacity_top_k, settings.fairness_min_selection_rate_ratio),
         plots_dir=settings.reports_dir / churn.MODEL_NAME / context.run_id,
         truth_dir=settings.truth_dir if settings.is_synthetic else None,
+    )
+    registration = register(registry(settings), training.candidate)
+    return dg.MaterializeResult(metadata=training_metadata(training, registration))
+
+
+@dg.asset(
+    key=keys.model(snapshot.MODEL_NAME),
+    group_name="churn",
+    kinds={"catboost", "mlflow"},
+    deps=[keys.raw("customer_snapshot")],
+    tags=TRAINING_TAG,
+)
+def churn_snapshot_model(
+    context: dg.AssetExecutionContext, crm: CrmSettings
+) -> dg.MaterializeResult:
+    """Churn model of a flat customer table (snapshot mode, docs/bring-your-own-data.md).
+
+    Settings chosen by inner cross-validation, judged on 20% held-out customers against the
+    champion (AUC, calibration, lift at capacity) and the fairness gate over the protected
+    columns, registered as churn_snapshot.
+    """
+    settings = crm.get()
+    if (skip := skip_without_inputs(settings, snapshot.NEEDS)) is not None:
+        return skip
+    with connect(settings.warehouse_path, read_only=True) as con:
+        table = read_flat_table(con, CUSTOMER_SNAPSHOT_TABLE)
+    training = snapshot.train(
+        table,
+        snapshot.SnapshotConfig(boosting=CHURN_BOOSTING.with_threads(settings.threads)),
+        snapshot.SnapshotGovernance(
+            capacity=settings.capacity_top_k,
+            min_selection_rate_ratio=settings.fairness_min_selection_rate_ratio,
+        ),
+        plots_dir=settings.reports_dir / snapshot.MODEL_NAME / context.run_id,
     )
     registration = register(registry(settings), training.candidate)
     return dg.MaterializeResult(metadata=training_metadata(training, registration))
@@ -126,6 +172,8 @@ def churn_buckets(context: dg.AssetExecutionContext, crm: CrmSettings) -> dg.Mat
     ``from_buckets: true`` then checks the files form one complete scoring and publishes them.
     """
     settings = crm.get()
+    if (skip := skip_without_inputs(settings, churn.NEEDS)) is not None:
+        return skip
     bucket = CustomerBucket(int(context.partition_key))
     with connect(settings.warehouse_path, read_only=True, threads=settings.threads) as con:
         features = read_scoring_features(con, bucket=bucket)
@@ -158,16 +206,28 @@ class CustomerScoresSettings(dg.Config):
     # Not a dependency on scoring/churn_buckets, though from_buckets reads its files: an asset
     # selection "customer_scores and everything upstream" would then pull a partitioned asset
     # into an unpartitioned run, which Dagster refuses.
-    deps=[keys.model(churn.MODEL_NAME), keys.CUSTOMER_FEATURES, keys.ERASURE],
+    deps=[
+        keys.model(churn.MODEL_NAME),
+        keys.model(snapshot.MODEL_NAME),
+        keys.CUSTOMER_FEATURES,
+        keys.ERASURE,
+    ],
 )
 def customer_scores(config: CustomerScoresSettings, crm: CrmSettings) -> dg.MaterializeResult:
     """Churn risk per customer for the newest snapshot, with top drivers and a reason.
 
-    Scored by models:/churn@champion, here or (``from_buckets``) by a backfill of
-    scoring/churn_buckets. The rows of the as-of date are replaced only after the scores pass
-    the serving contract: a failed run leaves the last good scores in place.
+    Scored by models:/churn@champion when the source has the CRM's event tables, here or
+    (``from_buckets``) by a backfill of scoring/churn_buckets; else, from a flat customer
+    table, by models:/churn_snapshot@champion. The rows of the as-of date are replaced only
+    after the scores pass the serving contract: a failed run leaves the last good scores.
     """
     settings = crm.get()
+    event_missing = missing_inputs(settings, churn.NEEDS)
+    if event_missing is not None:
+        snapshot_missing = missing_inputs(settings, snapshot.NEEDS)
+        if snapshot_missing is not None:
+            return skipped(f"{event_missing}; {snapshot_missing}")
+        return _snapshot_scores(settings)
     with connect(settings.warehouse_path, threads=settings.threads) as con:
         features = read_scoring_features(con)
         if config.from_buckets:
@@ -183,3 +243,14 @@ def customer_scores(config: CustomerScoresSettings, crm: CrmSettings) -> dg.Mate
             scores = churn.score(model, version, features, datetime.now(UTC))
         published = publish(con, CUSTOMER_SCORES, scores, settings.exports_dir)
     return dg.MaterializeResult(metadata=published_metadata(published, scores))
+
+
+def _snapshot_scores(settings: Settings) -> dg.MaterializeResult:
+    model, version = load_champion(registry(settings), snapshot.MODEL_NAME)
+    with connect(settings.warehouse_path, threads=settings.threads) as con:
+        rows = read_flat_table(con, CUSTOMER_SNAPSHOT_TABLE).rows
+        scores = snapshot.score(model, version, rows, datetime.now(UTC).replace(tzinfo=None))
+        published = publish(con, CUSTOMER_SCORES, scores, settings.exports_dir)
+    return dg.MaterializeResult(
+        metadata=published_metadata(published, scores, model=snapshot.MODEL_NAME)
+    )

@@ -10,6 +10,7 @@ from ml.models.customer_value.model import CLV_BOOSTING, ClvConfig
 from ml.serving.tables import publish, serving_table
 from orchestration.lib import keys
 from orchestration.lib.metadata import TRAINING_TAG, published_metadata, training_metadata
+from orchestration.lib.sources import skip_without_inputs
 from orchestration.resources import CrmSettings, registry
 
 CUSTOMER_VALUE = serving_table("customer_value")
@@ -28,6 +29,8 @@ def customer_value_model(
     """Both CLV models compared out of time on the last six months; the one with the lower
     per-customer value MAE refitted at the newest snapshot (12-month horizon) and registered."""
     settings = crm.get()
+    if (skip := skip_without_inputs(settings, value.NEEDS)) is not None:
+        return skip
     with connect(settings.warehouse_path, read_only=True) as con:
         inputs = read_training_inputs(con)
     training = value.train(
@@ -48,6 +51,8 @@ def customer_value_model(
 def customer_value(crm: CrmSettings) -> dg.MaterializeResult:
     """Expected purchases and order value over the next 12 months, and probability alive."""
     settings = crm.get()
+    if (skip := skip_without_inputs(settings, value.NEEDS)) is not None:
+        return skip
     model, version = load_champion(registry(settings), value.MODEL_NAME)
     with connect(settings.warehouse_path, threads=settings.threads) as con:
         values = value.score(model, version, read_scoring_inputs(con))

@@ -7,13 +7,17 @@ import dagster as dg
 from ml.core.warehouse import connect, publish_table
 from ml.data.erasure import AUDIT_FILE, erase_requested_persons, read_audit_log
 from ml.modelling.registry import promotion_records
+from ml.models.churn.snapshot import MODEL_NAME as SNAPSHOT_MODEL
 from ml.serving.tables import SERVING_TABLES
 from orchestration.lib import keys
 from orchestration.lib.metadata import TRAINING_TAG, table_of
 from orchestration.resources import CrmSettings, registry
 
-# Every registered model serves a table; these are the models whose decisions are recorded.
-REGISTERED_MODELS = tuple(sorted({t.model for t in SERVING_TABLES if t.model is not None}))
+# Every registered model serves a table (customer_scores is served by churn or, from a flat
+# customer table, by churn_snapshot); these are the models whose decisions are recorded.
+REGISTERED_MODELS = tuple(
+    sorted({t.model for t in SERVING_TABLES if t.model is not None} | {SNAPSHOT_MODEL})
+)
 
 
 @dg.asset(

@@ -5,7 +5,8 @@ from datetime import UTC, datetime
 import dagster as dg
 
 from ml.core.warehouse import connect
-from ml.data.lead_mapping import read_leads
+from ml.data.contract import LEADS_TABLE
+from ml.data.flat_tables import read_flat_table
 from ml.modelling.registry import load_champion, register
 from ml.models.lead_scoring import pipeline as leads
 from ml.models.lead_scoring.model import LEAD_BOOSTING, LeadConfig
@@ -14,9 +15,9 @@ from orchestration.lib import keys
 from orchestration.lib.metadata import (
     TRAINING_TAG,
     published_metadata,
-    skipped,
     training_metadata,
 )
+from orchestration.lib.sources import skip_without_inputs
 from orchestration.resources import CrmSettings, registry
 
 LEAD_SCORES = serving_table("lead_scores")
@@ -36,12 +37,12 @@ def lead_scoring_model(context: dg.AssetExecutionContext, crm: CrmSettings) -> d
     champion when its holdout ROC AUC is at least the champion's on the same leads.
     """
     settings = crm.get()
+    if (skip := skip_without_inputs(settings, leads.NEEDS)) is not None:
+        return skip
     with connect(settings.warehouse_path, read_only=True) as con:
-        rows = read_leads(con)
-    if rows.empty:
-        return skipped("no leads")
+        table = read_flat_table(con, LEADS_TABLE)
     training = leads.train(
-        rows,
+        table,
         LeadConfig(boosting=LEAD_BOOSTING.with_threads(settings.threads)),
         plots_dir=settings.reports_dir / leads.MODEL_NAME / context.run_id,
     )
@@ -61,10 +62,10 @@ def lead_scores(crm: CrmSettings) -> dg.MaterializeResult:
     The table holds the open leads of the newest run (replaced whole, in one transaction).
     """
     settings = crm.get()
+    if (skip := skip_without_inputs(settings, leads.NEEDS)) is not None:
+        return skip
     with connect(settings.warehouse_path, threads=settings.threads) as con:
-        rows = read_leads(con)
-        if rows.empty:
-            return skipped("no leads")
+        rows = read_flat_table(con, LEADS_TABLE).rows
         model, version = load_champion(registry(settings), leads.MODEL_NAME)
         scores = leads.score(model, version, rows, datetime.now(UTC).replace(tzinfo=None))
         published = publish(con, LEAD_SCORES, scores, settings.exports_dir)

@@ -8,6 +8,7 @@ from ml.modelling.drift import MAX_ROWS
 from ml.modelling.registry import load_champion
 from ml.models.churn import pipeline as churn
 from orchestration.lib import keys
+from orchestration.lib.sources import skip_without_inputs
 from orchestration.resources import CrmSettings, registry
 
 
@@ -23,6 +24,8 @@ def churn_drift(crm: CrmSettings) -> dg.MaterializeResult:
     The retraining sensor reads ``drift_share`` from this asset's metadata.
     """
     settings = crm.get()
+    if (skip := skip_without_inputs(settings, churn.NEEDS)) is not None:
+        return skip
     model, version = load_champion(registry(settings), churn.MODEL_NAME)
     with connect(settings.warehouse_path, read_only=True) as con:
         # A sample in SQL: the report compares samples anyway, and the reference scores are

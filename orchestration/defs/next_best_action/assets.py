@@ -14,6 +14,7 @@ from ml.models.next_best_action.model import ActionSettings
 from ml.serving.tables import publish, serving_table
 from orchestration.lib import keys
 from orchestration.lib.metadata import counts, published_metadata
+from orchestration.lib.sources import skip_without_inputs
 from orchestration.resources import CrmSettings
 
 ACTIONS = serving_table("next_best_actions")
@@ -77,6 +78,10 @@ def next_best_actions(
     worth its cost that the policy blocked goes to serving.contact_policy_audit with its reason.
     """
     settings = crm.get()
+    if (skip := skip_without_inputs(settings, next_best_action.NEEDS)) is not None:
+        for name in (ACTIONS.name, AUDIT.name):
+            yield dg.MaterializeResult(asset_key=keys.serving(name), metadata=skip.metadata)
+        return
     action_settings = config.to_action_settings()
     caps = caps_from_settings(settings.contact_caps)
     with connect(settings.warehouse_path, threads=settings.threads) as con:

@@ -15,6 +15,7 @@ from orchestration.lib.metadata import (
     skipped,
     training_metadata,
 )
+from orchestration.lib.sources import skip_without_inputs
 from orchestration.resources import CrmSettings, registry
 
 OFFERS = serving_table("next_product_offers")
@@ -32,6 +33,8 @@ def next_product_model(context: dg.AssetExecutionContext, crm: CrmSettings) -> d
     """CatBoost propensity to buy a category within 90 days, out of time on the newest date;
     champion when its holdout ROC AUC is at least the champion's on the same rows."""
     settings = crm.get()
+    if (skip := skip_without_inputs(settings, next_product.NEEDS)) is not None:
+        return skip
     config = NextProductConfig(boosting=NEXT_PRODUCT_BOOSTING.with_threads(settings.threads))
     with connect(settings.warehouse_path, read_only=True) as con:
         labelled = read_product_candidates(
@@ -58,6 +61,8 @@ def next_product_model(context: dg.AssetExecutionContext, crm: CrmSettings) -> d
 def next_product_offers(crm: CrmSettings) -> dg.MaterializeResult:
     """Per customer, the category not bought yet with the highest purchase probability."""
     settings = crm.get()
+    if (skip := skip_without_inputs(settings, next_product.NEEDS)) is not None:
+        return skip
     model, version = load_champion(registry(settings), next_product.MODEL_NAME)
     with connect(settings.warehouse_path, threads=settings.threads) as con:
         offers = next_product.score(model, version, read_product_candidates(con, labelled=False))

@@ -16,6 +16,7 @@ from orchestration.lib.metadata import (
     skipped,
     training_metadata,
 )
+from orchestration.lib.sources import skip_without_inputs
 from orchestration.resources import CrmSettings, registry
 
 CUSTOMER_UPLIFT = serving_table("customer_uplift")
@@ -37,6 +38,8 @@ def retention_uplift_model(
     action uses no uplift.
     """
     settings = crm.get()
+    if (skip := skip_without_inputs(settings, uplift.NEEDS)) is not None:
+        return skip
     with connect(settings.warehouse_path, read_only=True) as con:
         sends = read_campaign_sends(con)
     if sends.empty:
@@ -60,6 +63,8 @@ def retention_uplift_model(
 def customer_uplift(context: dg.AssetExecutionContext, crm: CrmSettings) -> dg.MaterializeResult:
     """Predicted retention uplift and response segment per customer, newest as-of date."""
     settings = crm.get()
+    if (skip := skip_without_inputs(settings, uplift.NEEDS)) is not None:
+        return skip
     try:
         model, version = load_champion(registry(settings), uplift.MODEL_NAME)
     except LookupError as missing:

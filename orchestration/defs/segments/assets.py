@@ -11,6 +11,7 @@ from ml.models.segments.data import read_segmentation_inputs
 from ml.serving.tables import publish, serving_table
 from orchestration.lib import keys
 from orchestration.lib.metadata import published_metadata
+from orchestration.lib.sources import skip_without_inputs
 from orchestration.resources import CrmSettings, registry
 
 CUSTOMER_SEGMENTS = serving_table("customer_segments")
@@ -39,6 +40,10 @@ def customer_segments(crm: CrmSettings) -> Iterator[dg.MaterializeResult]:
     logged to the MLflow experiment `segments`.
     """
     settings = crm.get()
+    if (skip := skip_without_inputs(settings, segments.NEEDS)) is not None:
+        for name in (CUSTOMER_SEGMENTS.name, SEGMENT_PROFILES.name):
+            yield dg.MaterializeResult(asset_key=keys.serving(name), metadata=skip.metadata)
+        return
     with connect(settings.warehouse_path, threads=settings.threads) as con:
         segmentation = segments.train_and_score(read_segmentation_inputs(con))
         published = [
