@@ -36,7 +36,7 @@ $(DAGSTER_HOME)/dagster.yaml: orchestration/dagster.yaml
 
 ## run: generate the synthetic CRM (or read CRM_SOURCE), run the whole pipeline, print a summary
 run: env $(DBT_MANIFEST) $(DAGSTER_HOME)/dagster.yaml
-	$(BIN)/python -m orchestration.run retraining_job
+	$(BIN)/crm-signals run
 
 ## ui: the Dagster UI on http://127.0.0.1:3000 (asset graph, checks, schedules, sensor)
 ui: env $(DBT_MANIFEST) $(DAGSTER_HOME)/dagster.yaml

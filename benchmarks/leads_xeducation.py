@@ -41,19 +41,16 @@ from typing import Any
 import duckdb
 import numpy as np
 import pandas as pd
-from sklearn.compose import ColumnTransformer
-from sklearn.impute import SimpleImputer
-from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedKFold
-from sklearn.pipeline import Pipeline, make_pipeline
-from sklearn.preprocessing import OneHotEncoder, StandardScaler
+from sklearn.pipeline import Pipeline
 
 from ml.core.settings import Settings
 from ml.data.contract import FLAT_TABLES, LEADS_TABLE
 from ml.data.flat_tables import load_flat_table, read_flat_table
 from ml.data.mapping import TableMapping, load_source_mapping
-from ml.modelling.boosting import MISSING_CATEGORY, flat_params, with_settings
+from ml.modelling.baseline import lr_inputs, one_hot_logistic_regression
+from ml.modelling.boosting import flat_params, with_settings
 from ml.models.lead_scoring.model import (
     GRADES,
     LABEL_COLUMN,
@@ -107,33 +104,12 @@ def load_x_education(data_dir: Path, mapping: TableMapping) -> pd.DataFrame:
         return read_flat_table(con, LEADS_TABLE).rows
 
 
-def one_hot_logistic_regression(categorical: list[str], numeric: list[str]) -> Pipeline:
-    """The baseline: one-hot categories; median-imputed, scaled numbers; logistic regression."""
-    encoder = ColumnTransformer(
-        [
-            ("categories", OneHotEncoder(handle_unknown="ignore"), categorical),
-            ("numbers", make_pipeline(SimpleImputer(strategy="median"), StandardScaler()), numeric),
-        ]
-    )
-    return make_pipeline(encoder, LogisticRegression(max_iter=2000))
-
-
 def _logistic_regression(frame: pd.DataFrame) -> tuple[Pipeline, list[str], list[str]]:
     """The baseline on the lead features: categories and yes/no columns one-hot."""
     kinds = lead_feature_kinds(frame)
     categorical = [n for n, k in kinds.items() if k != "number"]
     numeric = [n for n, k in kinds.items() if k == "number"]
     return one_hot_logistic_regression(categorical, numeric), categorical, numeric
-
-
-def lr_inputs(frame: pd.DataFrame, categorical: list[str], numeric: list[str]) -> pd.DataFrame:
-    """The baseline's input: categories as strings (missing as a category), numbers as floats."""
-    columns: dict[str, pd.Series] = {
-        c: frame[c].astype("object").where(frame[c].notna(), MISSING_CATEGORY).astype(str)
-        for c in categorical
-    }
-    columns |= {c: pd.to_numeric(frame[c]).astype("float64") for c in numeric}
-    return pd.DataFrame(columns, index=frame.index)
 
 
 def cross_validate(

@@ -17,10 +17,10 @@ from pathlib import Path
 import duckdb
 
 from ml.core.warehouse import fetch_row, quote_ident
-from ml.data.contract import SOURCE_TABLES, Table
+from ml.data.contract import SOURCE_TABLES
 from ml.data.flat_tables import load_empty_flat_table, load_flat_table
 from ml.data.ingest import RAW_SCHEMA, ingest_table
-from ml.data.mapping import TableMapping, candidate_files, source_mappings
+from ml.data.mapping import MappingError, TableMapping, candidate_files, source_mappings
 from ml.data.tombstones import Tombstones
 
 
@@ -92,8 +92,6 @@ def load_table(
             table.name, expected, 0, 0, 0, 0, (f"{table.name}: no export; loaded empty",), False
         )
     if mapping.is_default:
-        from ml.data.mapping import MappingError
-
         raise MappingError(
             f"{table.name}: an export is in {source_dir} but the mapping has no "
             f"'{table.name}' section: a flat export needs one to say which column is the id and "
@@ -160,14 +158,16 @@ class Needs:
         missing = self.missing(rows)
         if not missing:
             return None
-        files = " and ".join(_file_hint(SOURCE_TABLES[t]) for t in missing)
-        return f"{self.model} skipped: it needs {', '.join(missing)}; add {files}"
-
-
-def _file_hint(table: Table) -> str:
-    if table.flat:
-        return f"an export with a '{table.name}' section in mapping.yaml"
-    return f"{table.name}.csv (or map your export in mapping.yaml)"
+        files = [f"{t}.csv" for t in missing if not SOURCE_TABLES[t].flat]
+        flat = [t for t in missing if SOURCE_TABLES[t].flat]
+        hints = []
+        if files:
+            hints.append(
+                f"add {' and '.join(files)} (or map your "
+                f"export{'s' if len(files) > 1 else ''} in mapping.yaml)"
+            )
+        hints += [f"add an export with a '{t}' section in mapping.yaml" for t in flat]
+        return f"{self.model} skipped: it needs {', '.join(missing)}; {'; '.join(hints)}"
 
 
 def model_status(needs: Sequence[Needs], rows: Mapping[str, int]) -> list[tuple[str, str]]:

@@ -24,12 +24,12 @@ import re
 from collections.abc import Collection
 from dataclasses import asdict, dataclass
 from itertools import pairwise
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
-from scipy.stats import chi2_contingency, spearmanr
+from scipy.stats import chi2_contingency, norm, spearmanr
 from scipy.stats.contingency import association
 
 from ml.data.contract import PROTECTED_COLUMNS
@@ -78,6 +78,19 @@ class FairnessConfig:
             rule. With a few dozen selected customers per group the ratio swings by chance
             below 0.8; without the test the gate would block fair models at random. ``None``
             gates on the ratio alone.
+        criterion: What the gate asks of the model's decisions. ``"selection_rate"``
+            (demographic parity, the four-fifths rule above): every group is acted on at a
+            similar rate. ``"calibration"`` (calibration within groups, "sufficiency"): a score
+            means the same risk in every group; the gate fails when a group's mean predicted
+            probability differs from its observed rate by more than ``max_calibration_gap``, and
+            significantly (binomial z-test at ``significance_level``). Selection rates and TPR
+            differences are then reported, not gated. When the groups' outcome rates truly
+            differ (in the Telco data seniors churn at 44%, others at 23%), no model with one
+            threshold can be both calibrated and equal in selection rates (Kleinberg,
+            Mullainathan and Raghavan 2016; Chouldechova 2017): choosing is a policy decision,
+            which is why it is a setting.
+        max_calibration_gap: Largest |mean predicted - observed rate| of a compared group under
+            the ``"calibration"`` criterion.
     """
 
     min_selection_rate_ratio: float = 0.8
@@ -87,8 +100,18 @@ class FairnessConfig:
     proxy_threshold: float = 0.3
     age_bands: tuple[int, ...] = (25, 35, 45, 55, 65)
     significance_level: float | None = 0.01
+    criterion: Literal["selection_rate", "calibration"] = "selection_rate"
+    max_calibration_gap: float = 0.05
 
     def __post_init__(self) -> None:
+        if self.criterion not in ("selection_rate", "calibration"):
+            raise ValueError(
+                f"criterion must be 'selection_rate' or 'calibration', got {self.criterion!r}"
+            )
+        if not 0.0 < self.max_calibration_gap <= 1.0:
+            raise ValueError(
+                f"max_calibration_gap must be in (0, 1], got {self.max_calibration_gap}"
+            )
         if not 0.0 < self.min_selection_rate_ratio <= 1.0:
             raise ValueError(
                 f"min_selection_rate_ratio must be in (0, 1], got {self.min_selection_rate_ratio}"
@@ -219,9 +242,14 @@ class FairnessReport:
     def table_markdown(self) -> str:
         """Markdown for the Dagster UI and model cards: verdict, per-attribute and per-group tables."""
         verdict = "PASSED" if self.gate_passed else "FAILED"
+        rule = (
+            f"calibration within groups: |mean predicted - observed| <= "
+            f"{self.config.max_calibration_gap:g}"
+            if self.config.criterion == "calibration"
+            else f"selection-rate ratio >= {self.config.min_selection_rate_ratio:g}"
+        )
         lines = [
-            f"**Fairness gate: {verdict}** (threshold {self.threshold:.3g}, selection-rate ratio "
-            f">= {self.config.min_selection_rate_ratio:g}"
+            f"**Fairness gate: {verdict}** (threshold {self.threshold:.3g}, {rule}"
             + (
                 f", TPR difference <= {self.config.max_tpr_difference:g}"
                 if self.config.max_tpr_difference is not None
@@ -505,12 +533,20 @@ def _summarise(
                     f"< {config.min_selection_rate_ratio:g}"
                 )
                 p_value = _independence_p_value(compared["n"], rates)
-                if config.significance_level is None or p_value < config.significance_level:
+                if config.criterion == "calibration":
+                    observed = compared["observed_rate"]
+                    notes.append(
+                        f"{text} (reported, not gated: observed rates {low_sel} "
+                        f"{observed[low_sel]:.3f} vs {high_sel} {observed[high_sel]:.3f})"
+                    )
+                elif config.significance_level is None or p_value < config.significance_level:
                     violations.append(
                         text if config.significance_level is None else f"{text}, p = {p_value:.3g}"
                     )
                 else:
                     notes.append(f"{text} but not significant (p = {p_value:.3g})")
+    if config.criterion == "calibration":
+        violations += _calibration_violations(compared, attribute, config)
     tprs = compared["tpr"].dropna()
     tpr_diff, low_tpr, high_tpr = math.nan, None, None
     if len(tprs) >= 2:
@@ -536,6 +572,31 @@ def _summarise(
         violations=tuple(violations),
         notes=tuple(notes),
     )
+
+
+def _calibration_violations(
+    compared: pd.DataFrame, attribute: str, config: FairnessConfig
+) -> list[str]:
+    """Groups whose mean predicted probability misses their observed rate by more than the
+    limit, and significantly (the observed rate's binomial standard error under the predicted
+    one)."""
+    gap = compared["mean_predicted"] - compared["observed_rate"]
+    predicted = compared["mean_predicted"].clip(1e-6, 1 - 1e-6)
+    z: np.ndarray = (gap / np.sqrt(predicted * (1 - predicted) / compared["n"])).to_numpy(
+        dtype=float
+    )
+    p_values = 2 * norm.sf(np.abs(z))
+    violations = []
+    for group in compared.index[gap.abs().to_numpy() > config.max_calibration_gap]:
+        p_value = float(p_values[compared.index.get_loc(group)])
+        if config.significance_level is not None and p_value >= config.significance_level:
+            continue
+        violations.append(
+            f"{attribute}: group {group!s} predicted {compared.at[group, 'mean_predicted']:.3f} "
+            f"vs observed {compared.at[group, 'observed_rate']:.3f} (gap "
+            f"{float(gap[group]):+.3f}, limit {config.max_calibration_gap:g}, p = {p_value:.3g})"
+        )
+    return violations
 
 
 def _independence_p_value(n: pd.Series, selection_rate: pd.Series) -> float:

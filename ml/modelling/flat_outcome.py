@@ -298,13 +298,23 @@ def _typical(
     return Typical(base_rate=float(outcome.mean()), medians=medians, rates=rates, modes=modes)
 
 
+def time_ordered(frame: pd.DataFrame, outcome: FlatOutcome) -> bool:
+    """Whether every row has the outcome's date and the dates differ: an out-of-time split is
+    possible. (One export date for every row orders nothing: rows would split by position.)"""
+    date = outcome.date_column
+    if date is None or date not in frame.columns:
+        return False
+    values = frame[date]
+    return bool(values.notna().all()) and values.nunique() > 1
+
+
 def holdout_split(
     frame: pd.DataFrame, config: FlatModelConfig, outcome: FlatOutcome
 ) -> tuple[np.ndarray, np.ndarray]:
     """Boolean masks (fit, holdout): the newest rows by the outcome's date, else stratified."""
     n = len(frame)
     date = outcome.date_column
-    if date is not None and date in frame.columns and frame[date].notna().all():
+    if date is not None and time_ordered(frame, outcome):
         # Ties go by position, so the holdout has exactly the requested size.
         order = np.argsort(pd.to_datetime(frame[date]).to_numpy(), kind="stable")
         holdout = np.zeros(n, dtype=bool)

@@ -314,6 +314,8 @@ def test_custom_age_bands() -> None:
         {"proxy_threshold": 0.0},
         {"age_bands": (35, 25)},
         {"age_bands": ()},
+        {"criterion": "parity"},
+        {"max_calibration_gap": 0.0},
     ],
 )
 def test_config_rejects_invalid_settings(kwargs: dict[str, object]) -> None:
@@ -343,3 +345,36 @@ def test_a_low_ratio_on_few_selected_rows_is_noted_not_gated() -> None:
         (big_proba > 0.5).astype(int), big_proba, 0.5, big, FairnessConfig(), gated=["gender"]
     )
     assert not failed.gate_passed and "p = " in failed.reasons[0]
+
+
+def _base_rate_world(n: int = 4_000) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
+    """A calibrated model of groups whose outcome rates truly differ (about 45% against 20%)."""
+    rng = np.random.default_rng(3)
+    senior = rng.uniform(size=n) < 0.3
+    proba = np.clip(rng.beta(2, 5, n) + np.where(senior, 0.25, 0.0), 0, 1)
+    return _labels(proba, seed=4), proba, pd.DataFrame({"senior": np.where(senior, "yes", "no")})
+
+
+def test_calibration_criterion_passes_a_calibrated_model_of_unequal_base_rates() -> None:
+    y, proba, sensitive = _base_rate_world()
+    parity = fairness_report(y, proba, 0.4, sensitive, gated=["senior"])
+    assert not parity.gate_passed  # the selection rates differ as the outcome rates do
+    calibration = fairness_report(
+        y, proba, 0.4, sensitive, FairnessConfig(criterion="calibration"), gated=["senior"]
+    )
+    assert calibration.gate_passed
+    (summary,) = calibration.attributes
+    assert summary.selection_rate_ratio < 0.8
+    assert any("reported, not gated" in note for note in summary.notes)
+    assert "calibration within groups" in calibration.table_markdown()
+
+
+def test_calibration_criterion_fails_a_group_whose_risk_is_understated() -> None:
+    y, proba, sensitive = _base_rate_world()
+    understated = np.where(sensitive["senior"] == "yes", proba * 0.7, proba)
+    report = fairness_report(
+        y, understated, 0.4, sensitive, FairnessConfig(criterion="calibration"), gated=["senior"]
+    )
+    assert not report.gate_passed
+    (reason,) = report.reasons
+    assert reason.startswith("senior: group yes predicted") and "limit 0.05" in reason

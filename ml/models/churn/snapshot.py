@@ -33,7 +33,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -114,10 +114,18 @@ class ChurnSnapshotModel(FlatOutcomeModel):
 
 @dataclass(frozen=True)
 class SnapshotGovernance:
-    """Action threshold, capacity, fairness and promotion settings (as ``ChurnGovernance``)."""
+    """Action threshold, capacity, fairness and promotion settings (as ``ChurnGovernance``).
+
+    The fairness gate asks for calibration within groups by default, not equal selection rates
+    (``FairnessConfig.criterion``): the protected columns of a customer export (seniority, family
+    status) often come with truly different churn rates, and then a calibrated model cannot
+    select every group at the same rate. Selection rates and TPR differences stay in the report
+    and the model card; ``fairness_criterion="selection_rate"`` restores the four-fifths gate.
+    """
 
     bands: RiskBands = field(default_factory=RiskBands)
     capacity: int = 500
+    fairness_criterion: Literal["selection_rate", "calibration"] = "calibration"
     min_selection_rate_ratio: float = 0.8
     promotion: PromotionRule = field(default_factory=PromotionRule)
 
@@ -267,6 +275,7 @@ def _fairness_config(governance: SnapshotGovernance) -> FairnessConfig:
     return FairnessConfig(
         min_selection_rate_ratio=governance.min_selection_rate_ratio,
         capacity_k=governance.capacity,
+        criterion=governance.fairness_criterion,
     )
 
 

@@ -1,0 +1,120 @@
+"""``crm-signals``: the command line of CRM Signals.
+
+    crm-signals run [--source DIR] [--mapping FILE] [--job retraining_job|scoring_job]
+    crm-signals check-source DIR [--mapping FILE]
+    crm-signals evaluate DIR [--mapping FILE] [--folds 5] [--output DIR]
+
+``run`` runs a job of the pipeline (``make run`` is ``crm-signals run``); ``check-source`` loads
+a folder into a scratch database and says what each table and model would get; ``evaluate``
+says how good the models are on the folder's data. Without ``--mapping``, a folder's own
+``mapping.yaml`` is used when it has one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from ml.core.settings import Settings
+from ml.data.mapping import MappingError
+
+
+def _mapping(folder: Path, given: Path | None) -> Path | None:
+    if given is not None:
+        return given
+    default = folder / "mapping.yaml"
+    return default if default.is_file() else None
+
+
+def _folder(text: str) -> Path:
+    path = Path(text).expanduser()
+    if not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is not a folder")
+    return path
+
+
+def _run(args: argparse.Namespace) -> int:
+    # The settings read the environment; the job's assets read the settings.
+    if args.source is not None:
+        os.environ["CRM_SOURCE"] = str(args.source.resolve())
+    if args.mapping is not None:
+        os.environ["CRM_MAPPING"] = str(args.mapping.resolve())
+    from orchestration import run  # Dagster loads only for the command that needs it
+
+    extra = ["--summary-json", str(args.summary_json)] if args.summary_json else []
+    return run.main([args.job, *extra])
+
+
+def _check_source(args: argparse.Namespace) -> int:
+    from ml.models.source_check import check_source
+
+    mapping = _mapping(args.folder, args.mapping)
+    print(f"{args.folder} (mapping: {mapping or 'none: contract column names'})")
+    try:
+        check = check_source(args.folder, mapping)
+    except MappingError as error:
+        print(f"the mapping cannot be used: {error}", file=sys.stderr)
+        return 2
+    print(check.text())
+    return 0 if check.usable else 1
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from ml.models.quality_report import evaluate, report_text, write_report
+
+    mapping = _mapping(args.folder, args.mapping)
+    settings = Settings()
+    try:
+        report = evaluate(args.folder, mapping, args.folds, settings.threads)
+    except MappingError as error:
+        print(f"the mapping cannot be used: {error}", file=sys.stderr)
+        return 2
+    print(report_text(report))
+    output = args.output or settings.reports_dir / "evaluation" / args.folder.resolve().name
+    json_path, html_path = write_report(report, output)
+    print(f"\nreport: {html_path}\n        {json_path}")
+    return 0 if report.evaluations else 1
+
+
+def parser() -> argparse.ArgumentParser:
+    main_parser = argparse.ArgumentParser(
+        prog="crm-signals", description=__doc__.split("\n")[0] if __doc__ else None
+    )
+    commands = main_parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="run the pipeline (make run)")
+    run.add_argument("--source", type=_folder, help="folder of CRM exports (CRM_SOURCE)")
+    run.add_argument("--mapping", type=Path, help="the folder's mapping.yaml (CRM_MAPPING)")
+    run.add_argument("--job", default="retraining_job", help="retraining_job or scoring_job")
+    run.add_argument("--summary-json", type=Path, help="also write the run summary here")
+    run.set_defaults(handler=_run)
+
+    check = commands.add_parser(
+        "check-source", help="load a folder into a scratch database; say what each model gets"
+    )
+    check.add_argument("folder", type=_folder)
+    check.add_argument("--mapping", type=Path)
+    check.set_defaults(handler=_check_source)
+
+    evaluate = commands.add_parser(
+        "evaluate", help="cross-validate the models on a folder's data against a baseline"
+    )
+    evaluate.add_argument("folder", type=_folder)
+    evaluate.add_argument("--mapping", type=Path)
+    evaluate.add_argument("--folds", type=int, default=5)
+    evaluate.add_argument(
+        "--output", type=Path, help="report folder (default CRM_HOME/reports/evaluation/<folder>)"
+    )
+    evaluate.set_defaults(handler=_evaluate)
+    return main_parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    return int(args.handler(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
