@@ -33,8 +33,9 @@ readers (``ml.data.ingest``, ``ml.data.flat_tables``) check the mapping against 
 from __future__ import annotations
 
 import difflib
+import fnmatch
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -112,6 +113,8 @@ class TableMapping:
             known before it (so not leakage).
         generate_id: The export has no id: the table's key is generated from the row position.
         flag: The outcome flag of a flat table (``converted``, ``churned``).
+        claimed: File names or globs other sections of the mapping read: never this table's
+            default file (a flat export called ``customers.csv`` is not the customers table).
     """
 
     table: Table
@@ -132,6 +135,7 @@ class TableMapping:
     not_outcome: tuple[str, ...] = ()
     generate_id: bool = False
     flag: Flag | None = None
+    claimed: tuple[str, ...] = ()
 
     @property
     def is_default(self) -> bool:
@@ -420,6 +424,10 @@ def candidate_files(mapping: TableMapping, source_dir: Path) -> list[Path]:
             source_dir / f"{mapping.table.name}{suffix}"
             for suffix in FILE_SUFFIXES
             if (source_dir / f"{mapping.table.name}{suffix}").is_file()
+            and not any(
+                fnmatch.fnmatch(f"{mapping.table.name}{suffix}", claimed)
+                for claimed in mapping.claimed
+            )
         ]
     pattern = mapping.file
     if Path(pattern).is_absolute() or ".." in Path(pattern).parts:
@@ -430,4 +438,8 @@ def candidate_files(mapping: TableMapping, source_dir: Path) -> list[Path]:
 def source_mappings(path: Path | None, tables: dict[str, Table]) -> dict[str, TableMapping]:
     """Every table's mapping: its section of ``path``, else the default (contract names)."""
     sections = load_source_mapping(path, tables) if path is not None else {}
-    return {name: sections.get(name, default_mapping(table)) for name, table in tables.items()}
+    claimed = tuple(m.file for m in sections.values() if m.file is not None)
+    return {
+        name: sections.get(name, replace(default_mapping(table), claimed=claimed))
+        for name, table in tables.items()
+    }

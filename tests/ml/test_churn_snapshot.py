@@ -9,11 +9,9 @@ from datetime import datetime
 from pathlib import Path
 
 import duckdb
-import numpy as np
 import pandas as pd
 import pytest
 
-from ml.core.maths import sigmoid
 from ml.data.contract import CUSTOMER_SNAPSHOT_TABLE, FLAT_TABLES
 from ml.data.flat_tables import FlatTable, load_flat_table, read_flat_table
 from ml.data.mapping import load_source_mapping
@@ -22,53 +20,16 @@ from ml.modelling.flat_outcome import holdout_split
 from ml.modelling.registry import Training
 from ml.models.churn import snapshot
 from ml.serving.tables import SERVING_TABLES
+from tests.flat_exports import SNAPSHOT_MAPPING, snapshot_export
 
-MAPPING = """\
-customer_snapshot:
-  file: customers.csv
-  columns: {Customer ID: customer_id}
-  churned: {column: Churn, true_values: ["Yes"], false_values: ["No"]}
-  protected: [Senior Citizen]
-  drop: {Churn Reason: written after the customer left (leakage)}
-  labels: {Tenure: months as a customer}
-  sentinels: {Last Complaint Days: {"-1": never complained}}
-"""
 FAST = with_settings(snapshot.SnapshotConfig(), iterations=150, tuning_grid=())
-
-
-def _export(n: int = 1_500, seed: int = 5) -> pd.DataFrame:
-    """Customers whose churn follows the contract and tenure; seniors churn more (as in Telco)."""
-    rng = np.random.default_rng(seed)
-    contract = rng.choice(["Month-to-month", "One year", "Two year"], n, p=[0.5, 0.25, 0.25])
-    tenure = rng.integers(1, 72, n)
-    senior = rng.uniform(size=n) < 0.2
-    logit = (
-        -1.2
-        + np.select([contract == "Month-to-month", contract == "One year"], [1.8, 0.2], -1.0)
-        - 0.03 * tenure
-        + 0.8 * senior
-    )
-    churned = rng.uniform(size=n) < sigmoid(logit)
-    complaint = np.where(rng.uniform(size=n) < 0.6, -1, rng.integers(0, 300, n))
-    return pd.DataFrame(
-        {
-            "Customer ID": [f"C{i:05d}" for i in range(n)],
-            "Contract": contract,
-            "Tenure": tenure,
-            "Monthly Charges": rng.uniform(20, 110, n).round(2),
-            "Last Complaint Days": complaint,
-            "Senior Citizen": senior.astype(int),
-            "Churn Reason": np.where(churned, "Competitor", ""),
-            "Churn": np.where(churned, "Yes", "No"),
-        }
-    )
 
 
 @pytest.fixture(scope="module")
 def table(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FlatTable]:
     folder = tmp_path_factory.mktemp("snapshot")
-    _export().to_csv(folder / "customers.csv", index=False)
-    (folder / "mapping.yaml").write_text(MAPPING)
+    snapshot_export().to_csv(folder / "customers.csv", index=False)
+    (folder / "mapping.yaml").write_text(SNAPSHOT_MAPPING)
     mapping = load_source_mapping(folder / "mapping.yaml", FLAT_TABLES)["customer_snapshot"]
     with duckdb.connect() as con:
         con.execute("SET TimeZone = 'UTC'")

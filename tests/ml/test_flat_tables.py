@@ -14,8 +14,15 @@ import pytest
 
 from ml.data.contract import CUSTOMER_SNAPSHOT_TABLE, FLAT_TABLES, LEADS_TABLE
 from ml.data.flat_tables import FlatLoadResult, load_flat_table, read_flat_table
-from ml.data.mapping import MappingError, TableMapping, load_source_mapping, snake_case
+from ml.data.mapping import (
+    MappingError,
+    TableMapping,
+    candidate_files,
+    load_source_mapping,
+    snake_case,
+)
 from ml.data.reading import ContractError
+from ml.data.sources import load_mappings
 
 ROOT = Path(__file__).resolve().parents[2]
 NOW = datetime(2026, 10, 1)
@@ -504,3 +511,20 @@ def test_xlsx_export_loads_like_its_csv(tmp_path: Path, con: duckdb.DuckDBPyConn
     assert result.attributes == {"attr_tenure": "DOUBLE", "attr_contract": "VARCHAR"}
     assert rows["churned"].to_dict() == {"C1": True, "C2": False, "C3": False}
     assert rows.loc["C2", "attr_tenure"] == 30
+
+
+def test_a_file_another_section_reads_is_not_a_default_table_file(tmp_path: Path) -> None:
+    _write(tmp_path, "customers.csv", "ID,Churn\nC1,1\n")
+    _write(
+        tmp_path,
+        "mapping.yaml",
+        "customer_snapshot:\n  file: customers.csv\n  columns: {ID: customer_id}\n"
+        "  churned: {column: Churn}\n",
+    )
+    mappings = load_mappings(tmp_path / "mapping.yaml")
+    assert candidate_files(mappings["customers"], tmp_path) == []
+    assert candidate_files(mappings["customer_snapshot"], tmp_path) == [tmp_path / "customers.csv"]
+    # Without the mapping, customers.csv is the customers table.
+    assert candidate_files(load_mappings(None)["customers"], tmp_path) == [
+        tmp_path / "customers.csv"
+    ]
