@@ -3,7 +3,7 @@
 The export looks like what a marketing tool gives: its own column names ("Lead ID", "Original
 Source", "Became a Customer Date"), custom properties ("Industry", "Trial Started", ...), personal
 data ("Email", "First Name") that the mapping must declare, and the tool's "not filled in" values
-(``""`` and ``"Select"``). ``examples/synthetic/leads_mapping.yaml`` maps it to the ``leads``
+(``""`` and ``"Select"``). ``examples/synthetic/mapping.yaml`` maps it to the ``leads``
 contract.
 
 The truth is a logit of a few drivers (:data:`TRUE_EFFECTS`)::
