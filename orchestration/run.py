@@ -135,6 +135,9 @@ _SUMMARY_FIELDS = (
     "reason",
     "server",
     "score_history_rows_this_run",
+    "backtest_protocol",
+    "decided_by",
+    "value_columns",
 )
 
 

@@ -125,7 +125,13 @@ RAW_TABLES: dict[str, Table] = {
                 Column("order_id", "VARCHAR", True, "Order id."),
                 Column("customer_record_id", "VARCHAR", True, "Customer record."),
                 Column("ordered_at", "TIMESTAMP", True, "When the order was placed."),
-                Column("amount", "DOUBLE", True, "Order value in EUR (refunds are negative)."),
+                Column(
+                    "amount",
+                    "DOUBLE",
+                    False,
+                    "Order value in EUR (refunds are negative); empty in a transaction log "
+                    "without amounts.",
+                ),
                 Column("product_category", "VARCHAR", False, "Product category."),
                 Column("status", "VARCHAR", False, "completed or refunded."),
             ),

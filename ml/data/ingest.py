@@ -8,7 +8,8 @@ section the file carries the contract's column names (matched without regard to 
 Each contract column is ``TRY_CAST`` to its type. A row whose value is present but does not cast,
 whose required value is missing, or whose text is unsafe (a spreadsheet formula, a control
 character, longer than ``MAX_TEXT_CHARS``; see docs/data-contract.md) goes to quarantine (DuckDB
-``quarantine.<table>`` and ``<quarantine_dir>/<table>.parquet``) with a reason; the other rows
+``quarantine.<table>`` and ``<quarantine_dir>/<table>.parquet``) with a reason, and so does a row
+the mapping excludes (``exclude_rows``: a cancellation in an order log); the other rows
 replace ``raw.<table>`` in one transaction. Problems that make the whole file unusable (an empty
 or unreadable file, a header that is not UTF-8, a missing required column, no data rows in a
 table that must have some) raise :class:`ContractError` before anything is written, so the
@@ -58,6 +59,8 @@ _MAX_VALUE_CHARS = 40
 # Names the quarantine table uses for its own columns; a file column with one of these names is
 # not a contract column, so it is left out of quarantine rather than clashing.
 _QUARANTINE_META = ("source_file", "row_number", "reason", "raw_line")
+# The rule of the mapping's exclude_rows a row matches (null: none); a column of the mapped rows.
+_EXCLUDED = "_ingest_excluded_by"
 MAX_TEXT_CHARS = 10_000
 """Longest text value accepted; no contract column holds free text, so longer is garbage."""
 # C0 control characters except tab, line feed and carriage return, and DEL: no CRM value holds
@@ -160,6 +163,7 @@ _PROBLEM = {
         f"with text longer than {MAX_TEXT_CHARS} characters",
         f"is longer than the {MAX_TEXT_CHARS} allowed",
     ),
+    "excluded": ("excluded by the mapping", "excluded by the mapping"),
 }
 
 
@@ -234,11 +238,38 @@ def _checks(table: Table, mapping: dict[str, str], source_types: dict[str, str])
     return checks
 
 
+def _exclusion_expr(mapping: TableMapping, source_types: dict[str, str]) -> str:
+    """SQL of the first ``exclude_rows`` rule a source row matches, in words; null for none."""
+    cases = []
+    for rule in mapping.exclude_rows:
+        ref = quote_ident(rule.column)
+        text = (
+            f"trim({ref})"
+            if source_types[rule.column] == "VARCHAR"
+            else (f"trim(cast({ref} as varchar))")
+        )
+        tests = [f"starts_with({text}, {sql_literal(v)})" for v in rule.starts_with]
+        if rule.values:
+            tests.append(f"{text} in ({', '.join(sql_literal(v) for v in rule.values)})")
+        cases.append(f"when {' or '.join(tests)} then {sql_literal(rule.describe())}")
+    return f"case {' '.join(cases)} end" if cases else "cast(null as varchar)"
+
+
+def _exclusion_checks(mapping: TableMapping) -> list[_Check]:
+    if not mapping.exclude_rows:
+        return []
+    # The rule, not the value, is quoted: the column may be one no message may show.
+    column = Column(mapping.exclude_rows[0].column, "VARCHAR", False, "exclude_rows")
+    return [_Check(column, "excluded", f"{_EXCLUDED} is not null", _EXCLUDED)]
+
+
 def _reason_expr(checks: list[_Check]) -> str:
     parts = []
     for c in checks:
         said = _PROBLEM[c.kind][1].format(type=c.column.type)
-        if c.kind == "missing":
+        if c.kind == "excluded":
+            text = f"{sql_literal(said + ': ')} || {c.value}"
+        elif c.kind == "missing":
             text = sql_literal(f"{c.column.name}: {said}")
         else:
             text = (
@@ -291,7 +322,14 @@ def _problem_lines(
         where = f"{file_name}, column {name}: {count} row{'s' if count > 1 else ''}"
         said = _PROBLEM[c.kind][0].format(type=c.column.type)
         shown = ""
-        if c.kind != "missing":
+        if c.kind == "excluded":
+            where = f"{file_name}: {count} row{'s' if count > 1 else ''}"
+            rules = con.execute(
+                f"select distinct {c.value} from {quote_ident(table)} where {c.predicate} "
+                "order by 1"
+            ).fetchall()
+            shown = "; " + "; ".join(str(r[0]) for r in rules)
+        elif c.kind != "missing":
             (example,) = fetch_row(
                 con,
                 f"select {c.value} || {c.detail} from {quote_ident(table)} where {ROW} = ?",
@@ -451,6 +489,12 @@ def ingest_table(
     with read_source(con, files, mapping) as read, temp_names(con, "mapped") as (mapped,):
         file_name, src = read.name, read.src
         source = contract_sources(table, mapping, read)
+        for rule in mapping.exclude_rows:
+            if rule.column not in read.header:
+                raise ContractError(
+                    f"{file_name}: column {rule.column!r} of exclude_rows ({mapping.path}) is not "
+                    f"in the file (close matches: {close_matches(rule.column, read.header)})"
+                )
         generated = table.key if mapping.generate_id else None
         missing_required = [
             c.name
@@ -494,7 +538,12 @@ def ingest_table(
                 f"{file_name}: optional column(s) {', '.join(missing_optional)} missing; "
                 "loaded as empty"
             )
-        extra = [n for n in read.header if n not in source.values() and n not in mapping.ignored]
+        excluding = {rule.column for rule in mapping.exclude_rows}
+        extra = [
+            n
+            for n in read.header
+            if n not in source.values() and n not in mapping.ignored and n not in excluding
+        ]
         if extra:
             problems.append(f"{file_name}: extra column(s) {', '.join(extra)} ignored")
         if n_malformed:
@@ -516,6 +565,8 @@ def ingest_table(
         ]
         if generated:
             selected.append(f"{generated_id_expr(mapping)} as {quote_ident(generated)}")
+        if mapping.exclude_rows:
+            selected.append(f"{_exclusion_expr(mapping, read.source_types)} as {_EXCLUDED}")
         con.execute(
             f"create temp table {quote_ident(mapped)} as select {read.positions}"
             + "".join(f", {s}" for s in selected)
@@ -525,7 +576,7 @@ def ingest_table(
             str(r[0]): str(r[1]) for r in con.execute(f"describe {quote_ident(mapped)}").fetchall()
         }
         present = {c.name: c.name for c in table.columns if c.name in mapped_types}
-        checks = _checks(table, present, mapped_types)
+        checks = _checks(table, present, mapped_types) + _exclusion_checks(mapping)
         shown = {c: f"{c} (from {s!r})" for c, s in source.items() if s.strip().lower() != c}
         column_problems, failing = _problem_lines(con, mapped, file_name, checks, read.where, shown)
         problems += column_problems

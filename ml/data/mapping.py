@@ -20,6 +20,8 @@ table (docs/bring-your-own-data.md). A table without a section is read from ``<t
       not_personal: [Company Name]         # a name that looks personal but is not
       not_outcome: [Cancellation Policy]   # a name that looks like the outcome but is not
       generate_id: true                    # the export has no id: number the rows
+      exclude_rows:                        # rows that are not this table's, quarantined
+        InvoiceNo: {starts_with: [C], reason: a cancellation, not an order}
 
 Flat tables (``leads``, ``customer_snapshot``) keep every other column as a typed attribute
 ``attr_<snake_case_name>`` and take their outcome as a flag::
@@ -64,6 +66,7 @@ _KEYS = frozenset(
         "not_personal",
         "not_outcome",
         "generate_id",
+        "exclude_rows",
     }
 )
 
@@ -86,6 +89,31 @@ class Flag:
     column: str
     true_values: tuple[str, ...] = DEFAULT_TRUE_VALUES
     false_values: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class RowExclusion:
+    """Rows of an export that are not rows of the table (a cancellation in an order log).
+
+    They are quarantined with the rule and its reason, never loaded (``ml.data.ingest``).
+
+    Attributes:
+        column: Source column the rule reads (compared as trimmed text).
+        starts_with: A row whose value starts with one of these is excluded.
+        values: A row whose value is one of these is excluded.
+        reason: Why such rows are not the table's, in the mapping author's words.
+    """
+
+    column: str
+    starts_with: tuple[str, ...] = ()
+    values: tuple[str, ...] = ()
+    reason: str = ""
+
+    def describe(self) -> str:
+        """The rule in words, e.g. ``InvoiceNo starts with 'C' (a cancellation)``."""
+        parts = [f"starts with {v!r}" for v in self.starts_with]
+        parts += [f"is {v!r}" for v in self.values]
+        return f"{self.column} {' or '.join(parts)} ({self.reason})"
 
 
 @dataclass(frozen=True)
@@ -112,6 +140,7 @@ class TableMapping:
         not_outcome: Columns of a flat export whose name looks like the outcome but that are
             known before it (so not leakage).
         generate_id: The export has no id: the table's key is generated from the row position.
+        exclude_rows: Rules for rows that are not the table's (contract tables only).
         flag: The outcome flag of a flat table (``converted``, ``churned``).
         claimed: File names or globs other sections of the mapping read: never this table's
             default file (a flat export called ``customers.csv`` is not the customers table).
@@ -134,6 +163,7 @@ class TableMapping:
     not_personal: tuple[str, ...] = ()
     not_outcome: tuple[str, ...] = ()
     generate_id: bool = False
+    exclude_rows: tuple[RowExclusion, ...] = ()
     flag: Flag | None = None
     claimed: tuple[str, ...] = ()
 
@@ -259,6 +289,34 @@ def _text_map_raw(where: str, value: Any) -> dict[str, Any]:
     return {_text(k): v for k, v in value.items()}
 
 
+def _exclusions(where: str, value: Any) -> tuple[RowExclusion, ...]:
+    rules = []
+    for column, spec in _text_map_raw(where, value).items():
+        if not isinstance(spec, dict) or set(spec) - {"starts_with", "values", "reason"}:
+            raise MappingError(
+                f"{where}.{column} must be {{starts_with: [...], values: [...], reason: ...}}"
+            )
+        starts_with = spec.get("starts_with")
+        values = spec.get("values")
+        rule = RowExclusion(
+            column=column,
+            starts_with=_texts(
+                f"{where}.{column}.starts_with",
+                [starts_with] if isinstance(starts_with, str | int) else starts_with,
+            ),
+            values=_texts(
+                f"{where}.{column}.values", [values] if isinstance(values, str | int) else values
+            ),
+            reason="" if spec.get("reason") is None else _text(spec["reason"]),
+        )
+        if not (rule.starts_with or rule.values) or "" in (*rule.starts_with, *rule.values):
+            raise MappingError(f"{where}.{column}: give non-empty starts_with or values")
+        if not rule.reason:
+            raise MappingError(f"{where}.{column}: excluded without a reason: write why")
+        rules.append(rule)
+    return tuple(rules)
+
+
 def parse_table_mapping(table: Table, data: dict[str, Any], path: Path) -> TableMapping:
     """A checked mapping of ``table`` from its YAML section (see the module docstring).
 
@@ -311,6 +369,7 @@ def parse_table_mapping(table: Table, data: dict[str, Any], path: Path) -> Table
         not_personal=_texts(f"{where}: not_personal", data.get("not_personal")),
         not_outcome=_texts(f"{where}: not_outcome", data.get("not_outcome")),
         generate_id=bool(data.get("generate_id", False)),
+        exclude_rows=_exclusions(f"{where}: exclude_rows", data.get("exclude_rows")),
         flag=flag,
     )
     _check(mapping)
@@ -356,6 +415,13 @@ def _check(mapping: TableMapping) -> None:
     for name, reason in mapping.drop.items():
         if not reason:
             raise mapping.error(name, "dropped without a reason: write why next to it")
+    for rule in mapping.exclude_rows:
+        if table.flat:
+            raise mapping.error(rule.column, "exclude_rows is for contract tables only")
+        if rule.column in mapping.ignored:
+            raise mapping.error(
+                rule.column, "excludes rows by a column that is dropped or personal (never read)"
+            )
     counts: dict[str, int] = {}
     for name in mapping.named_columns:
         counts[name] = counts.get(name, 0) + 1

@@ -35,10 +35,15 @@ def training_metadata(
 
 
 def published_metadata(
-    published: Published, rows: pd.DataFrame, **extra: dg.RawMetadataValue
+    published: Published,
+    rows: pd.DataFrame,
+    ranked_by: str | None = None,
+    **extra: dg.RawMetadataValue,
 ) -> dict[str, dg.RawMetadataValue]:
-    """Rows, as-of date, model version and a glimpse of a published serving table."""
+    """Rows, as-of date, model version and a glimpse of a published serving table (its highest
+    rows by ``ranked_by``, by default the table's own ranking column)."""
     table = published.table
+    ranked_by = ranked_by or table.ranked_by
     metadata: dict[str, dg.RawMetadataValue] = {
         "dagster/row_count": published.rows,
         "table": table.qualified_name,
@@ -53,9 +58,9 @@ def published_metadata(
         metadata[f"rows_by_{table.counted_by}"] = dg.MetadataValue.json(
             {str(k): int(v) for k, v in counts.items()}
         )
-    if table.ranked_by is not None and len(rows):
-        top = rows.nlargest(5, table.ranked_by)
-        metadata[f"highest_{table.ranked_by}"] = dg.MetadataValue.md(markdown_table(top))
+    if ranked_by is not None and len(rows):
+        top = rows.nlargest(5, ranked_by)
+        metadata[f"highest_{ranked_by}"] = dg.MetadataValue.md(markdown_table(top))
     return {**metadata, **extra}
 
 

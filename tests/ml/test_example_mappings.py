@@ -9,6 +9,7 @@ values, an outcome that does not match the export, or personal data that reached
 from __future__ import annotations
 
 import csv
+import gzip
 import shutil
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -315,3 +316,58 @@ def test_no_personal_value_reaches_any_loaded_table(
         # Longer personal values (names, addresses, phone numbers) not even as part of a value.
         long_personal = [p for p in personal if len(p) >= 8]
         assert not any(p in value for value in values for p in long_personal), where
+
+
+# Invented lines laid out as the UCI Online Retail export is (its header, its three gzip parts,
+# "C" invoices, lines without a CustomerID); the real data stay outside the repository.
+RETAIL_HEADER = (
+    "InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country\n"
+)
+RETAIL_PARTS = {
+    "online_retail_part1_2010-12_to_2011-04.csv.gz": (
+        "536365,85123A,WHITE HANGING HEART,6,2010-12-01 08:26:00,2.55,17850,United Kingdom\n"
+        "536365,71053,WHITE METAL LANTERN,6,2010-12-01 08:26:00,3.39,17850,United Kingdom\n"
+        "C536379,D,Discount,-1,2010-12-01 09:41:00,27.5,14527,United Kingdom\n"
+        "536414,22139,RETROSPOT TEA SET,56,2010-12-01 11:52:00,0,,United Kingdom\n"
+    ),
+    "online_retail_part2_2011-05_to_2011-08.csv.gz": (
+        "545220,21955,DOORMAT UNION JACK,10,2011-05-01 10:00:00,7.08,14527,United Kingdom\n"
+    ),
+    "online_retail_part3_2011-09_to_2011-12.csv.gz": (
+        "581587,22613,PACK OF 20 SPACEBOY NAPKINS,12,2011-12-09 12:50:00,0.85,12680,France\n"
+    ),
+}
+
+
+def test_online_retail_loads_as_an_order_log_without_amounts(
+    con: duckdb.DuckDBPyConnection, tmp_path: Path
+) -> None:
+    source = tmp_path / "online_retail"
+    source.mkdir()
+    for name, lines in RETAIL_PARTS.items():
+        with gzip.open(source / name, "wt", encoding="utf-8") as handle:
+            handle.write(RETAIL_HEADER + lines)
+    (mapping,) = _mappings("online_retail").values()
+
+    load = load_table(con, mapping, source, tmp_path / "quarantine")
+
+    assert (load.rows_read, load.rows_loaded, load.rows_quarantined) == (6, 4, 2)
+    rows = con.execute(
+        "select customer_record_id, ordered_at, amount, status, order_id from raw.orders "
+        "order by ordered_at, order_id"
+    ).fetchall()
+    assert [(r[0], r[1]) for r in rows] == [
+        ("17850", datetime(2010, 12, 1, 8, 26)),  # two lines of one invoice: two orders,
+        ("17850", datetime(2010, 12, 1, 8, 26)),  # one purchase day for customer value
+        ("14527", datetime(2011, 5, 1, 10, 0)),
+        ("12680", datetime(2011, 12, 9, 12, 50)),
+    ]
+    assert all(r[2] is None and r[3] is None for r in rows)  # no amount, no status
+    assert len({r[4] for r in rows}) == 4  # generated ids, one per line
+    reasons = sorted(r for (r,) in con.execute("select reason from quarantine.orders").fetchall())
+    assert reasons == [
+        "customer_record_id: required value missing",
+        "excluded by the mapping: InvoiceNo starts with 'C' (a cancellation invoice undoes a "
+        "purchase, it is not one)",
+    ]
+    assert not any("extra column" in p for p in load.problems)  # every column is accounted for

@@ -15,6 +15,7 @@ import pytest
 from ml.core.warehouse import connect
 from ml.data.contract import RAW_TABLES
 from ml.data.ingest import ContractError, ingest_table
+from ml.data.mapping import MappingError, TableMapping, load_source_mapping
 
 SUBSCRIPTIONS = RAW_TABLES["subscriptions"]
 CUSTOMERS = RAW_TABLES["customers"]
@@ -369,3 +370,107 @@ def test_non_utf8_header_and_header_only_file_are_refused(
     # orders may be empty: the CRM has no orders.
     (source / "orders.csv").write_text("order_id,customer_record_id,ordered_at,amount\n")
     assert ingest_table(con, RAW_TABLES["orders"], source, quarantine).rows_loaded == 0
+
+
+ORDERS = RAW_TABLES["orders"]
+
+# A transaction log as a web shop exports it: invoice lines, no order id of its own per line, no
+# amount column, cancellations marked by the invoice number, a line without a customer.
+INVOICE_LINES = """\
+InvoiceNo,StockCode,Quantity,InvoiceDate,UnitPrice,CustomerID
+536365,85123A,6,2010-12-01 08:26:00,2.55,17850
+536365,71053,6,2010-12-01 08:26:00,3.39,17850
+C536379,D,-1,2010-12-01 09:41:00,27.5,14527
+536380,22961,24,2010-12-01 09:41:00,0.85,
+536381,22139,1,2010-12-02 10:00:00,4.95,14527
+"""
+
+
+def _order_log_mapping(source: Path, extra: str = "") -> TableMapping:
+    (source / "mapping.yaml").write_text(
+        "orders:\n"
+        "  file: lines.csv\n"
+        "  columns: {CustomerID: customer_record_id, InvoiceDate: ordered_at}\n"
+        "  generate_id: true\n"
+        "  exclude_rows:\n"
+        '    InvoiceNo: {starts_with: [C], reason: "a cancellation, not a purchase"}\n'
+        "  drop: {Quantity: no amount, UnitPrice: no amount, StockCode: a product code}\n" + extra
+    )
+    return load_source_mapping(source / "mapping.yaml", RAW_TABLES)["orders"]
+
+
+def test_an_order_log_without_amounts_loads_with_null_amounts_and_generated_ids(
+    con: duckdb.DuckDBPyConnection, dirs: tuple[Path, Path]
+) -> None:
+    source, quarantine = dirs
+    (source / "lines.csv").write_text(INVOICE_LINES)
+
+    result = ingest_table(con, ORDERS, source, quarantine, mapping=_order_log_mapping(source))
+
+    assert (result.rows_read, result.rows_loaded, result.rows_quarantined) == (5, 3, 2)
+    assert _rows(
+        con, "select order_id, customer_record_id, amount, status from raw.orders order by 1"
+    ) == [
+        # the id is the line in the file (the header is line 1)
+        ("orders-2", "17850", None, None),
+        ("orders-3", "17850", None, None),
+        ("orders-6", "14527", None, None),
+    ]
+    reasons = dict(_rows(con, "select row_number, reason from quarantine.orders"))
+    assert reasons == {
+        4: "excluded by the mapping: InvoiceNo starts with 'C' (a cancellation, not a purchase)",
+        5: "customer_record_id: required value missing",
+    }
+    assert any("lines.csv: 1 row excluded by the mapping" in p for p in result.problems)
+    assert any("amount, product_category, status missing" in p for p in result.problems)
+    assert not any("extra column" in p for p in result.problems)  # InvoiceNo is the rule's
+
+
+def test_amounts_when_mapped_keep_the_contract_rules(
+    con: duckdb.DuckDBPyConnection, dirs: tuple[Path, Path]
+) -> None:
+    source, quarantine = dirs
+    (source / "orders.csv").write_text(
+        "order_id,customer_record_id,ordered_at,amount\n"
+        "o1,c1,2025-01-01,10.5\n"
+        "o2,c1,2025-01-02,ten\n"
+        "o3,c2,2025-01-03,\n"
+    )
+
+    result = ingest_table(con, ORDERS, source, quarantine)
+
+    # An amount that is there must read as a number; a blank one is no amount (optional).
+    assert _rows(con, "select order_id, amount from raw.orders order by 1") == [
+        ("o1", 10.5),
+        ("o3", None),
+    ]
+    assert _rows(con, "select reason from quarantine.orders") == [
+        ("amount: 'ten' cannot be read as DOUBLE",)
+    ]
+    assert result.rows_quarantined == 1
+
+
+@pytest.mark.parametrize(
+    ("section", "message"),
+    [
+        ("    InvoiceNo: {starts_with: [C]}\n", "without a reason"),
+        ("    InvoiceNo: {reason: why}\n", "starts_with or values"),
+        ("    InvoiceNo: [C]\n", "must be"),
+    ],
+)
+def test_an_exclusion_needs_a_rule_and_a_reason(tmp_path: Path, section: str, message: str) -> None:
+    path = tmp_path / "mapping.yaml"
+    path.write_text("orders:\n  exclude_rows:\n" + section)
+
+    with pytest.raises(MappingError, match=message):
+        load_source_mapping(path, RAW_TABLES)
+
+
+def test_an_exclusion_by_a_column_not_in_the_file_is_refused(
+    con: duckdb.DuckDBPyConnection, dirs: tuple[Path, Path]
+) -> None:
+    source, quarantine = dirs
+    (source / "lines.csv").write_text(INVOICE_LINES.replace("InvoiceNo", "Invoice"))
+
+    with pytest.raises(ContractError, match="'InvoiceNo' of exclude_rows"):
+        ingest_table(con, ORDERS, source, quarantine, mapping=_order_log_mapping(source))

@@ -4,15 +4,50 @@
 --   2. A record without e-mail joins the person of an e-mail record with the same normalised
 --      phone (the smallest such person if several share the phone). Failing that, records
 --      without e-mail that share a phone are one person.
---   3. Otherwise the record is a person on its own.
+--   3. Otherwise the record is a person on its own. So is a record known only from its orders
+--      in a source without customer records (int_customer_records_inferred).
 -- Records that carry different e-mails are never merged by phone (households share phones).
 -- customer_id = 'C-' || the smallest customer_record_id (string order) of the person, so it is
 -- stable while records are added to a person, and cannot be confused with a record id.
 with
 
-customers as (
+customer_records as (
 
     select * from {{ ref('stg_crm__customers') }}
+
+),
+
+inferred_records as (
+
+    select * from {{ ref('int_customer_records_inferred') }}
+
+),
+
+customers as (
+
+    select
+        customer_record_id,
+        email_hash,
+        phone_hash,
+        country_code,
+        acquisition_channel,
+        birth_year,
+        gender,
+        signed_up_at
+    from customer_records
+
+    union all
+
+    select
+        customer_record_id,
+        cast(null as varchar) as email_hash,
+        cast(null as varchar) as phone_hash,
+        cast(null as varchar) as country_code,
+        cast(null as varchar) as acquisition_channel,
+        cast(null as integer) as birth_year,
+        cast(null as varchar) as gender,
+        signed_up_at
+    from inferred_records
 
 ),
 

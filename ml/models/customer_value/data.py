@@ -1,4 +1,9 @@
-"""What the customer value models read: the purchases and the feature snapshots around them."""
+"""What the customer value models read: the purchases and the feature snapshots around them.
+
+A source may hold orders and nothing else (a transaction log, docs/customer-value.md): then there
+are no feature snapshots, the as-of date is the day after the newest order and the models use the
+order history alone.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +12,15 @@ from dataclasses import dataclass
 import duckdb
 import pandas as pd
 
-from ml.data.features import read_newest_as_of_date, read_reference_features
+from ml.core.warehouse import fetch_row
+from ml.data.features import FEATURES_TABLE, read_reference_features
 
 
 def read_transactions(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     """Completed orders with a positive amount, the purchases of the CLV models.
+
+    A transaction log may carry no status (every row is a purchase) and no amounts (``amount``
+    is null: the models then predict purchases only, ``value_unavailable_reason``).
 
     Returns:
         ``customer_id``, ``ordered_at``, ``amount``, ordered by customer_id and ordered_at.
@@ -19,14 +28,43 @@ def read_transactions(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     sql = """
         select customer_id, ordered_at, amount
         from marts.orders
-        where status = 'completed' and amount > 0
+        where coalesce(status, 'completed') = 'completed' and (amount > 0 or amount is null)
         order by customer_id, ordered_at
     """
     return con.execute(sql).df()
 
 
-def _features_at(con: duckdb.DuckDBPyConnection, as_of: pd.Timestamp) -> pd.DataFrame:
-    """The allow-listed features of every customer at one as-of date, keyed by customer."""
+def _has_features(con: duckdb.DuckDBPyConnection) -> bool:
+    (found,) = fetch_row(con, f"select exists (select 1 from {FEATURES_TABLE})")
+    return bool(found)
+
+
+def read_as_of(con: duckdb.DuckDBPyConnection) -> pd.Timestamp:
+    """The date predictions start from: the newest feature snapshot, or, for a source without
+    snapshots (orders only), the day after the newest order.
+
+    Raises:
+        ValueError: There is neither a snapshot nor an order.
+    """
+    (as_of,) = fetch_row(
+        con,
+        f"""
+        select coalesce(
+            (select max(as_of_date) from {FEATURES_TABLE}),
+            (select cast(max(ordered_at) as date) + 1 from marts.orders)
+        )
+        """,
+    )
+    if as_of is None:
+        raise ValueError(f"{FEATURES_TABLE} and marts.orders are empty: nothing to score")
+    return pd.Timestamp(as_of)
+
+
+def _features_at(con: duckdb.DuckDBPyConnection, as_of: pd.Timestamp) -> pd.DataFrame | None:
+    """The allow-listed features of every customer at one as-of date, keyed by customer; None
+    when the source has no feature snapshots at all (orders only)."""
+    if not _has_features(con):
+        return None
     return read_reference_features(con, [as_of.date()]).drop(columns=["as_of_date"])
 
 
@@ -40,9 +78,10 @@ class ValueTrainingInputs:
 
     Attributes:
         transactions: ``read_transactions``.
-        as_of: The newest feature snapshot.
+        as_of: ``read_as_of``: the newest feature snapshot, or the day after the newest order.
         cutoff: ``as_of`` minus the comparison window.
-        features_at_cutoff: Features at ``cutoff``.
+        features_at_cutoff: Features at ``cutoff``; None without feature snapshots (here and
+            below).
         features_before_cutoff: Features one comparison window before ``cutoff``.
         features_a_year_before: Features 12 months before ``as_of`` (the served CatBoost
             regressor learns from the year before it).
@@ -51,16 +90,16 @@ class ValueTrainingInputs:
     transactions: pd.DataFrame
     as_of: pd.Timestamp
     cutoff: pd.Timestamp
-    features_at_cutoff: pd.DataFrame
-    features_before_cutoff: pd.DataFrame
-    features_a_year_before: pd.DataFrame
+    features_at_cutoff: pd.DataFrame | None
+    features_before_cutoff: pd.DataFrame | None
+    features_a_year_before: pd.DataFrame | None
 
 
 def read_training_inputs(
     con: duckdb.DuckDBPyConnection, comparison_months: int = 6
 ) -> ValueTrainingInputs:
     """Read the orders and the feature snapshots the comparison and the refit use."""
-    as_of = pd.Timestamp(read_newest_as_of_date(con))
+    as_of = read_as_of(con)
     cutoff = as_of - pd.DateOffset(months=comparison_months)
     return ValueTrainingInputs(
         transactions=read_transactions(con),
@@ -74,14 +113,14 @@ def read_training_inputs(
 
 @dataclass(frozen=True, eq=False)
 class ValueScoringInputs:
-    """The orders and the features of the newest snapshot, which is scored."""
+    """The orders and the features of the newest snapshot (None without snapshots), scored."""
 
     transactions: pd.DataFrame
     as_of: pd.Timestamp
-    features: pd.DataFrame
+    features: pd.DataFrame | None
 
 
 def read_scoring_inputs(con: duckdb.DuckDBPyConnection) -> ValueScoringInputs:
     """Read what scoring the newest snapshot needs."""
-    as_of = pd.Timestamp(read_newest_as_of_date(con))
+    as_of = read_as_of(con)
     return ValueScoringInputs(read_transactions(con), as_of, _features_at(con, as_of))

@@ -25,6 +25,23 @@ stored (pymc-marketing's inference data keeps the fit data, one row per customer
 compiles its model graphs with a C compiler the first time on a machine (about 50 s for both
 models here; cached under ``~/.pytensor`` afterwards, then 3-5 s for 23.5k customers).
 
+**Without amounts.** A transaction log may carry no amounts, or the same amount on every order
+(a log of events priced 1.0). Gamma-Gamma then has no spread of spend to learn from. Measured on
+1,000 simulated customers whose every order was 1.0 (one order per purchase day): p 1.2e44,
+q 4.1e59, every customer the same order value (0.9987); with one or two orders a day, q 1.4e7
+and again one order value for all (1.515). The "value" is the purchase count times a constant,
+with no error raised. So the models are then fitted on purchases only
+(:func:`value_unavailable_reason` says why): no
+Gamma-Gamma, no value regressor, and every value prediction is missing (NaN), never a number
+that looks like money. Expected purchases and the probability alive are unchanged.
+
+**Backtest.** :func:`compare_on_holdout` judges both models on the window after a cutoff. Out of
+time (the baseline fitted on the orders up to the cutoff, CatBoost trained one horizon earlier)
+is the only protocol that picks the winner. When the data are too short for it, CatBoost is
+judged by 2-fold cross-fitting over customers on the holdout window itself; that flatters it
+(it sees the judged window through other customers), so its figures are reported and the
+baseline is kept (:func:`decide_winner`).
+
 **CatBoost.** Two regressors on point-in-time features (the RFM summary, a few more aggregates of
 the transactions before the cutoff, and optional caller features such as plan or tenure): value in
 the horizon with a Tweedie loss (zero-inflated, skewed, and the prediction is the mean) and
@@ -76,6 +93,16 @@ PREDICTION_COLUMNS = (
     "probability_alive",
 )
 
+VALUE_FEATURES = (
+    "monetary_value",
+    "total_value",
+    "first_purchase_value",
+    "max_purchase_value",
+    "value_last_90d",
+)
+"""The summary columns computed from amounts: missing (NaN) when the orders carry none."""
+NO_AMOUNTS = "no order amounts in the source: expected purchases and probability alive only"
+
 _RECENT_DAYS = 90
 _QUADRATURE_NODES = 256
 
@@ -102,8 +129,11 @@ class ClvConfig(HoldsBoosting):
         catboost_protocol: How :func:`compare_on_holdout` trains CatBoost: ``out_of_time`` one
             horizon before the cutoff, ``customer_split`` by 2-fold cross-fitting over customers
             on the holdout window itself, ``auto`` out of time when at least
-            ``min_train_customers`` customers are known one horizon before the cutoff.
+            ``min_train_customers`` customers are known one horizon before the cutoff. Only out
+            of time can pick CatBoost (:func:`decide_winner`).
         min_train_customers: Fewest customers the out-of-time training window must hold.
+        report_customer_split: Also score CatBoost by the customer split when it is trained out
+            of time, to report how much the split flatters it (never used to decide).
     """
 
     boosting: BoostingParams = CLV_BOOSTING
@@ -112,6 +142,7 @@ class ClvConfig(HoldsBoosting):
     tweedie_variance_power: float = 1.5
     catboost_protocol: CatBoostProtocol = "auto"
     min_train_customers: int = 200
+    report_customer_split: bool = False
 
     def __post_init__(self) -> None:
         if self.horizon_days < 1:
@@ -144,14 +175,55 @@ def _day(values: pd.Series | pd.Timestamp) -> Any:
     return stamp.floor("D")
 
 
+def value_unavailable_reason(transactions: pd.DataFrame) -> str | None:
+    """Why value cannot be modelled from these orders, in words; None when it can.
+
+    Value needs an amount on every order and some spread between them: without amounts, with
+    some orders lacking one (the value would be understated), or with a single amount on every
+    order (Gamma-Gamma would be degenerate and "value" would be the order count), only
+    purchases and the probability alive are predicted.
+
+    Args:
+        transactions: Orders with an ``amount`` column (all missing for a log without amounts).
+    """
+    if "amount" not in transactions.columns:
+        raise ValueError("transactions lack columns ['amount']")
+    amount = pd.to_numeric(transactions["amount"], errors="coerce")
+    present = int(amount.notna().sum())
+    if present == 0:
+        return NO_AMOUNTS
+    if present < len(amount):
+        return (
+            f"{len(amount) - present:,} of {len(amount):,} orders have no amount: value would "
+            "be understated; expected purchases and probability alive only"
+        )
+    if amount.nunique() == 1:
+        return (
+            f"every order has the same amount ({float(amount.iloc[0]):g}): Gamma-Gamma would be "
+            "degenerate (no spread of spend to learn from) and value would only restate the "
+            "purchase count; expected purchases and probability alive only"
+        )
+    return None
+
+
+def without_amounts(transactions: pd.DataFrame) -> pd.DataFrame:
+    """The orders with every amount missing: what the models fit when value is unavailable."""
+    return transactions.assign(amount=np.nan)
+
+
 def _purchase_days(transactions: pd.DataFrame) -> pd.DataFrame:
-    """One row per customer and purchase day: ``customer_id``, ``day``, ``amount`` (summed)."""
+    """One row per customer and purchase day: ``customer_id``, ``day``, ``amount`` (summed;
+    missing for every day when the orders carry no amounts)."""
     missing = [c for c in TRANSACTION_COLUMNS if c not in transactions.columns]
     if missing:
         raise ValueError(f"transactions lack columns {missing}")
     amount = pd.to_numeric(transactions["amount"], errors="coerce")
-    if amount.isna().any():
-        raise ValueError(f"amount holds {int(amount.isna().sum())} missing or non-numeric values")
+    # All missing is a log without amounts; some missing is an error (the value would be wrong).
+    if amount.isna().any() and amount.notna().any():
+        raise ValueError(
+            f"amount holds {int(amount.isna().sum())} missing or non-numeric values; pass all "
+            "amounts or none (without_amounts)"
+        )
     if (amount < 0).any():
         raise ValueError(
             f"amount holds {int((amount < 0).sum())} negative values; filter refunds first"
@@ -165,7 +237,8 @@ def _purchase_days(transactions: pd.DataFrame) -> pd.DataFrame:
             "amount": amount.to_numpy(dtype=float),
         }
     )
-    return frame.groupby(["customer_id", "day"], sort=True)["amount"].sum().reset_index()
+    days = frame.groupby(["customer_id", "day"], sort=True)["amount"].sum(min_count=1)
+    return days.reset_index()
 
 
 def _known_days(transactions: pd.DataFrame, cutoff: pd.Timestamp) -> pd.DataFrame:
@@ -202,6 +275,8 @@ def _summarise(days: pd.DataFrame, cutoff: pd.Timestamp, period_days: float) -> 
             "value_last_90d": recent_days["amount"].sum().reindex(first.index, fill_value=0.0),
         }
     )
+    if days["amount"].isna().all():
+        summary[list(VALUE_FEATURES)] = np.nan
     summary.index.name = "customer_id"
     return summary.reset_index()
 
@@ -213,17 +288,18 @@ def rfm_summary(
 
     Args:
         transactions: Orders with ``customer_id``, ``ordered_at`` and ``amount`` (>= 0; refunds
-            filtered by the caller).
+            filtered by the caller; all missing for a log without amounts).
         cutoff: Last day observed; orders on that day count, later ones do not.
         period_days: Length of the time unit of ``recency`` and ``T`` in days.
 
     Returns:
         One row per customer with an order on or before ``cutoff``, sorted by ``customer_id``:
         ``customer_id``, ``frequency`` (repeat purchase days), ``recency`` and ``T`` (periods),
-        ``monetary_value`` (mean value of the repeat purchase days; 0 without one).
+        ``monetary_value`` (mean value of the repeat purchase days; 0 without one; missing
+        when the orders carry no amounts).
 
     Raises:
-        ValueError: On missing columns, null keys, or missing or negative amounts.
+        ValueError: On missing columns, null keys, some (not all) missing or negative amounts.
     """
     summary = _summarise(_known_days(transactions, cutoff), cutoff, period_days)
     return summary[["customer_id", *RFM_COLUMNS]]
@@ -262,7 +338,8 @@ def holdout_actuals(
     Returns:
         One row per customer with an order on or before ``cutoff`` (customers who first buy in the
         window cannot be predicted and are left out), sorted by ``customer_id``: ``customer_id``,
-        ``purchases`` (purchase days in the window) and ``value`` (sum of amounts), 0 when none.
+        ``purchases`` (purchase days in the window) and ``value`` (sum of amounts), 0 when none
+        (missing for every customer when the orders carry no amounts).
     """
     days = _purchase_days(transactions)
     cutoff_day = _day(cutoff)
@@ -270,11 +347,14 @@ def holdout_actuals(
     window = days.loc[
         (days["day"] > cutoff_day) & (days["day"] <= cutoff_day + pd.Timedelta(days=horizon_days))
     ].groupby("customer_id")
+    value = window["amount"].sum().reindex(known, fill_value=0.0).to_numpy(dtype=float)
+    if days["amount"].isna().all():
+        value = np.full(len(known), np.nan)
     return pd.DataFrame(
         {
             "customer_id": known,
             "purchases": window.size().reindex(known, fill_value=0).to_numpy(dtype=int),
-            "value": window["amount"].sum().reindex(known, fill_value=0.0).to_numpy(dtype=float),
+            "value": value,
         }
     )
 
@@ -386,13 +466,14 @@ class BaselineModel:
 
     Attributes:
         bgnbd: BG/NBD parameters.
-        gamma_gamma: Gamma-Gamma parameters.
+        gamma_gamma: Gamma-Gamma parameters; None when fitted on orders without amounts
+            (then every value prediction is missing).
         period_days: Time unit (days) of the summary it was fitted on.
         customers: Customers in the fit (a count; no customer rows are kept).
     """
 
     bgnbd: BgNbdParams
-    gamma_gamma: GammaGammaParams
+    gamma_gamma: GammaGammaParams | None
     period_days: float
     customers: int
 
@@ -407,7 +488,8 @@ class BaselineModel:
         Returns:
             ``customer_id``, ``expected_purchases``, ``probability_alive``,
             ``expected_order_value`` (Gamma-Gamma conditional mean; the population mean for
-            customers without repeat purchases) and ``expected_value`` (purchases x order value).
+            customers without repeat purchases) and ``expected_value`` (purchases x order value);
+            both missing (NaN) without Gamma-Gamma.
         """
         missing = [c for c in ("customer_id", *RFM_COLUMNS) if c not in summary.columns]
         if missing:
@@ -420,13 +502,16 @@ class BaselineModel:
         purchases = _conditional_expected_purchases(self.bgnbd, x, t_x, big_t, t)
         alive = 1.0 / _alive_denominator(self.bgnbd, x, t_x, big_t)
         gg = self.gamma_gamma
-        # Equation (5) of Fader, Hardie & Lee (2005b): a credibility-weighted mix of the population
-        # mean and the customer's own mean, weighted by the number of repeat purchases.
-        weight = gg.p * x / (gg.p * x + gg.q - 1.0)
-        repeat = (x > 0) & (m > 0)
-        order_value = np.where(
-            repeat, (1.0 - weight) * gg.population_mean + weight * m, gg.population_mean
-        )
+        if gg is None:
+            order_value = np.full(len(x), np.nan)
+        else:
+            # Equation (5) of Fader, Hardie & Lee (2005b): a credibility-weighted mix of the
+            # population mean and the customer's own mean, weighted by the repeat purchases.
+            weight = gg.p * x / (gg.p * x + gg.q - 1.0)
+            repeat = (x > 0) & (m > 0)
+            order_value = np.where(
+                repeat, (1.0 - weight) * gg.population_mean + weight * m, gg.population_mean
+            )
         return pd.DataFrame(
             {
                 "customer_id": summary["customer_id"].to_numpy(),
@@ -444,9 +529,10 @@ class BaselineModel:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> BaselineModel:
         """Inverse of :meth:`to_dict`."""
+        gamma_gamma = data.get("gamma_gamma")
         return cls(
             bgnbd=BgNbdParams(**data["bgnbd"]),
-            gamma_gamma=GammaGammaParams(**data["gamma_gamma"]),
+            gamma_gamma=None if gamma_gamma is None else GammaGammaParams(**gamma_gamma),
             period_days=float(data["period_days"]),
             customers=int(data["customers"]),
         )
@@ -469,6 +555,7 @@ def fit_baseline(summary: pd.DataFrame, period_days: float = 7.0) -> BaselineMod
     """Fit BG/NBD on all customers and Gamma-Gamma on those with positive repeat spend.
 
     Both are maximum-likelihood fits: pymc-marketing's MAP with flat priors on every parameter.
+    A summary of orders without amounts (``monetary_value`` all missing) fits BG/NBD only.
 
     Args:
         summary: :func:`rfm_summary` output (fitted with ``period_days``).
@@ -478,8 +565,9 @@ def fit_baseline(summary: pd.DataFrame, period_days: float = 7.0) -> BaselineMod
         The fitted parameters.
 
     Raises:
-        ValueError: If the summary is empty, lacks columns, or fewer than 2 customers have a
-            repeat purchase with positive value (Gamma-Gamma is then not identified).
+        ValueError: If the summary is empty, lacks columns, or (with amounts) fewer than 2
+            customers have a repeat purchase with positive value (Gamma-Gamma is then not
+            identified).
         RuntimeError: If an optimiser returns non-finite or non-positive parameters.
     """
     missing = [c for c in ("customer_id", *RFM_COLUMNS) if c not in summary.columns]
@@ -487,8 +575,9 @@ def fit_baseline(summary: pd.DataFrame, period_days: float = 7.0) -> BaselineMod
         raise ValueError(f"summary lacks columns {missing}")
     if summary.empty:
         raise ValueError("summary is empty: no customer to fit")
+    with_value = bool(summary["monetary_value"].notna().any())
     repeat = summary.loc[(summary["frequency"] > 0) & (summary["monetary_value"] > 0)]
-    if len(repeat) < 2:
+    if with_value and len(repeat) < 2:
         raise ValueError(
             f"{len(repeat)} customers have a repeat purchase with positive value; Gamma-Gamma "
             "needs at least 2"
@@ -500,21 +589,28 @@ def fit_baseline(summary: pd.DataFrame, period_days: float = 7.0) -> BaselineMod
         from pymc_extras.prior import Prior
         from pymc_marketing.clv import BetaGeoModel, GammaGammaModel
 
-    data = summary[["customer_id", *RFM_COLUMNS]].reset_index(drop=True)
+    # BetaGeoModel reads monetary_value only to check it; without amounts it is 0 there.
+    data = summary[["customer_id", *RFM_COLUMNS]].fillna({"monetary_value": 0.0})
+    data = data.reset_index(drop=True)
     # Flat priors make the MAP the maximum-likelihood estimate of the papers (the default priors
     # shrink a and b: on CDNOW a = 0.71 instead of 0.79).
     flat = {name: Prior("HalfFlat") for name in ("r", "alpha", "a", "b")}
     bg = _map_estimate(BetaGeoModel(model_config=flat), data, ("r", "alpha", "a", "b"))
-    gg = _map_estimate(
-        GammaGammaModel(), repeat[["customer_id", "frequency", "monetary_value"]], ("p", "q", "v")
-    )
-    if gg["q"] > 1:
-        population_mean = gg["p"] * gg["v"] / (gg["q"] - 1.0)
-    else:
-        population_mean = float(repeat["monetary_value"].mean())
+    gamma_gamma = None
+    if with_value:
+        gg = _map_estimate(
+            GammaGammaModel(),
+            repeat[["customer_id", "frequency", "monetary_value"]],
+            ("p", "q", "v"),
+        )
+        if gg["q"] > 1:
+            population_mean = gg["p"] * gg["v"] / (gg["q"] - 1.0)
+        else:
+            population_mean = float(repeat["monetary_value"].mean())
+        gamma_gamma = GammaGammaParams(**gg, population_mean=population_mean)
     return BaselineModel(
         bgnbd=BgNbdParams(**bg),
-        gamma_gamma=GammaGammaParams(**gg, population_mean=population_mean),
+        gamma_gamma=gamma_gamma,
         period_days=period_days,
         customers=len(summary),
     )
@@ -531,8 +627,13 @@ def _design(
     period_days: float,
     features: pd.DataFrame | None,
 ) -> pd.DataFrame:
-    """History features of every known customer, left-joined with the caller's features."""
+    """History features of every known customer, left-joined with the caller's features.
+
+    Without amounts the value columns are left out: they would be missing on every row.
+    """
     design = history_features(transactions, cutoff, period_days=period_days)
+    if design["monetary_value"].isna().all():
+        design = design.drop(columns=list(VALUE_FEATURES))
     if features is None:
         return design
     if "customer_id" not in features.columns:
@@ -555,7 +656,8 @@ class ClvRegressor:
     """CatBoost regressors of value (Tweedie) and purchases (Poisson) in the horizon.
 
     Attributes:
-        value_model: Predicts the value in the horizon (mean, on the amount scale).
+        value_model: Predicts the value in the horizon (mean, on the amount scale); None when
+            trained on orders without amounts (every value prediction is then missing).
         purchases_model: Predicts the purchase days in the horizon (mean).
         feature_names: Feature columns in model order.
         cat_features: Categorical feature columns.
@@ -564,7 +666,7 @@ class ClvRegressor:
         train_customers: Rows it was fitted on (a count).
     """
 
-    value_model: CatBoostRegressor
+    value_model: CatBoostRegressor | None
     purchases_model: CatBoostRegressor
     feature_names: tuple[str, ...]
     cat_features: tuple[str, ...]
@@ -578,12 +680,17 @@ class ClvRegressor:
             catboost_frame(design, self.feature_names, self.cat_features),
             cat_features=list(self.cat_features),
         )
+        value = (
+            np.full(len(design), np.nan)
+            if self.value_model is None
+            else np.asarray(self.value_model.predict(pool), dtype=float)
+        )
         return pd.DataFrame(
             {
                 "customer_id": design["customer_id"].to_numpy(),
                 # Poisson and Tweedie predictions are exp(raw), hence already non-negative means.
                 "expected_purchases": np.asarray(self.purchases_model.predict(pool), dtype=float),
-                "expected_value": np.asarray(self.value_model.predict(pool), dtype=float),
+                "expected_value": value,
             }
         )
 
@@ -639,12 +746,14 @@ def _fit_regressor_on(
     cats = tuple(n for n in names if _categorical(design[n]))
     labelled = design.merge(actuals, on="customer_id", how="left", validate="one_to_one")
     x = catboost_frame(labelled, names, cats)
-    value = labelled["value"].fillna(0.0).to_numpy(dtype=float)
     purchases = labelled["purchases"].fillna(0).to_numpy(dtype=float)
-    value_model = config.boosting.regressor(
-        f"Tweedie:variance_power={config.tweedie_variance_power}"
-    )
-    value_model.fit(Pool(x, label=value, cat_features=list(cats)))
+    value_model = None
+    if actuals["value"].notna().any():  # orders without amounts: purchases only
+        value = labelled["value"].fillna(0.0).to_numpy(dtype=float)
+        value_model = config.boosting.regressor(
+            f"Tweedie:variance_power={config.tweedie_variance_power}"
+        )
+        value_model.fit(Pool(x, label=value, cat_features=list(cats)))
     purchases_model = config.boosting.regressor("Poisson")
     purchases_model.fit(Pool(x, label=purchases, cat_features=list(cats)))
     return ClvRegressor(
@@ -704,6 +813,8 @@ class ClvModel:
         baseline: BG/NBD + Gamma-Gamma, fitted at ``as_of`` with either method: it supplies
             ``probability_alive``, a BG/NBD quantity that CatBoost does not estimate.
         regressor: The CatBoost regressors when ``method == "catboost"``.
+        value_reason: Why it predicts no value (:func:`value_unavailable_reason`); None when it
+            does. Models saved before it existed predict value.
     """
 
     method: ClvMethod
@@ -711,6 +822,7 @@ class ClvModel:
     as_of: pd.Timestamp
     baseline: BaselineModel
     regressor: ClvRegressor | None = None
+    value_reason: str | None = None
 
 
 def fit_clv(
@@ -725,7 +837,9 @@ def fit_clv(
     BG/NBD + Gamma-Gamma is always fitted on the summary at ``as_of``. With ``method="catboost"``
     the regressors are also fitted at ``train_cutoff = as_of - horizon_days`` on the outcomes in
     ``(train_cutoff, as_of]``; ``features_at_train_cutoff`` are the caller's features as known at
-    that date (the features at ``as_of`` go to :func:`predict_clv`).
+    that date (the features at ``as_of`` go to :func:`predict_clv`). When the orders up to
+    ``as_of`` cannot support value (:func:`value_unavailable_reason`) the model is fitted on
+    purchases only and says why in ``value_reason``.
 
     Args:
         transactions: Orders (see :func:`rfm_summary`); those after ``as_of`` are ignored.
@@ -747,13 +861,16 @@ def fit_clv(
     as_of = _day(as_of)
     # Orders after as_of must not reach the regressor's targets (they would be the future).
     known = transactions.loc[_day(transactions["ordered_at"]) <= as_of]
+    value_reason = value_unavailable_reason(known)
+    if value_reason is not None:
+        known = without_amounts(known)
     summary = rfm_summary(known, as_of, period_days=config.period_days)
     baseline = fit_baseline(summary, config.period_days)
     regressor = None
     if method == "catboost":
         train_cutoff = as_of - pd.Timedelta(days=config.horizon_days)
         regressor = fit_clv_regressor(known, train_cutoff, config, features_at_train_cutoff)
-    return ClvModel(method, config, as_of, baseline, regressor)
+    return ClvModel(method, config, as_of, baseline, regressor, value_reason)
 
 
 def predict_clv(
@@ -766,7 +883,8 @@ def predict_clv(
 
     ``expected_purchases_12m`` and ``expected_value_12m`` come from the model's method and cover
     ``config.horizon_days`` (365 by default, hence the names). ``probability_alive`` is always
-    BG/NBD's probability that the customer has not dropped out, whatever the method.
+    BG/NBD's probability that the customer has not dropped out, whatever the method. A model
+    fitted without value (``model.value_reason``) reads no amounts and predicts no value (NaN).
 
     Args:
         model: A fitted (or loaded) model.
@@ -776,9 +894,19 @@ def predict_clv(
 
     Returns:
         Columns :data:`PREDICTION_COLUMNS`, one row per customer, sorted by ``customer_id``.
+
+    Raises:
+        ValueError: The model predicts value but the orders carry no amounts (retrain it).
     """
     as_of = _day(model.as_of if as_of is None else as_of)
     horizon = model.config.horizon_days
+    # getattr: models pickled before value_reason existed predict value.
+    if getattr(model, "value_reason", None) is not None:
+        transactions = without_amounts(transactions)
+    elif transactions["amount"].isna().all():
+        raise ValueError(
+            "the model predicts value but the orders carry no amounts: retrain it on them"
+        )
     summary = rfm_summary(transactions, as_of, period_days=model.baseline.period_days)
     base = model.baseline.predict(summary, horizon)
     purchases = base["expected_purchases"].to_numpy()
@@ -811,6 +939,8 @@ def predict_clv(
 class ClvScores:
     """Per-customer errors and totals of one model's holdout predictions.
 
+    Value figures are NaN when the orders carry no amounts.
+
     Attributes:
         purchases_mae: Mean absolute error of purchases per customer.
         purchases_rmse: Root mean squared error of purchases.
@@ -821,6 +951,7 @@ class ClvScores:
         purchases_total_error_pct: ``100 * (predicted - actual) / actual`` of total purchases.
         value_total_error_pct: The same for total value.
         value_spearman: Spearman rank correlation of predicted and actual value.
+        purchases_spearman: Spearman rank correlation of predicted and actual purchases.
     """
 
     purchases_mae: float
@@ -832,6 +963,14 @@ class ClvScores:
     purchases_total_error_pct: float
     value_total_error_pct: float
     value_spearman: float
+    purchases_spearman: float = float("nan")
+
+
+def _spearman(predicted: np.ndarray, actual: np.ndarray) -> float:
+    # A constant prediction has no ranking; its rank correlation is undefined (NaN), not 0.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return float(spearmanr(predicted, actual).statistic)
 
 
 def score_predictions(
@@ -842,8 +981,11 @@ def score_predictions(
 ) -> ClvScores:
     """Errors of predicted purchases and value against the observed ones.
 
+    Value arrays that are entirely missing (orders without amounts) give NaN value figures.
+
     Raises:
-        ValueError: On arrays of different lengths, no rows, or non-finite values.
+        ValueError: On arrays of different lengths, no rows, or non-finite values (other than
+            value arrays missing entirely).
     """
     arrays = [
         np.asarray(a, dtype=float)
@@ -853,28 +995,111 @@ def score_predictions(
         raise ValueError(f"arrays must be 1-d of equal length, got {[a.shape for a in arrays]}")
     if arrays[0].size == 0:
         raise ValueError("cannot score zero customers")
-    if not all(np.isfinite(a).all() for a in arrays):
-        raise ValueError("predictions and actuals must be finite")
     y_n, y_v, p_n, p_v = arrays
+    with_value = not (np.isnan(y_v).all() or np.isnan(p_v).all())
+    checked = [y_n, p_n, *((y_v, p_v) if with_value else ())]
+    if not all(np.isfinite(a).all() for a in checked):
+        raise ValueError("predictions and actuals must be finite")
 
     def pct(predicted: float, actual: float) -> float:
         return float(100.0 * (predicted - actual) / actual) if actual else float("nan")
 
-    # A constant prediction has no ranking; its rank correlation is undefined (NaN), not 0.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        rho = float(spearmanr(p_v, y_v).statistic)
+    nan = float("nan")
     return ClvScores(
         purchases_mae=float(np.abs(p_n - y_n).mean()),
         purchases_rmse=float(np.sqrt(((p_n - y_n) ** 2).mean())),
-        value_mae=float(np.abs(p_v - y_v).mean()),
-        value_rmse=float(np.sqrt(((p_v - y_v) ** 2).mean())),
+        value_mae=float(np.abs(p_v - y_v).mean()) if with_value else nan,
+        value_rmse=float(np.sqrt(((p_v - y_v) ** 2).mean())) if with_value else nan,
         predicted_purchases=float(p_n.sum()),
-        predicted_value=float(p_v.sum()),
+        predicted_value=float(p_v.sum()) if with_value else nan,
         purchases_total_error_pct=pct(float(p_n.sum()), float(y_n.sum())),
-        value_total_error_pct=pct(float(p_v.sum()), float(y_v.sum())),
-        value_spearman=rho,
+        value_total_error_pct=pct(float(p_v.sum()), float(y_v.sum())) if with_value else nan,
+        value_spearman=_spearman(p_v, y_v) if with_value else nan,
+        purchases_spearman=_spearman(p_n, y_n),
     )
+
+
+@dataclass(frozen=True)
+class Backtest:
+    """How the two methods were judged on one holdout window.
+
+    Attributes:
+        protocol: How CatBoost was trained: ``out_of_time`` (one horizon before the cutoff, on
+            features then and the outcomes up to the cutoff) or ``customer_split`` (2-fold
+            cross-fitting over customers on the holdout window itself). The baseline is always
+            fitted on the orders up to the cutoff.
+        cutoff: Last calibration day.
+        horizon_days: Length of the judged window after it.
+        customers: Customers known at the cutoff (the judged rows).
+        catboost_train_customers: Rows each CatBoost fit used (per fold for the split).
+    """
+
+    protocol: Literal["out_of_time", "customer_split"]
+    cutoff: pd.Timestamp
+    horizon_days: int
+    customers: int
+    catboost_train_customers: int
+
+    @property
+    def flattering(self) -> bool:
+        """The customer split lets CatBoost see the judged window through other customers
+        (the baseline never sees it): its figures are optimistic, so they never decide."""
+        return self.protocol == "customer_split"
+
+    def describe(self) -> str:
+        """The protocol in words, for run summaries, MLflow params and model cards."""
+        window = (
+            f"fit on orders up to {self.cutoff.date()}, judged on the {self.horizon_days} days "
+            f"after, {self.customers:,} customers"
+        )
+        if self.protocol == "out_of_time":
+            start = (self.cutoff - pd.Timedelta(days=self.horizon_days)).date()
+            return (
+                f"out of time: {window}; CatBoost trained on features at {start} and the "
+                f"{self.horizon_days} days to the cutoff ({self.catboost_train_customers:,} "
+                "customers)"
+            )
+        return (
+            f"customer split (flatters CatBoost; reported, never decides): {window}; CatBoost "
+            f"cross-fitted over two halves of the customers on the judged window itself "
+            f"({self.catboost_train_customers:,} per fold)"
+        )
+
+
+def pick_winner(
+    bgnbd: ClvScores, catboost: ClvScores, on: Literal["value", "purchases"] = "value"
+) -> ClvMethod:
+    """``catboost`` if its MAE of ``on`` is strictly lower, else ``bgnbd`` (the simpler model)."""
+    metric = f"{on}_mae"
+    return "catboost" if getattr(catboost, metric) < getattr(bgnbd, metric) else "bgnbd"
+
+
+def decide_winner(
+    backtest: Backtest,
+    bgnbd: ClvScores,
+    catboost: ClvScores,
+    on: Literal["value", "purchases"] = "value",
+) -> tuple[ClvMethod, str]:
+    """The method to serve and why, in words.
+
+    Only an out-of-time backtest decides (:func:`pick_winner` on the MAE of ``on``). A
+    flattering one (the customer split) is reported and the baseline is kept: CatBoost must
+    win where it cannot see the judged window.
+
+    Returns:
+        ``(method, reason)``.
+    """
+    metric = f"{on}_mae"
+    figures = (
+        f"{metric} bgnbd {getattr(bgnbd, metric):.4g}, catboost {getattr(catboost, metric):.4g}"
+    )
+    if backtest.flattering:
+        return "bgnbd", (
+            f"bgnbd kept: CatBoost could only be judged by the customer split, which flatters "
+            f"it ({figures}); only an out-of-time backtest can pick CatBoost"
+        )
+    winner = pick_winner(bgnbd, catboost, on)
+    return winner, f"{winner}: lower {metric} out of time ({figures}; a tie keeps bgnbd)"
 
 
 @dataclass(frozen=True, eq=False)
@@ -886,19 +1111,22 @@ class ClvComparison:
         horizon_days: Holdout length.
         customers: Customers known at ``cutoff`` (the scored rows).
         actual_purchases: Total observed purchases in the holdout.
-        actual_value: Total observed value in the holdout.
+        actual_value: Total observed value in the holdout (NaN without amounts).
         bgnbd: Baseline scores.
-        catboost: CatBoost scores.
-        winner: ``bgnbd`` or ``catboost``: the lower value MAE; a tie goes to ``bgnbd``, the
-            simpler model.
-        catboost_protocol: ``out_of_time`` (trained one horizon before the cutoff) or
-            ``customer_split`` (2-fold cross-fitting over customers on the holdout window itself:
-            no customer is scored by a model that saw its outcome, but the model has seen the
-            holdout period through other customers, so its figures are optimistic next to the
-            baseline's, which sees no holdout data).
+        catboost: CatBoost scores under :attr:`backtest`.
+        winner: The method served (:func:`decide_winner`).
+        catboost_protocol: ``backtest.protocol`` (see :class:`Backtest`).
         catboost_train_customers: Rows each CatBoost fit used (per fold for the split).
         baseline: The fitted baseline (parameters).
         predictions: Per-customer actuals and predictions, for plots only; never log them.
+        backtest: How the methods were judged.
+        judged_on: ``value`` (per-customer value MAE), or ``purchases`` when value is
+            unavailable (:attr:`value_reason`).
+        decided_by: Why :attr:`winner` won, in words.
+        value_reason: Why no value is modelled (:func:`value_unavailable_reason`); None with
+            value.
+        catboost_customer_split: CatBoost's scores by the customer split when it was judged
+            out of time and ``config.report_customer_split`` asked for them; reported only.
     """
 
     cutoff: pd.Timestamp
@@ -913,29 +1141,39 @@ class ClvComparison:
     catboost_train_customers: int
     baseline: BaselineModel
     predictions: pd.DataFrame = field(repr=False)
+    backtest: Backtest | None = None
+    judged_on: Literal["value", "purchases"] = "value"
+    decided_by: str = ""
+    value_reason: str | None = None
+    catboost_customer_split: ClvScores | None = None
+
+    @property
+    def protocol(self) -> str:
+        """The backtest protocol in words (:meth:`Backtest.describe`)."""
+        return "" if self.backtest is None else self.backtest.describe()
 
     def as_metrics(self) -> dict[str, float]:
-        """Aggregate figures as flat MLflow metrics (no per-customer rows)."""
+        """Aggregate figures as flat MLflow metrics (no per-customer rows; no NaN value
+        figures when there are no amounts)."""
         metrics: dict[str, float] = {
             "customers": float(self.customers),
             "actual_purchases": self.actual_purchases,
             "actual_value": self.actual_value,
             "catboost_train_customers": float(self.catboost_train_customers),
         }
-        for name, scores in (("bgnbd", self.bgnbd), ("catboost", self.catboost)):
+        scored = [("bgnbd", self.bgnbd), ("catboost", self.catboost)]
+        if self.catboost_customer_split is not None:
+            scored.append(("catboost_customer_split", self.catboost_customer_split))
+        for name, scores in scored:
             metrics.update({f"{name}_{k}": float(v) for k, v in asdict(scores).items()})
-        return metrics
-
-
-def pick_winner(bgnbd: ClvScores, catboost: ClvScores) -> ClvMethod:
-    """``catboost`` if its value MAE is strictly lower, else ``bgnbd`` (the simpler model)."""
-    return "catboost" if catboost.value_mae < bgnbd.value_mae else "bgnbd"
+        return {k: v for k, v in metrics.items() if np.isfinite(v)}
 
 
 def _customer_split_predictions(
     design: pd.DataFrame, actuals: pd.DataFrame, config: ClvConfig
 ) -> tuple[pd.DataFrame, int]:
-    """Out-of-fold predictions of 2-fold cross-fitting over customers."""
+    """Out-of-fold predictions of 2-fold cross-fitting over customers (flattering: see
+    :attr:`Backtest.flattering`)."""
     fold = np.random.default_rng(config.boosting.seed).permutation(len(design)) % 2
     parts, sizes = [], []
     for k in (0, 1):  # two folds
@@ -959,9 +1197,11 @@ def compare_on_holdout(
     The baseline is fitted on the summary at ``cutoff``. CatBoost is trained, by
     ``config.catboost_protocol``, either out of time (features at ``cutoff - horizon``, targets
     up to ``cutoff``; needs ``min_train_customers`` customers known then) or, when the data are
-    too short for that, by 2-fold cross-fitting over customers on the holdout window (see
-    :attr:`ClvComparison.catboost_protocol` for why that flatters CatBoost). The winner is the
-    model with the lower per-customer value MAE; a tie goes to the baseline.
+    too short for that, by 2-fold cross-fitting over customers on the holdout window. Only the
+    out-of-time backtest picks the winner (:func:`decide_winner`); after the customer split the
+    baseline is kept. The winner has the lower per-customer value MAE, or purchases MAE when the
+    orders cannot support value (:func:`value_unavailable_reason`: then the models are fitted
+    on purchases only); a tie goes to the baseline.
 
     Args:
         transactions: Orders covering at least ``cutoff + horizon_days``.
@@ -981,6 +1221,10 @@ def compare_on_holdout(
     config = config or ClvConfig()
     cutoff = _day(cutoff)
     horizon = config.horizon_days
+    value_reason = value_unavailable_reason(transactions)
+    if value_reason is not None:
+        transactions = without_amounts(transactions)
+    judged_on: Literal["value", "purchases"] = "purchases" if value_reason else "value"
     summary = rfm_summary(transactions, cutoff, period_days=config.period_days)
     actuals = holdout_actuals(transactions, cutoff, horizon)
     baseline = fit_baseline(summary, config.period_days)
@@ -993,6 +1237,7 @@ def compare_on_holdout(
     if protocol == "auto":
         protocol = "out_of_time" if known_then >= config.min_train_customers else "customer_split"
     design = _design(transactions, cutoff, config.period_days, features_at_cutoff)
+    split_predicted = None
     if protocol == "out_of_time":
         if known_then < config.min_train_customers:
             raise ValueError(
@@ -1007,29 +1252,30 @@ def compare_on_holdout(
         )
         predicted = regressor.predict_design(design)
         train_customers = regressor.train_customers
+        if config.report_customer_split:
+            split_predicted, _ = _customer_split_predictions(design, actuals, config)
     else:
         predicted, train_customers = _customer_split_predictions(design, actuals, config)
 
+    def renamed(frame: pd.DataFrame, prefix: str) -> pd.DataFrame:
+        return frame[["customer_id", "expected_purchases", "expected_value"]].rename(
+            columns={
+                "expected_purchases": f"{prefix}_purchases",
+                "expected_value": f"{prefix}_value",
+            }
+        )
+
     table = (
         actuals.rename(columns={"purchases": "actual_purchases", "value": "actual_value"})
-        .merge(
-            base[["customer_id", "expected_purchases", "expected_value"]].rename(
-                columns={"expected_purchases": "bgnbd_purchases", "expected_value": "bgnbd_value"}
-            ),
-            on="customer_id",
-            validate="one_to_one",
-        )
-        .merge(
-            predicted.rename(
-                columns={
-                    "expected_purchases": "catboost_purchases",
-                    "expected_value": "catboost_value",
-                }
-            ),
-            on="customer_id",
-            validate="one_to_one",
-        )
+        .merge(renamed(base, "bgnbd"), on="customer_id", validate="one_to_one")
+        .merge(renamed(predicted, "catboost"), on="customer_id", validate="one_to_one")
     )
+    if split_predicted is not None:
+        table = table.merge(
+            renamed(split_predicted, "catboost_customer_split"),
+            on="customer_id",
+            validate="one_to_one",
+        )
 
     def scores(prefix: str) -> ClvScores:
         return score_predictions(
@@ -1039,20 +1285,29 @@ def compare_on_holdout(
             table[f"{prefix}_value"],
         )
 
+    backtest = Backtest(protocol, cutoff, horizon, len(table), train_customers)
     bgnbd_scores, catboost_scores = scores("bgnbd"), scores("catboost")
+    winner, decided_by = decide_winner(backtest, bgnbd_scores, catboost_scores, judged_on)
     return ClvComparison(
         cutoff=cutoff,
         horizon_days=horizon,
         customers=len(table),
         actual_purchases=float(table["actual_purchases"].sum()),
-        actual_value=float(table["actual_value"].sum()),
+        actual_value=float(table["actual_value"].sum(min_count=1)),
         bgnbd=bgnbd_scores,
         catboost=catboost_scores,
-        winner=pick_winner(bgnbd_scores, catboost_scores),
+        winner=winner,
         catboost_protocol=protocol,
         catboost_train_customers=train_customers,
         baseline=baseline,
         predictions=table,
+        backtest=backtest,
+        judged_on=judged_on,
+        decided_by=decided_by,
+        value_reason=value_reason,
+        catboost_customer_split=(
+            None if split_predicted is None else scores("catboost_customer_split")
+        ),
     )
 
 
@@ -1068,7 +1323,8 @@ def _decile_means(predicted: np.ndarray, actual: np.ndarray) -> tuple[np.ndarray
 
 
 def plot_clv_holdout(comparison: ClvComparison, path: Path) -> Path:
-    """Predicted and actual holdout value by decile of predicted value, both models, as a PNG.
+    """Predicted and actual holdout value (purchases, without amounts) by decile of the
+    prediction, both models, as a PNG.
 
     Args:
         comparison: Output of :func:`compare_on_holdout`.
@@ -1078,25 +1334,27 @@ def plot_clv_holdout(comparison: ClvComparison, path: Path) -> Path:
         ``path``.
     """
     table = comparison.predictions
-    actual = table["actual_value"].to_numpy(dtype=float)
+    on = comparison.judged_on
+    actual = table[f"actual_{on}"].to_numpy(dtype=float)
     fig = Figure(figsize=(10, 4))
     axes = fig.subplots(1, 2, sharey=True)
     deciles = np.arange(1, 11)
     for ax, name, label in zip(
         axes, ("bgnbd", "catboost"), ("BG/NBD + Gamma-Gamma", "CatBoost"), strict=True
     ):
-        predicted, observed = _decile_means(table[f"{name}_value"].to_numpy(dtype=float), actual)
+        predicted, observed = _decile_means(table[f"{name}_{on}"].to_numpy(dtype=float), actual)
         ax.bar(deciles - 0.2, predicted, width=0.4, label="predicted", color="tab:blue")
         ax.bar(deciles + 0.2, observed, width=0.4, label="actual", color="tab:orange")
         scores: ClvScores = getattr(comparison, name)
-        ax.set_title(f"{label} (value MAE {scores.value_mae:.2f})")
+        mae = getattr(scores, f"{on}_mae")
+        ax.set_title(f"{label if on == 'value' else label.split(' +')[0]} ({on} MAE {mae:.2f})")
         ax.set_xticks(deciles)
-        ax.set_xlabel("decile of predicted value (1 = highest)")
+        ax.set_xlabel(f"decile of predicted {on} (1 = highest)")
         ax.legend()
-    axes[0].set_ylabel(f"mean value per customer, next {comparison.horizon_days} days")
+    axes[0].set_ylabel(f"mean {on} per customer, next {comparison.horizon_days} days")
     fig.suptitle(
         f"Holdout after {comparison.cutoff.date()} ({comparison.customers} customers); "
-        f"CatBoost {comparison.catboost_protocol.replace('_', ' ')}"
+        f"CatBoost {comparison.catboost_protocol.replace('_', ' ')}; winner {comparison.winner}"
     )
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

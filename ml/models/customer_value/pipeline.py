@@ -1,9 +1,13 @@
 """The customer value life cycle: BG/NBD + Gamma-Gamma against CatBoost, the better one served.
 
-Both models are compared out of time on the months before the newest snapshot (fitted at the
-cutoff, CatBoost trained on the window before it); the one with the lower per-customer value MAE
-is refitted at the newest snapshot with a 12-month horizon. The method is chosen on the holdout
-every run, so the refitted version always becomes champion.
+Both models are compared on the months before the newest snapshot (fitted at the cutoff,
+CatBoost trained out of time on the window before it); the one with the lower per-customer value
+MAE is refitted at the newest snapshot with a 12-month horizon. Only an out-of-time backtest can
+pick CatBoost: when the orders are too short for one, CatBoost is judged by the customer split,
+which flatters it, so its figures are reported and BG/NBD is kept. Without usable amounts (none,
+some missing, or one amount on every order) the methods are compared on purchases and no value
+is published (``value_unavailable_reason``). The method is chosen on the holdout every run, so
+the refitted version always becomes champion.
 """
 
 from __future__ import annotations
@@ -41,14 +45,12 @@ def train(inputs: ValueTrainingInputs, config: ClvConfig, plots_dir: Path) -> Tr
     Args:
         inputs: ``ml.models.customer_value.data.read_training_inputs``.
         config: Settings of the served model (its horizon is the served one, 365 days); the
-            comparison uses the same settings over the holdout window, CatBoost out of time.
+            comparison uses the same settings over the holdout window, CatBoost out of time
+            when enough customers are known one window before the cutoff (else by the
+            customer split, reported only).
         plots_dir: Folder for the holdout plot and the model card.
     """
-    compare_config = replace(
-        config,
-        horizon_days=(inputs.as_of - inputs.cutoff).days,
-        catboost_protocol="out_of_time",
-    )
+    compare_config = replace(config, horizon_days=(inputs.as_of - inputs.cutoff).days)
     comparison = compare_on_holdout(
         inputs.transactions,
         inputs.cutoff - _DAY,
@@ -65,7 +67,9 @@ def train(inputs: ValueTrainingInputs, config: ClvConfig, plots_dir: Path) -> Tr
     )
     plot = plot_clv_holdout(comparison, plots_dir / "clv_holdout.png")
     metrics = comparison.as_metrics()
-    winner_mae = getattr(comparison, comparison.winner).value_mae
+    on = comparison.judged_on
+    winner_mae = getattr(getattr(comparison, comparison.winner), f"{on}_mae")
+    value_columns = comparison.value_reason or "published"
     card = ModelCard(
         model_name=MODEL_NAME,
         intended_use="Expected order value and purchases over the next 12 months per customer, "
@@ -74,13 +78,17 @@ def train(inputs: ValueTrainingInputs, config: ClvConfig, plots_dir: Path) -> Tr
         data_window={
             "comparison_cutoff": str(inputs.cutoff.date()),
             "comparison_days": str(compare_config.horizon_days),
+            "backtest_protocol": comparison.protocol,
             "method": comparison.winner,
+            "decided_by": comparison.decided_by,
+            "value_columns": value_columns,
         },
         metrics=metrics,
-        plots={"Predicted vs actual value by decile": plot},
+        plots={f"Predicted vs actual {on} by decile": plot},
         known_limits=(
             "Order value only: subscription fees are not in it.",
             "BG/NBD's probability alive is 1 for customers without a repeat purchase.",
+            *((f"No value: {comparison.value_reason}.",) if comparison.value_reason else ()),
         ),
     )
     return Training(
@@ -88,28 +96,42 @@ def train(inputs: ValueTrainingInputs, config: ClvConfig, plots_dir: Path) -> Tr
             name=MODEL_NAME,
             model=model,
             decide=lambda champion, version: refitted_every_run(
-                "neg_value_mae", -winner_mae, rows=comparison.customers
+                f"neg_{on}_mae", -winner_mae, rows=comparison.customers
             ),
-            params={**flat_params(config), "method": comparison.winner},
-            metrics={**metrics, "neg_value_mae": -winner_mae},
+            params={
+                **flat_params(config),
+                "method": comparison.winner,
+                "backtest_protocol": comparison.protocol,
+                "judged_on": on,
+                "decided_by": comparison.decided_by,
+                "value_columns": value_columns,
+            },
+            metrics={**metrics, f"neg_{on}_mae": -winner_mae},
             card=card,
             card_dir=plots_dir / "model_card",
             plots=(plot,),
         ),
         summary={
             "method": comparison.winner,
-            "bgnbd_value_mae": comparison.bgnbd.value_mae,
-            "catboost_value_mae": comparison.catboost.value_mae,
-            "bgnbd_purchases_mae": comparison.bgnbd.purchases_mae,
-            "catboost_purchases_mae": comparison.catboost.purchases_mae,
+            "backtest_protocol": comparison.protocol,
+            "decided_by": comparison.decided_by,
+            "value_columns": value_columns,
+            **{
+                f"{name}_{on_}_mae": getattr(getattr(comparison, name), f"{on_}_mae")
+                for name in ("bgnbd", "catboost")
+                for on_ in ("value", "purchases")
+                if on_ == "purchases" or comparison.value_reason is None
+            },
             "comparison_window": f"{inputs.cutoff.date()} + {compare_config.horizon_days} days",
+            "customers_judged": comparison.customers,
         },
     )
 
 
 def score(model: ClvModel, version: str, inputs: ValueScoringInputs) -> pd.DataFrame:
     """Expected purchases and value over the next 12 months and the probability alive per
-    customer with an order: the rows of ``serving.customer_value``."""
+    customer with an order: the rows of ``serving.customer_value`` (value null when the model
+    was fitted without usable amounts, ``model.value_reason``)."""
     values = predict_clv(model, inputs.transactions, inputs.as_of - _DAY, inputs.features)
     values.insert(1, "as_of_date", inputs.as_of.date())
     values["method"] = model.method

@@ -27,7 +27,8 @@ def customer_value_model(
     context: dg.AssetExecutionContext, crm: CrmSettings
 ) -> dg.MaterializeResult:
     """Both CLV models compared out of time on the last six months; the one with the lower
-    per-customer value MAE refitted at the newest snapshot (12-month horizon) and registered."""
+    per-customer value MAE (purchases MAE without usable amounts) refitted at the newest
+    snapshot (12-month horizon) and registered. The metadata states the backtest protocol."""
     settings = crm.get()
     if (skip := skip_without_inputs(settings, value.NEEDS)) is not None:
         return skip
@@ -49,7 +50,8 @@ def customer_value_model(
     deps=[keys.model(value.MODEL_NAME), keys.mart("orders"), keys.CUSTOMER_FEATURES, keys.ERASURE],
 )
 def customer_value(crm: CrmSettings) -> dg.MaterializeResult:
-    """Expected purchases and order value over the next 12 months, and probability alive."""
+    """Expected purchases and order value over the next 12 months, and probability alive; the
+    value is null (and the metadata says why) when the orders carry no usable amounts."""
     settings = crm.get()
     if (skip := skip_without_inputs(settings, value.NEEDS)) is not None:
         return skip
@@ -57,4 +59,12 @@ def customer_value(crm: CrmSettings) -> dg.MaterializeResult:
     with connect(settings.warehouse_path, threads=settings.threads) as con:
         values = value.score(model, version, read_scoring_inputs(con))
         published = publish(con, CUSTOMER_VALUE, values, settings.exports_dir)
-    return dg.MaterializeResult(metadata=published_metadata(published, values))
+    reason = model.value_reason
+    return dg.MaterializeResult(
+        metadata=published_metadata(
+            published,
+            values,
+            ranked_by=None if reason is None else "expected_purchases_12m",
+            value_columns=reason or "published",
+        )
+    )
