@@ -175,6 +175,11 @@ class Settings(BaseSettings):
         return self.home / "dagster"
 
     @property
+    def dbt_target_dir(self) -> Path:
+        """dbt's target folder for runs on this state folder: artifacts, logs, parse cache."""
+        return self.home / "dbt" / "target"
+
+    @property
     def synthetic_dir(self) -> Path:
         """Where the generator writes the raw contract files the pipeline reads."""
         return self.home / "synthetic" / "raw"

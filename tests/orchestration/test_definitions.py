@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
 import dagster as dg
 
 from ml.data.contract import RAW_TABLES
@@ -87,3 +93,45 @@ def test_scoring_job_trains_nothing() -> None:
     selected = {key.to_user_string() for key in job.asset_layer.selected_asset_keys}
     assert "serving/next_best_actions" in selected
     assert not {key for key in selected if key.startswith(("models/", "governance/promotion"))}
+
+
+def test_definitions_read_the_dbt_manifest_and_never_run_dbt() -> None:
+    """The code location (``dagster dev`` included) reads the manifest of `make`'s `dbt parse`.
+
+    A dbt parse at load would cost seconds on every code-location reload. The load runs in a
+    fresh interpreter so the module imports (where ``@dbt_assets`` reads the manifest) count.
+    """
+    probe = textwrap.dedent(
+        """
+        import json, os, sys
+        os.environ["DAGSTER_IS_DEV_CLI"] = "1"  # as under `dagster dev` (prepare_if_dev)
+        started = []
+        def audit(event, args):
+            argv = args[1] if event == "subprocess.Popen" else None
+            if isinstance(argv, (list, tuple)) and os.path.basename(str(argv[0])) == "dbt":
+                started.append(" ".join(map(str, argv)))
+        sys.addaudithook(audit)
+        from dbt.cli.main import dbtRunner
+        from dbt.parser.manifest import ManifestLoader
+        def refuse(*args, **kwargs):
+            raise AssertionError("dbt ran in the code location's process")
+        dbtRunner.invoke = refuse
+        ManifestLoader.get_full_manifest = classmethod(refuse)
+        from orchestration.definitions import defs
+        defs().resolve_asset_graph()
+        print(json.dumps(started))
+        """
+    )
+    repository = Path(__file__).resolve().parents[2]
+    # dbt on PATH, so that a load which wanted to run it would, and be seen doing so.
+    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    done = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=repository,
+        env={**os.environ, "PATH": path},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().splitlines()[-1] == "[]", done.stdout
