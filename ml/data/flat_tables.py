@@ -39,16 +39,16 @@ import pandas as pd
 
 from ml.core.warehouse import fetch_row, quote_ident, sql_literal, transaction
 from ml.data.contract import Column, Table
-from ml.data.ingest import _PROBLEM as TEXT_PROBLEMS
 from ml.data.ingest import (
     QUARANTINE_SCHEMA,
     RAW_SCHEMA,
-    _row_list,
-    _text_checks,
-    _typed_expr,
+    TEXT_PROBLEMS,
+    IngestCheck,
+    row_list,
+    text_checks,
+    typed_expr,
     write_parquet_atomically,
 )
-from ml.data.ingest import _Check as IngestCheck
 from ml.data.mapping import (
     DEFAULT_FALSE_VALUES,
     TableMapping,
@@ -354,7 +354,7 @@ def _contract_expr(
     column: Column, clean_column: str | None, clean_type: str | None, mapping: TableMapping
 ) -> str:
     if column.type != "BOOLEAN":
-        return _typed_expr(column, clean_column, clean_type)
+        return typed_expr(column, clean_column, clean_type)
     if clean_column is None:
         return "cast(null as boolean)"
     ref = quote_ident(clean_column)
@@ -417,7 +417,7 @@ def _checks(
                 )
             )
         if kind == "VARCHAR" and clean_types[c] == "VARCHAR":
-            checks += [_as_flat_check(check) for check in _text_checks(columns[name], ref)]
+            checks += [_as_flat_check(check) for check in text_checks(columns[name], ref)]
     stamp = f"timestamp '{now.strftime('%Y-%m-%d %H:%M:%S')}'"
     for name in plan.contract:
         if columns[name].type == "TIMESTAMP":
@@ -461,7 +461,7 @@ def _checks(
             attribute = Column(
                 target, "VARCHAR", False, "", protected=target.startswith(PROTECTED_PREFIX)
             )
-            checks += [_as_flat_check(check) for check in _text_checks(attribute, ref)]
+            checks += [_as_flat_check(check) for check in text_checks(attribute, ref)]
     return checks
 
 
@@ -500,7 +500,7 @@ def _problem_lines(
         shown = f"; e.g. {example}" if example and example != "''" else ""
         lines.append(
             f"{file_name}, column {c.column}: {count} row{'s' if count > 1 else ''} {c.summary} "
-            f"(rows {_row_list(rows, count)}{shown})"
+            f"(rows {row_list(rows, count)}{shown})"
         )
     return lines, failing
 
@@ -644,7 +644,7 @@ def _load(
         )[0]
         problems.append(
             f"{file_name}: {n_malformed} malformed line{'s' if n_malformed > 1 else ''} "
-            f"quarantined (lines {_row_list(lines, n_malformed)})"
+            f"quarantined (lines {row_list(lines, n_malformed)})"
         )
     checks = _checks(table, plan, typed, clean_types, attribute_types, not_numbers, now)
     check_lines, failing = _problem_lines(con, clean, file_name, checks, read.where)

@@ -100,7 +100,7 @@ class IngestResult:
     loaded_empty: bool = False
 
 
-def _typed_expr(column: Column, source: str | None, source_type: str | None) -> str:
+def typed_expr(column: Column, source: str | None, source_type: str | None) -> str:
     """SQL that casts the file's value to the contract type, null when it does not cast."""
     if source is None:
         return f"cast(null as {column.type})"
@@ -142,9 +142,11 @@ def _present_expr(source: str, source_type: str) -> str:
 
 
 @dataclass(frozen=True)
-class _Check:
+class IngestCheck:
+    """One quarantine rule on one column (shared with ``ml.data.flat_tables``)."""
+
     column: Column
-    kind: str  # a key of _PROBLEM
+    kind: str  # a key of TEXT_PROBLEMS
     predicate: str  # SQL, true for a bad row
     value: str  # SQL of the value to quote in messages (masked when personal)
     detail: str = "''"  # SQL of what to add after the problem, e.g. the offending character
@@ -152,7 +154,7 @@ class _Check:
 
 # What each kind of check says: after "<file>, column <c>: <n> rows" in a problem line, and
 # after "<c>: <value>" in a quarantine reason ({type} is the contract type).
-_PROBLEM = {
+TEXT_PROBLEMS = {
     "cast": ("cannot be read as {type}", "cannot be read as {type}"),
     "missing": ("without a value in a required column", "required value missing"),
     "unsafe": (
@@ -179,7 +181,7 @@ def _shown(column: Column, ref: str) -> str:
     return f"'''' || {printable} || ''''"
 
 
-def _text_checks(column: Column, ref: str) -> list[_Check]:
+def text_checks(column: Column, ref: str) -> list[IngestCheck]:
     """Checks of a text column whose file value is text: unsafe characters, length."""
     control = f"regexp_extract({ref}, {sql_literal(_CONTROL_CHARS)})"
     first = f"left(ltrim({ref}, ' '), 1)"
@@ -196,14 +198,14 @@ def _text_checks(column: Column, ref: str) -> list[_Check]:
     )
     return [
         # One regular expression for both rules: it is most of the cost on large tables.
-        _Check(
+        IngestCheck(
             column,
             "unsafe",
             f"regexp_matches({ref}, {sql_literal(_UNSAFE)})",
             _shown(column, ref),
             why,
         ),
-        _Check(
+        IngestCheck(
             column,
             "too_long",
             f"length({ref}) > {MAX_TEXT_CHARS}",
@@ -212,20 +214,24 @@ def _text_checks(column: Column, ref: str) -> list[_Check]:
     ]
 
 
-def _checks(table: Table, mapping: dict[str, str], source_types: dict[str, str]) -> list[_Check]:
-    checks: list[_Check] = []
+def _checks(
+    table: Table, mapping: dict[str, str], source_types: dict[str, str]
+) -> list[IngestCheck]:
+    checks: list[IngestCheck] = []
     for column in table.columns:
         source = mapping.get(column.name)
-        typed = _typed_expr(column, source, source_types.get(source) if source else None)
+        typed = typed_expr(column, source, source_types.get(source) if source else None)
         if source is not None:
             ref = quote_ident(source)
             if column.type != "VARCHAR":
                 present = _present_expr(source, source_types[source])
                 checks.append(
-                    _Check(column, "cast", f"({present} and {typed} is null)", _shown(column, ref))
+                    IngestCheck(
+                        column, "cast", f"({present} and {typed} is null)", _shown(column, ref)
+                    )
                 )
             elif source_types[source] == "VARCHAR":
-                checks += _text_checks(column, ref)
+                checks += text_checks(column, ref)
         if column.required and source is not None:
             # Present-but-unreadable values are reported by the cast check; this one is for
             # absent values (null, or blank text, which no id or category can be).
@@ -234,7 +240,7 @@ def _checks(table: Table, mapping: dict[str, str], source_types: dict[str, str])
                 if column.type == "VARCHAR"
                 else f"not ({_present_expr(source, source_types[source])})"
             )
-            checks.append(_Check(column, "missing", f"({missing})", "''"))
+            checks.append(IngestCheck(column, "missing", f"({missing})", "''"))
     return checks
 
 
@@ -255,18 +261,18 @@ def _exclusion_expr(mapping: TableMapping, source_types: dict[str, str]) -> str:
     return f"case {' '.join(cases)} end" if cases else "cast(null as varchar)"
 
 
-def _exclusion_checks(mapping: TableMapping) -> list[_Check]:
+def _exclusion_checks(mapping: TableMapping) -> list[IngestCheck]:
     if not mapping.exclude_rows:
         return []
     # The rule, not the value, is quoted: the column may be one no message may show.
     column = Column(mapping.exclude_rows[0].column, "VARCHAR", False, "exclude_rows")
-    return [_Check(column, "excluded", f"{_EXCLUDED} is not null", _EXCLUDED)]
+    return [IngestCheck(column, "excluded", f"{_EXCLUDED} is not null", _EXCLUDED)]
 
 
-def _reason_expr(checks: list[_Check]) -> str:
+def _reason_expr(checks: list[IngestCheck]) -> str:
     parts = []
     for c in checks:
-        said = _PROBLEM[c.kind][1].format(type=c.column.type)
+        said = TEXT_PROBLEMS[c.kind][1].format(type=c.column.type)
         if c.kind == "excluded":
             text = f"{sql_literal(said + ': ')} || {c.value}"
         elif c.kind == "missing":
@@ -280,7 +286,7 @@ def _reason_expr(checks: list[_Check]) -> str:
     return f"nullif(concat_ws('; ', {', '.join(parts)}), '')" if parts else "cast(null as varchar)"
 
 
-def _row_list(rows: list[str], count: int) -> str:
+def row_list(rows: list[str], count: int) -> str:
     listed = ", ".join(str(r) for r in rows)
     return listed + (", ..." if count > len(rows) else "")
 
@@ -289,10 +295,10 @@ def _problem_lines(
     con: duckdb.DuckDBPyConnection,
     table: str,
     file_name: str,
-    checks: list[_Check],
+    checks: list[IngestCheck],
     where: str,
     shown_names: dict[str, str] | None = None,
-) -> tuple[list[str], list[_Check]]:
+) -> tuple[list[str], list[IngestCheck]]:
     """Describe each failing check in one line; return the lines and the failing checks.
 
     ``where`` is the SQL of a row's place (``SourceRead.where``); ``shown_names`` says how a contract column is named in messages when the file calls it
@@ -320,7 +326,7 @@ def _problem_lines(
         failing.append(c)
         name = shown_names.get(c.column.name, c.column.name)
         where = f"{file_name}, column {name}: {count} row{'s' if count > 1 else ''}"
-        said = _PROBLEM[c.kind][0].format(type=c.column.type)
+        said = TEXT_PROBLEMS[c.kind][0].format(type=c.column.type)
         shown = ""
         if c.kind == "excluded":
             where = f"{file_name}: {count} row{'s' if count > 1 else ''}"
@@ -336,7 +342,7 @@ def _problem_lines(
                 [first],
             )
             shown = f"; e.g. {example}"
-        lines.append(f"{where} {said} (rows {_row_list(rows, count)}{shown})")
+        lines.append(f"{where} {said} (rows {row_list(rows, count)}{shown})")
     return lines, failing
 
 
@@ -555,7 +561,7 @@ def ingest_table(
             )
             problems.append(
                 f"{file_name}: {n_malformed} malformed line{'s' if n_malformed > 1 else ''} "
-                f"quarantined ({kinds}; lines {_row_list(lines, n_malformed)})"
+                f"quarantined ({kinds}; lines {row_list(lines, n_malformed)})"
             )
 
         # The mapping in one select: contract names, cleaned text, a generated id.
@@ -586,7 +592,7 @@ def ingest_table(
         types = {c.name: c.type for c in table.columns}
         column_defs = ", ".join(f"{quote_ident(n)} {t}" for n, t in types.items())
         typed_select = ", ".join(
-            f"{_typed_expr(c, present.get(c.name), mapped_types.get(c.name))} "
+            f"{typed_expr(c, present.get(c.name), mapped_types.get(c.name))} "
             f"as {quote_ident(c.name)}"
             for c in table.columns
         )
