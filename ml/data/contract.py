@@ -55,6 +55,9 @@ class Table:
     """The outcome dates the flag is derived from when they are mapped."""
     start_column: str | None = None
     """The date an outcome cannot precede (a lead converts after it is created)."""
+    erasable: bool = False
+    """A flat table whose key is the CRM's customer record id: erasure requests and tombstones
+    apply to it (``ml.data.erasure``)."""
 
     @property
     def allows_no_rows(self) -> bool:
@@ -293,6 +296,7 @@ CUSTOMER_SNAPSHOT_TABLE = Table(
     flat=True,
     flag_column="churned",
     outcome_columns=("churned_at",),
+    erasable=True,
     columns=(
         Column("customer_id", "VARCHAR", True, "Customer id in the source CRM."),
         Column(

@@ -46,6 +46,7 @@ AUDIT_FILE = "audit.parquet"
 PERSON_COLUMN = "customer_id"
 IDENTITY_MAP = "marts.customer_identity_map"
 REQUESTS_TABLE = "raw.erasure_requests"
+SNAPSHOT_TABLE = "customer_snapshot"
 
 _AUDIT_COLUMNS = {
     "request_id": "VARCHAR",
@@ -114,8 +115,21 @@ def erasure_subjects(con: duckdb.DuckDBPyConnection, requests: pd.DataFrame) -> 
     """Every record of each requested person: ``request_id, customer_record_id, customer_id``.
 
     A requested record that identity resolution does not know (rejected, or not loaded) is still
-    erased on its own, with a null ``customer_id``.
+    erased on its own, with a null ``customer_id``; when it is a customer of a flat customer
+    snapshot (``raw.customer_snapshot``, keyed by the CRM's record id), that id is its
+    ``customer_id``, so the snapshot row and its scores go too.
     """
+    has_snapshot = fetch_row(
+        con,
+        "select count(*) from information_schema.tables "
+        f"where table_schema = 'raw' and table_name = '{SNAPSHOT_TABLE}'",
+    )[0]
+    snapshot_id = (
+        f"(select any_value(s.customer_id) from raw.{SNAPSHOT_TABLE} s "
+        "where s.customer_id = r.customer_record_id)"
+        if has_snapshot
+        else "null"
+    )
     con.register("_erasure_requests", requests[["request_id", "customer_record_id"]])
     try:
         return con.execute(
@@ -128,7 +142,7 @@ def erasure_subjects(con: duckdb.DuckDBPyConnection, requests: pd.DataFrame) -> 
             select p.request_id, m.customer_record_id, m.customer_id
             from persons p join {IDENTITY_MAP} m on m.customer_id = p.customer_id
             union
-            select r.request_id, r.customer_record_id, null
+            select r.request_id, r.customer_record_id, {snapshot_id}
             from _erasure_requests r
             where r.customer_record_id not in (select customer_record_id from {IDENTITY_MAP})
             order by 1, 2

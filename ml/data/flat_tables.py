@@ -30,7 +30,7 @@ numbers (the column stays a number, and the message names the count and examples
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -66,6 +66,7 @@ from ml.data.reading import (
     temp_names,
     value_expr,
 )
+from ml.data.tombstones import Tombstones, drop_erased_rows
 
 ATTRIBUTE_PREFIX = "attr_"
 PROTECTED_PREFIX = "protected_"
@@ -149,6 +150,7 @@ class FlatLoadResult:
         attributes: ``attr_*`` column -> inferred type, in file order.
         protected: ``protected_*`` columns loaded.
         dropped: Source columns not loaded (``drop`` and ``pii``).
+        rows_erased: Rows of erased persons dropped before the load.
     """
 
     table: str
@@ -160,6 +162,7 @@ class FlatLoadResult:
     attributes: dict[str, str]
     protected: tuple[str, ...]
     dropped: tuple[str, ...]
+    rows_erased: int = 0
 
 
 @dataclass(frozen=True, eq=False)
@@ -535,6 +538,7 @@ def load_flat_table(
     source_dir: Path,
     quarantine_dir: Path,
     now: datetime | None = None,
+    tombstones: Tombstones | None = None,
 ) -> FlatLoadResult:
     """Load a flat export through its mapping into ``raw.<table>``; quarantine bad rows.
 
@@ -546,6 +550,9 @@ def load_flat_table(
         quarantine_dir: Folder for ``<table>.parquet`` with the quarantined rows (rewritten on
             every successful load).
         now: Dates after this are "in the future" (default: the current UTC time).
+        tombstones: Erased records: a customer snapshot's rows (and malformed lines) whose
+            ``customer_id`` hashes to one are dropped before anything else, so an erased
+            person never comes back with a re-exported snapshot.
 
     Returns:
         Counts, problems, and the attribute columns with their inferred types.
@@ -566,7 +573,27 @@ def load_flat_table(
         now = now.astimezone(UTC).replace(tzinfo=None)
     files = find_files(mapping, Path(source_dir))
     with read_source(con, files, mapping) as read, temp_names(con, "clean") as (clean,):
-        return _load(con, mapping, read, clean, Path(quarantine_dir), now)
+        erased = _drop_erased(con, mapping, read, tombstones)
+        return replace(
+            _load(con, mapping, read, clean, Path(quarantine_dir), now), rows_erased=erased
+        )
+
+
+def _drop_erased(
+    con: duckdb.DuckDBPyConnection,
+    mapping: TableMapping,
+    read: SourceRead,
+    tombstones: Tombstones | None,
+) -> int:
+    """Drop the rows of erased persons from the read export (a snapshot's id is the CRM's record
+    id; a lead id is not a customer record, so leads are left alone)."""
+    key_source = mapping.source_of(mapping.table.key)
+    if tombstones is None or not mapping.table.erasable or key_source is None:
+        return 0
+    erased = drop_erased_rows(con, quote_ident(read.src), tombstones, record_column=key_source)
+    if read.malformed:
+        drop_erased_rows(con, quote_ident(read.rejects), tombstones, raw_line_column="csv_line")
+    return erased
 
 
 def _load(
@@ -638,6 +665,10 @@ def _load(
             f"{file_name}: contract column(s) {', '.join(unmapped)} not mapped; loaded as empty"
         )
     n_malformed = read.malformed
+    if n_malformed:  # erased persons' lines may have gone since the read
+        (n_malformed,) = fetch_row(
+            con, f"select count(distinct (file, line)) from {quote_ident(read.rejects)}"
+        )
     if n_malformed:
         lines = fetch_row(
             con, f"select list(distinct line order by line)[1:5] from {quote_ident(read.rejects)}"

@@ -97,14 +97,14 @@ def load_table(
             f"'{table.name}' section: a flat export needs one to say which column is the id and "
             "which the outcome (docs/bring-your-own-data.md)"
         )
-    flat = load_flat_table(con, mapping, source_dir, quarantine_dir)
+    flat = load_flat_table(con, mapping, source_dir, quarantine_dir, tombstones=tombstones)
     return TableLoad(
         table.name,
         flat.source_file,
         flat.rows_read,
         flat.rows_loaded,
         flat.rows_quarantined,
-        0,
+        flat.rows_erased,
         flat.problems,
         True,
     )

@@ -12,9 +12,11 @@ import pandas as pd
 import pytest
 
 from ml.core.warehouse import connect, export_parquet, publish_table
-from ml.data.contract import RAW_TABLES
+from ml.data.contract import FLAT_TABLES, RAW_TABLES
 from ml.data.erasure import erase_requested_persons, read_audit_log
+from ml.data.flat_tables import load_flat_table
 from ml.data.ingest import ingest_table
+from ml.data.mapping import load_source_mapping
 from ml.data.tombstones import read_tombstones
 
 SALT = "test-salt-0123456789"
@@ -151,3 +153,44 @@ def test_reimported_rows_of_an_erased_person_are_dropped_on_load(
     assert not quarantined.astype(str).apply(lambda c: c.str.contains(r"\bR[12]\b")).any().any()
     assert "o6" in quarantined["order_id"].tolist()
     assert all("R1" not in p and "R2" not in p for p in result.problems)
+
+
+def test_a_customer_of_a_flat_snapshot_is_erased_and_kept_out(
+    con: duckdb.DuckDBPyConnection, home: Path, tmp_path: Path
+) -> None:
+    source = tmp_path / "snapshot_source"
+    source.mkdir()
+    (source / "telco.csv").write_text("customerID,Churn,tenure\nT-1,No,3\nT-2,No,5\nT-3,Yes,1\n")
+    (source / "mapping.yaml").write_text(
+        "customer_snapshot:\n  file: telco.csv\n  columns: {customerID: customer_id}\n"
+        "  churned: {column: Churn, true_values: ['Yes'], false_values: ['No']}\n"
+    )
+    mapping = load_source_mapping(source / "mapping.yaml", FLAT_TABLES)["customer_snapshot"]
+    load_flat_table(con, mapping, source, home / "quarantine")
+    scores = pd.DataFrame({"customer_id": ["T-1", "T-2"], "churn_probability": [0.1, 0.3]})
+    publish_table(con, scores, "serving", "customer_scores")
+    con.execute("insert into raw.erasure_requests values ('ER3', 'T-2', timestamp '2026-09-03')")
+
+    _erase(con, home)
+
+    snapshot = [
+        r[0] for r in con.execute("select customer_id from raw.customer_snapshot").fetchall()
+    ]
+    assert sorted(snapshot) == ["T-1", "T-3"]
+    served = [
+        r[0] for r in con.execute("select customer_id from serving.customer_scores").fetchall()
+    ]
+    assert served == ["T-1"]
+    # A re-exported snapshot does not bring T-2 back.
+    reloaded = load_flat_table(
+        con,
+        mapping,
+        source,
+        home / "quarantine",
+        tombstones=read_tombstones(home / "erasure", SALT),
+    )
+    assert reloaded.rows_erased == 1 and reloaded.rows_loaded == 2
+    snapshot = [
+        r[0] for r in con.execute("select customer_id from raw.customer_snapshot").fetchall()
+    ]
+    assert sorted(snapshot) == ["T-1", "T-3"]
