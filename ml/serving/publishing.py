@@ -160,7 +160,10 @@ def _history_sql(tables: Sequence[ServingTable]) -> str | None:
             "cast(model_version as varchar) as model_version, "
             f"cast({quote_ident(score.as_of_column)} as date) as as_of_date, "
             f"cast({quote_ident(score.score_column)} as double) as score "
-            f"from ({newest_snapshot_sql(table)})"
+            f"from ({newest_snapshot_sql(table)}) "
+            # A score the run could not make (customer value without order amounts) is no
+            # history: an empty score would read as a change in a trend chart.
+            f"where {quote_ident(score.score_column)} is not null"
         )
     return " union all ".join(parts) if parts else None
 

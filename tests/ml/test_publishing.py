@@ -324,3 +324,32 @@ def test_redact_url_and_schema_validation() -> None:
     assert redact_url("postgresql://u@db/x") == "postgresql://u@db/x"
     with pytest.raises(ValueError, match="not a plain lower-case identifier"):
         PostgresTarget("postgresql://u@db/x", 'crm"; drop schema public; --')
+
+
+def test_a_value_the_run_could_not_make_is_published_empty_and_kept_out_of_history(
+    warehouse: duckdb.DuckDBPyConnection, target: PostgresTarget, tmp_path: Path
+) -> None:
+    # Customer value from a transaction log without amounts: purchases, no value.
+    n = 12
+    value = pd.DataFrame(
+        {
+            "customer_id": [f"C-{i}" for i in range(n)],
+            "as_of_date": [date(2026, 9, 1)] * n,
+            "expected_purchases_12m": [1.5] * n,
+            "expected_value_12m": pd.Series([None] * n, dtype="float64"),
+            "probability_alive": [0.8] * n,
+            "method": ["bgnbd"] * n,
+            "model_version": ["2"] * n,
+        }
+    )
+    publish_table(warehouse, value, "serving", "customer_value")
+    result = _publish(warehouse, target, tmp_path, "run-1")
+    assert result.rows["customer_value"] == n
+    assert _pg(
+        target,
+        f"select count(*), count(expected_value_12m), sum(expected_purchases_12m) "
+        f"from {SCHEMA}.customer_value",
+    ) == [(n, 0, 1.5 * n)]
+    names = {r[0] for r in _pg(target, f"select distinct score_name from {SCHEMA}.score_history")}
+    assert "expected_value_12m" not in names
+    assert result.history_rows == 70  # the churn and lead scores only
