@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from datetime import date
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -76,6 +77,11 @@ class Settings(BaseSettings):
     synthetic_end_date: date = Field(default=date(2026, 9, 30))
     threads: int = Field(default=2, ge=1, description="Threads for DuckDB and CatBoost.")
     duckdb_memory_limit: str = Field(default="6GB", description="DuckDB memory_limit.")
+    shap_mode: Literal["regular", "approximate", "exact"] = Field(
+        default="regular",
+        description="How CatBoost computes the SHAP values of the churn drivers: 'regular' "
+        "(TreeSHAP), 'approximate' or 'exact' (benchmarks/RESULTS.md, 'Approximate SHAP').",
+    )
     mapping: Path | None = Field(
         default=None,
         description="The source folder's mapping: how each export becomes a contract table "

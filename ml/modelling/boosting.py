@@ -28,6 +28,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import brier_score_loss
 
 from ml.core.maths import sigmoid
+from ml.modelling.explanations import ShapMode, shap_contributions
 
 MISSING_CATEGORY = "missing"
 CalibrationMode = Literal["auto", "none", "sigmoid", "isotonic"]
@@ -333,14 +334,17 @@ class CalibratedBooster:
         proba = self.calibrator.apply(logit) if self.calibrator else sigmoid(logit)
         return np.clip(proba, 0.0, 1.0)
 
-    def shap_values(self, frame: pd.DataFrame) -> np.ndarray:
+    def shap_values(self, frame: pd.DataFrame, mode: ShapMode = "regular") -> np.ndarray:
         """SHAP contributions per row and feature, in log-odds of the uncalibrated booster.
+
+        Args:
+            frame: Rows with the model's features.
+            mode: How CatBoost computes them (:data:`ml.modelling.explanations.ShapMode`).
 
         Returns:
             Array of shape (rows, features), columns in model order (bias dropped).
         """
-        shap = self.booster.get_feature_importance(self._pool(frame), type="ShapValues")
-        return np.asarray(shap, dtype=float)[:, :-1]
+        return shap_contributions(self.booster, self._pool(frame), mode)
 
 
 def choose_calibrator(

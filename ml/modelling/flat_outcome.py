@@ -56,6 +56,7 @@ from ml.modelling.evaluation import (
     plot_calibration_curve,
     plot_lift_chart,
 )
+from ml.modelling.explanations import top_driver_order
 
 NO_STRONG_SIGNALS = "no strong signals either way"
 FeatureKind = Literal["category", "boolean", "number"]
@@ -517,8 +518,8 @@ def explain(model: FlatOutcomeModel, frame: pd.DataFrame) -> pd.DataFrame:
         )
     prepared = model.prepare(frame)
     shap = model.shap_values(frame)
-    k = min(model.config.top_drivers, shap.shape[1])
-    order = np.argsort(-np.abs(shap), axis=1, kind="stable")[:, :k]
+    order = top_driver_order(shap, model.config.top_drivers)
+    k = order.shape[1]
     rows = np.repeat(np.arange(n), k)
     cols = order.ravel()
     names = np.asarray(model.feature_names, dtype=object)

@@ -57,6 +57,7 @@ def test_bucketed_scoring_publishes_the_same_table_as_unpartitioned_scoring(
         assert result.success
         (materialization,) = result.asset_materializations_for_node("scoring__churn_buckets")
         rows[key] = materialization.metadata["dagster/row_count"].value
+        assert materialization.metadata["shap_mode"].value == settings.shap_mode == "regular"
     for bucket in (0, 1):
         rows[f"{bucket:02d}"] = len(
             pd.read_parquet(bucket_file(settings.bucket_scores_dir, bucket))
@@ -88,6 +89,8 @@ def test_bucketed_scoring_publishes_the_same_table_as_unpartitioned_scoring(
         instance=pipeline_run.instance,
     )
     assert published.success
+    (materialization,) = published.asset_materializations_for_node("serving__customer_scores")
+    assert materialization.metadata["shap_mode"].value == "regular"  # which SHAP made the drivers
     bucketed = _newest(settings)
     # Scores, bands and versions are the same table.
     explained = ["churn_top_drivers", "churn_reason"]

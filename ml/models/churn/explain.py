@@ -19,6 +19,7 @@ from catboost import Pool
 
 from ml.data.features import KEY_COLUMNS, NUMERIC_FEATURES
 from ml.modelling.boosting import MISSING_CATEGORY
+from ml.modelling.explanations import ShapMode, shap_contributions, top_driver_order
 from ml.models.churn.model import ChurnModel
 
 NO_RISK_SIGNALS = "no strong risk signals"
@@ -176,6 +177,7 @@ def _driver_arrays(
     n: int,
     prepared: pd.DataFrame | None = None,
     pool: Pool | None = None,
+    shap_mode: ShapMode = "regular",
 ) -> _Drivers:
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
@@ -185,12 +187,10 @@ def _driver_arrays(
         pool = model.pool(prepared)
     # CatBoost's ShapValues on the caller's Pool: scoring builds the Pool once for both the
     # probabilities and the explanations.
-    shap = np.asarray(model.booster.get_feature_importance(pool, type="ShapValues"), dtype=float)[
-        :, :-1
-    ]
-    k = min(n, shap.shape[1])
+    shap = shap_contributions(model.booster, pool, shap_mode)
     # Largest |contribution| first; a stable sort keeps feature order on ties.
-    order = np.argsort(-np.abs(shap), axis=1, kind="stable")[:, :k]
+    order = top_driver_order(shap, n)
+    k = order.shape[1]
     rows = np.repeat(np.arange(len(prepared)), k)
     cols = order.ravel()
 
@@ -226,13 +226,16 @@ def _empty_drivers() -> pd.DataFrame:
     return pd.DataFrame({c: pd.Series(dtype=object) for c in DRIVER_COLUMNS})
 
 
-def top_drivers(model: ChurnModel, frame: pd.DataFrame, n: int = 3) -> pd.DataFrame:
+def top_drivers(
+    model: ChurnModel, frame: pd.DataFrame, n: int = 3, shap_mode: ShapMode = "regular"
+) -> pd.DataFrame:
     """The ``n`` features with the largest |SHAP contribution| per row, in long format.
 
     Args:
         model: The churn model.
         frame: Rows with the key columns and the model's features.
         n: Drivers per row.
+        shap_mode: How CatBoost computes the SHAP values (``CRM_SHAP_MODE``).
 
     Returns:
         Columns customer_id, as_of_date, rank (1 = largest |contribution|), feature, value (the
@@ -242,7 +245,7 @@ def top_drivers(model: ChurnModel, frame: pd.DataFrame, n: int = 3) -> pd.DataFr
     """
     if frame.empty:
         return _empty_drivers()
-    drivers = _driver_arrays(model, frame, n)
+    drivers = _driver_arrays(model, frame, n, shap_mode=shap_mode)
     return pd.DataFrame(
         {
             "customer_id": frame["customer_id"].to_numpy(dtype=object)[drivers.rows],
@@ -320,6 +323,7 @@ def explain_scores(
     typical: dict[str, float] | None = None,
     prepared: pd.DataFrame | None = None,
     pool: Pool | None = None,
+    shap_mode: ShapMode = "regular",
 ) -> pd.DataFrame:
     """One explanation row per input row: top drivers as JSON and a plain-word reason.
 
@@ -332,6 +336,8 @@ def explain_scores(
             snapshot's, so its reasons read as unpartitioned scoring's do.
         prepared: ``model.prepare(frame)`` when the caller has it (scoring), to skip a copy.
         pool: ``model.pool(prepared)`` when the caller has it, to build the Pool once.
+        shap_mode: How CatBoost computes the SHAP values (``CRM_SHAP_MODE``,
+            :data:`ml.modelling.explanations.ShapMode`).
 
     Returns:
         Columns customer_id, as_of_date (as in ``frame``), churn_top_drivers (JSON list of
@@ -342,7 +348,7 @@ def explain_scores(
     out_columns = [*KEY_COLUMNS, "churn_top_drivers", "churn_reason"]
     if frame.empty:
         return pd.DataFrame({c: pd.Series(dtype=object) for c in out_columns})
-    drivers = _driver_arrays(model, frame, n, prepared, pool)
+    drivers = _driver_arrays(model, frame, n, prepared, pool, shap_mode)
     reasons = reason_phrases(
         pd.DataFrame(
             {

@@ -27,6 +27,7 @@ from ml.modelling.evaluation import (
     plot_lift_chart,
     plot_shap_summary,
 )
+from ml.modelling.explanations import ShapMode
 from ml.modelling.fairness import (
     PROTECTED_ATTRIBUTES,
     FairnessConfig,
@@ -356,17 +357,26 @@ def score(
     scored_at: datetime,
     bands: RiskBands | None = None,
     typical: dict[str, float] | None = None,
+    shap_mode: ShapMode = "regular",
 ) -> pd.DataFrame:
     """Score a feature snapshot and explain every row: the rows of ``serving.customer_scores``.
 
     ``typical`` is what the reasons call typical; by default the medians of ``features``.
+    ``shap_mode`` is how CatBoost computes the drivers' SHAP values (``CRM_SHAP_MODE``).
 
     Raises:
         ValueError: if the scores break the serving contract; the caller then keeps the last
             good table.
     """
     scores = score_customers(
-        model, features, MODEL_NAME, version, scored_at, bands or RiskBands(), typical=typical
+        model,
+        features,
+        MODEL_NAME,
+        version,
+        scored_at,
+        bands or RiskBands(),
+        typical=typical,
+        shap_mode=shap_mode,
     )
     validate_scores(scores)
     return scores

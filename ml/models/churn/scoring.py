@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from ml.data.features import KEY_COLUMNS
+from ml.modelling.explanations import ShapMode
 from ml.models.churn.explain import explain_scores
 from ml.models.churn.model import ChurnModel
 
@@ -61,6 +62,7 @@ def score_customers(
     scored_at: datetime,
     bands: RiskBands | None = None,
     typical: dict[str, float] | None = None,
+    shap_mode: ShapMode = "regular",
 ) -> pd.DataFrame:
     """Score, band and explain every row of a feature frame.
 
@@ -72,6 +74,7 @@ def score_customers(
         scored_at: When the scoring ran (naive = UTC; aware datetimes are converted to UTC).
         bands: Risk band thresholds; defaults to :class:`RiskBands`.
         typical: What the reasons call typical (``ml.models.churn.explain.explain_scores``).
+        shap_mode: How CatBoost computes the SHAP values of the drivers (``CRM_SHAP_MODE``).
 
     Returns:
         One row per input row with exactly the columns of ``serving.customer_scores``.
@@ -82,10 +85,12 @@ def score_customers(
         prepared = model.prepare(frame)
         pool = model.pool(prepared)
         proba = model.predict_proba_of_pool(pool)
-        explained = explain_scores(model, frame, prepared=prepared, pool=pool, typical=typical)
+        explained = explain_scores(
+            model, frame, prepared=prepared, pool=pool, typical=typical, shap_mode=shap_mode
+        )
     else:
         proba = np.empty(0)
-        explained = explain_scores(model, frame, typical=typical)
+        explained = explain_scores(model, frame, typical=typical, shap_mode=shap_mode)
     n = len(frame)
     scores = pd.DataFrame(
         {

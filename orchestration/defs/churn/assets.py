@@ -179,7 +179,9 @@ def churn_buckets(context: dg.AssetExecutionContext, crm: CrmSettings) -> dg.Mat
         features = read_scoring_features(con, bucket=bucket)
         typical = read_typical_values(con)
     model, version = load_champion(registry(settings), churn.MODEL_NAME)
-    scores = churn.score(model, version, features, datetime.now(UTC), typical=typical)
+    scores = churn.score(
+        model, version, features, datetime.now(UTC), typical=typical, shap_mode=settings.shap_mode
+    )
     path = write_bucket_scores(scores, settings.bucket_scores_dir, bucket.index)
     return dg.MaterializeResult(
         metadata={
@@ -187,6 +189,7 @@ def churn_buckets(context: dg.AssetExecutionContext, crm: CrmSettings) -> dg.Mat
             "path": dg.MetadataValue.path(str(path)),
             "as_of_date": str(scores["as_of_date"].iloc[0]),
             "model_version": version,
+            "shap_mode": settings.shap_mode,
         }
     )
 
@@ -240,9 +243,14 @@ def customer_scores(config: CustomerScoresSettings, crm: CrmSettings) -> dg.Mate
             validate_scores(scores)
         else:
             model, version = load_champion(registry(settings), churn.MODEL_NAME)
-            scores = churn.score(model, version, features, datetime.now(UTC))
+            scores = churn.score(
+                model, version, features, datetime.now(UTC), shap_mode=settings.shap_mode
+            )
         published = publish(con, CUSTOMER_SCORES, scores, settings.exports_dir)
-    return dg.MaterializeResult(metadata=published_metadata(published, scores))
+    # Which SHAP computation made the drivers (a backfill's buckets ran with the same settings).
+    return dg.MaterializeResult(
+        metadata=published_metadata(published, scores, shap_mode=settings.shap_mode)
+    )
 
 
 def _snapshot_scores(settings: Settings) -> dg.MaterializeResult:
