@@ -76,6 +76,12 @@ class Settings(BaseSettings):
     synthetic_end_date: date = Field(default=date(2026, 9, 30))
     threads: int = Field(default=2, ge=1, description="Threads for DuckDB and CatBoost.")
     duckdb_memory_limit: str = Field(default="6GB", description="DuckDB memory_limit.")
+    full_refresh: bool = Field(
+        default=False,
+        description="Reload every source file into raw, whatever the manifest of loaded files "
+        "says (ingest otherwise reads only new files; docs/operations.md). "
+        "`crm-signals run --full-refresh` sets it.",
+    )
     mapping: Path | None = Field(
         default=None,
         description="The source folder's mapping: how each export becomes a contract table "

@@ -59,6 +59,7 @@ def raw_tables(
                     settings.source_dir,
                     settings.quarantine_dir,
                     tombstones,
+                    full_refresh=settings.full_refresh,
                 )
             except (ContractError, MappingError) as error:
                 context.log.error(str(error))
@@ -75,6 +76,8 @@ def raw_tables(
                     "dagster/row_count": result.rows_loaded,
                     "rows_quarantined": result.rows_quarantined,
                     "rows_of_erased_persons_dropped": result.rows_erased,
+                    "ingest_mode": result.mode,
+                    "files_unchanged_not_read": result.files_skipped,
                     "problems": dg.MetadataValue.md(
                         "\n".join(f"- {p}" for p in result.problems) or "none"
                     ),
