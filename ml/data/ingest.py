@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,7 +54,6 @@ from ml.data.reading import (
     generated_id_expr,
     match_columns,
     read_source,
-    temp_names,
     value_expr,
 )
 from ml.data.tombstones import RECORD_COLUMN, Tombstones, drop_erased_rows
@@ -535,7 +536,7 @@ def ingest_table(
     if not plan.read:
         return _unchanged(con, table, all_files[0], plan)
     files = [source_dir / s.file for s in plan.read]
-    with read_source(con, files, mapping) as read, temp_names(con, "mapped") as (mapped,):
+    with read_source(con, files, mapping) as read, _mapped_relation(con, mapping) as mapped:
         file_name, src = read.name, read.src
         source = contract_sources(table, mapping, read)
         for rule in mapping.exclude_rows:
@@ -624,12 +625,16 @@ def ingest_table(
         if mapping.exclude_rows:
             selected.append(f"{_exclusion_expr(mapping, read.source_types)} as {_EXCLUDED}")
         con.execute(
-            f"create temp table {quote_ident(mapped)} as select {read.positions}"
+            f"create temp {'view' if mapping.is_default else 'table'} {quote_ident(mapped)} "
+            f"as select {read.positions}"
             + "".join(f", {s}" for s in selected)
             + f" from {quote_ident(src)}"
         )
+        # Every alias above is lower case; a view describes a column renamed only in case
+        # ('Email' as email) by its source name, and DuckDB matches names without case.
         mapped_types = {
-            str(r[0]): str(r[1]) for r in con.execute(f"describe {quote_ident(mapped)}").fetchall()
+            str(r[0]).lower(): str(r[1])
+            for r in con.execute(f"describe {quote_ident(mapped)}").fetchall()
         }
         present = {c.name: c.name for c in table.columns if c.name in mapped_types}
         checks = _checks(table, present, mapped_types) + _exclusion_checks(mapping)
@@ -730,6 +735,22 @@ def ingest_table(
         files_read=len(plan.read),
         files_skipped=len(plan.skipped),
     )
+
+
+@contextmanager
+def _mapped_relation(con: duckdb.DuckDBPyConnection, mapping: TableMapping) -> Iterator[str]:
+    """The name of the mapped rows: a temp view without a mapping section, else a temp table.
+
+    Without a section the mapped rows are the file's columns as they are, so a view costs
+    nothing where a copy took 1.1 s of 8 s for 3.8M events; a mapping's cleaning (value maps,
+    date formats) is computed once into a table instead of again in every check.
+    """
+    name = f"_mapped_{uuid.uuid4().hex[:12]}"
+    try:
+        yield name
+    finally:
+        kind = "view" if mapping.is_default else "table"
+        con.execute(f"drop {kind} if exists temp.{quote_ident(name)}")
 
 
 def _unchanged(
