@@ -274,3 +274,23 @@ def test_a_table_loaded_before_the_manifest_existed_is_reloaded_once(
     assert _load(con, source, tmp_path).mode == "full"
     assert "planted" not in [r[0] for r in _raw(con)]
     assert _load(con, source, tmp_path).mode == "unchanged"
+
+
+def test_a_new_file_with_another_column_appends_its_bad_rows_with_that_column(
+    con: duckdb.DuckDBPyConnection, source: Path, tmp_path: Path
+) -> None:
+    _load(con, source, tmp_path)
+    (source / "events" / "day2.csv").write_text(
+        "event_id,customer_record_id,event_type,occurred_at,channel\n"
+        "e4,c1,login,2025-01-02,web\n"
+        "e5,c2,login,yesterday,app\n"
+    )
+
+    result = _load(con, source, tmp_path)
+
+    assert result.mode == "append"
+    assert "day2.csv: extra column(s) channel ignored" in result.problems
+    rows = con.execute(
+        "select source_file, row_number, occurred_at, channel from quarantine.events order by all"
+    ).fetchall()
+    assert rows == [("day1.csv", 3, "not a date", None), ("day2.csv", 3, "yesterday", "app")]
