@@ -702,9 +702,13 @@ def ingest_table(
                 )
             else:
                 # A new file may carry columns the earlier ones did not: kept as text.
-                have = {str(r[0]) for r in con.execute(f"describe {quarantine_table}").fetchall()}
+                # DuckDB names match without case, so 'Channel' is the column 'channel'.
+                have = {
+                    str(r[0]).lower()
+                    for r in con.execute(f"describe {quarantine_table}").fetchall()
+                }
                 for name in kept:
-                    if name not in have:
+                    if name.lower() not in have:
                         con.execute(
                             f"alter table {quarantine_table} add column {quote_ident(name)} varchar"
                         )

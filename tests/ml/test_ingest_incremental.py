@@ -280,8 +280,9 @@ def test_a_new_file_with_another_column_appends_its_bad_rows_with_that_column(
     con: duckdb.DuckDBPyConnection, source: Path, tmp_path: Path
 ) -> None:
     _load(con, source, tmp_path)
+    # A new column, and a known one spelt in another case (still the same column).
     (source / "events" / "day2.csv").write_text(
-        "event_id,customer_record_id,event_type,occurred_at,channel\n"
+        "event_id,customer_record_id,event_type,Occurred_At,channel\n"
         "e4,c1,login,2025-01-02,web\n"
         "e5,c2,login,yesterday,app\n"
     )
