@@ -66,7 +66,9 @@ def raw_tables(
                 unusable.append(str(error))
                 continue
             for problem in result.problems:
-                (context.log.warning if result.has_file else context.log.info)(problem)
+                # An unchanged table (nothing read) is news, not a problem.
+                noteworthy = result.has_file and result.mode != "unchanged"
+                (context.log.warning if noteworthy else context.log.info)(problem)
             yield dg.MaterializeResult(
                 asset_key=key,
                 metadata={
