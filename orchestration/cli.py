@@ -41,6 +41,8 @@ def _run(args: argparse.Namespace) -> int:
         os.environ["CRM_SOURCE"] = str(args.source.resolve())
     if args.mapping is not None:
         os.environ["CRM_MAPPING"] = str(args.mapping.resolve())
+    if args.full_refresh:
+        os.environ["CRM_FULL_REFRESH"] = "true"
     from orchestration import run  # Dagster loads only for the command that needs it
 
     extra = ["--summary-json", str(args.summary_json)] if args.summary_json else []
@@ -89,6 +91,11 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--mapping", type=Path, help="the folder's mapping.yaml (CRM_MAPPING)")
     run.add_argument("--job", default="retraining_job", help="retraining_job or scoring_job")
     run.add_argument("--summary-json", type=Path, help="also write the run summary here")
+    run.add_argument(
+        "--full-refresh",
+        action="store_true",
+        help="reload every source file, not only new ones (CRM_FULL_REFRESH)",
+    )
     run.set_defaults(handler=_run)
 
     check = commands.add_parser(

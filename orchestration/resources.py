@@ -27,6 +27,7 @@ class CrmSettings(dg.ConfigurableResource):
     synthetic_customers: int | None = None
     synthetic_seed: int | None = None
     threads: int | None = None
+    full_refresh: bool | None = None
 
     def get(self) -> Settings:
         overrides = {k: v for k, v in self.model_dump().items() if v is not None}

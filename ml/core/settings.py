@@ -82,6 +82,12 @@ class Settings(BaseSettings):
         description="How CatBoost computes the SHAP values of the churn drivers: 'regular' "
         "(TreeSHAP), 'approximate' or 'exact' (benchmarks/RESULTS.md, 'Approximate SHAP').",
     )
+    full_refresh: bool = Field(
+        default=False,
+        description="Reload every source file into raw, whatever the manifest of loaded files "
+        "says (ingest otherwise reads only new files; docs/operations.md). "
+        "`crm-signals run --full-refresh` sets it.",
+    )
     mapping: Path | None = Field(
         default=None,
         description="The source folder's mapping: how each export becomes a contract table "

@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +34,14 @@ import duckdb
 from ml.core.settings import path_within
 from ml.core.warehouse import fetch_row, quote_ident, sql_literal, transaction
 from ml.data.contract import Column, Table
+from ml.data.manifest import (
+    LoadPlan,
+    file_state,
+    fingerprint,
+    forget_table,
+    plan_load,
+    record_files,
+)
 from ml.data.mapping import TableMapping, candidate_files, close_matches, default_mapping
 from ml.data.reading import (
     FILE,
@@ -44,7 +54,6 @@ from ml.data.reading import (
     generated_id_expr,
     match_columns,
     read_source,
-    temp_names,
     value_expr,
 )
 from ml.data.tombstones import RECORD_COLUMN, Tombstones, drop_erased_rows
@@ -88,6 +97,13 @@ class IngestResult:
         problems: Human-readable lines naming file, column, rows and (masked when personal)
             an example value.
         loaded_empty: The source has no file for the table; it was loaded empty.
+        mode: ``full`` (the table replaced by a load of every file), ``append`` (only files
+            not in the manifest were read and appended) or ``unchanged`` (nothing read).
+        files_read: Files read by this load.
+        files_skipped: Files already loaded and unchanged (``ml.data.manifest``), not read.
+
+    ``rows_read`` counts the rows of the files read; ``rows_loaded`` and ``rows_quarantined``
+    are the rows in ``raw.<table>`` and ``quarantine.<table>`` after the load.
     """
 
     table: str
@@ -98,6 +114,9 @@ class IngestResult:
     problems: tuple[str, ...]
     rows_erased: int = 0
     loaded_empty: bool = False
+    mode: str = "full"
+    files_read: int = 0
+    files_skipped: int = 0
 
 
 def typed_expr(column: Column, source: str | None, source_type: str | None) -> str:
@@ -377,6 +396,7 @@ def load_empty_table(
             f"create or replace table {QUARANTINE_SCHEMA}.{quote_ident(table.name)} "
             f"({quarantine_defs})"
         )
+        forget_table(con, table.name)
     write_parquet_atomically(
         con,
         f"select * from {QUARANTINE_SCHEMA}.{quote_ident(table.name)}",
@@ -464,8 +484,16 @@ def ingest_table(
     quarantine_dir: Path,
     tombstones: Tombstones | None = None,
     mapping: TableMapping | None = None,
+    *,
+    full_refresh: bool = False,
 ) -> IngestResult:
     """Load one contract table's export into ``raw.<table>``; quarantine the rows that break it.
+
+    The load is incremental (``ml.data.manifest``): files already loaded and unchanged are not
+    read again, new files are checked and appended, and a changed or vanished file, a changed
+    mapping or ``full_refresh`` reload the table whole. A key of an appended row that is already
+    in ``raw.<table>`` is kept, like a key repeated within one file, and reported: staging keeps
+    one row per key and lists the others in ``int_rejected_rows``.
 
     Args:
         con: Writable DuckDB connection, not inside an open transaction. Its session time zone
@@ -477,6 +505,7 @@ def ingest_table(
         tombstones: Erased records: their rows (and malformed lines naming them) are dropped
             before anything is loaded or quarantined.
         mapping: The table's section of the folder's ``mapping.yaml``; None: contract names.
+        full_refresh: Reload every file whatever the manifest says.
 
     Returns:
         Counts and human-readable problems (bad values, missing optional columns, ignored extra
@@ -491,8 +520,23 @@ def ingest_table(
     mapping = mapping or default_mapping(table)
     if not candidate_files(mapping, source_dir):
         return _without_file(con, table, mapping, source_dir, quarantine_dir)
-    files = find_files(mapping, source_dir)
-    with read_source(con, files, mapping) as read, temp_names(con, "mapped") as (mapped,):
+    all_files = find_files(mapping, source_dir)
+    digest = fingerprint(mapping)
+    plan = plan_load(
+        con,
+        table.name,
+        [file_state(p, source_dir) for p in all_files],
+        digest,
+        full_refresh=full_refresh,
+        quarantine_schema=QUARANTINE_SCHEMA,
+    )
+    if not plan.reload and plan.read and mapping.generate_id:
+        # Generated ids number the rows of all files together: new ones would collide.
+        plan = LoadPlan(True, plan.read + plan.skipped, (), "ids are generated from row positions")
+    if not plan.read:
+        return _unchanged(con, table, all_files[0], plan)
+    files = [source_dir / s.file for s in plan.read]
+    with read_source(con, files, mapping) as read, _mapped_relation(con, mapping) as mapped:
         file_name, src = read.name, read.src
         source = contract_sources(table, mapping, read)
         for rule in mapping.exclude_rows:
@@ -514,13 +558,20 @@ def ingest_table(
             )
         (n_rows,) = fetch_row(con, f"select count(*) from {quote_ident(src)}")
         n_malformed = read.malformed
-        if n_rows + n_malformed == 0 and not table.allows_no_rows:
+        if n_rows + n_malformed == 0 and not table.allows_no_rows and plan.reload:
             # A truncated export must not replace the last good load with nothing.
             raise ContractError(
                 f"{file_name}: no data rows (a header only); {table.name} cannot be empty, "
                 "so the last good load is kept"
             )
         problems: list[str] = []
+        if plan.reason:
+            problems.append(f"{table.name}: reloaded whole ({plan.reason})")
+        elif plan.skipped:
+            problems.append(
+                f"{table.name}: {len(plan.read)} new file(s) appended; {len(plan.skipped)} "
+                "loaded before and unchanged, not read"
+            )
         n_erased = 0
         if tombstones is not None:
             n_erased = drop_erased_rows(
@@ -574,12 +625,16 @@ def ingest_table(
         if mapping.exclude_rows:
             selected.append(f"{_exclusion_expr(mapping, read.source_types)} as {_EXCLUDED}")
         con.execute(
-            f"create temp table {quote_ident(mapped)} as select {read.positions}"
+            f"create temp {'view' if mapping.is_default else 'table'} {quote_ident(mapped)} "
+            f"as select {read.positions}"
             + "".join(f", {s}" for s in selected)
             + f" from {quote_ident(src)}"
         )
+        # Every alias above is lower case; a view describes a column renamed only in case
+        # ('Email' as email) by its source name, and DuckDB matches names without case.
         mapped_types = {
-            str(r[0]): str(r[1]) for r in con.execute(f"describe {quote_ident(mapped)}").fetchall()
+            str(r[0]).lower(): str(r[1])
+            for r in con.execute(f"describe {quote_ident(mapped)}").fetchall()
         }
         present = {c.name: c.name for c in table.columns if c.name in mapped_types}
         checks = _checks(table, present, mapped_types) + _exclusion_checks(mapping)
@@ -588,6 +643,18 @@ def ingest_table(
         problems += column_problems
         # Only checks that found something need to run again; a clean file is loaded unfiltered.
         bad = " or ".join(c.predicate for c in failing) or "false"
+        raw_table = f"{RAW_SCHEMA}.{quote_ident(table.name)}"
+        quarantine_table = f"{QUARANTINE_SCHEMA}.{quote_ident(table.name)}"
+        if not plan.reload:
+            key = table.key
+            key_expr = typed_expr(
+                next(c for c in table.columns if c.name == key),
+                present.get(key),
+                mapped_types.get(key),
+            )
+            problems += _repeated_keys(
+                con, mapped, raw_table, key, key_expr, bad, file_name, read.where
+            )
 
         types = {c.name: c.type for c in table.columns}
         column_defs = ", ".join(f"{quote_ident(n)} {t}" for n, t in types.items())
@@ -601,8 +668,6 @@ def ingest_table(
             f"cast(s.{quote_ident(n)} as varchar) as {quote_ident(n)}" for n in kept
         )
         original_nulls = ", ".join(f"cast(null as varchar) as {quote_ident(n)}" for n in kept)
-        raw_table = f"{RAW_SCHEMA}.{quote_ident(table.name)}"
-        quarantine_table = f"{QUARANTINE_SCHEMA}.{quote_ident(table.name)}"
         bad_rows_sql = (
             f"select b.{FILE} as source_file, b.{LINE} as row_number, "
             f"b.reason{', ' + original if original else ''}, cast(null as varchar) as raw_line "
@@ -620,18 +685,38 @@ def ingest_table(
                 f"from {quote_ident(read.rejects)} group by file, line"
             )
 
+        per_file = _rows_per_file(con, mapped, bad, bad_rows_sql)
         with transaction(con):
             con.execute(f"create schema if not exists {RAW_SCHEMA}")
             con.execute(f"create schema if not exists {QUARANTINE_SCHEMA}")
-            con.execute(f"create or replace table {raw_table} ({column_defs})")
+            if plan.reload:
+                con.execute(f"create or replace table {raw_table} ({column_defs})")
             con.execute(
                 f"insert into {raw_table} select {typed_select} from {quote_ident(mapped)} "
                 f"where not ({bad}) order by {ROW}"
             )
-            con.execute(
-                f"create or replace table {quarantine_table} as "
-                f"select * from ({bad_rows_sql}) order by source_file, row_number"
-            )
+            if plan.reload:
+                con.execute(
+                    f"create or replace table {quarantine_table} as "
+                    f"select * from ({bad_rows_sql}) order by source_file, row_number"
+                )
+            else:
+                # A new file may carry columns the earlier ones did not: kept as text.
+                # DuckDB names match without case, so 'Channel' is the column 'channel'.
+                have = {
+                    str(r[0]).lower()
+                    for r in con.execute(f"describe {quarantine_table}").fetchall()
+                }
+                for name in kept:
+                    if name.lower() not in have:
+                        con.execute(
+                            f"alter table {quarantine_table} add column {quote_ident(name)} varchar"
+                        )
+                con.execute(
+                    f"insert into {quarantine_table} by name "
+                    f"select * from ({bad_rows_sql}) order by source_file, row_number"
+                )
+            record_files(con, table.name, plan, digest, per_file)
             counts = fetch_row(
                 con,
                 f"select (select count(*) from {quote_ident(src)}), "
@@ -650,4 +735,97 @@ def ingest_table(
         rows_quarantined=int(counts[2]),
         problems=tuple(problems),
         rows_erased=n_erased,
+        mode="full" if plan.reload else "append",
+        files_read=len(plan.read),
+        files_skipped=len(plan.skipped),
     )
+
+
+@contextmanager
+def _mapped_relation(con: duckdb.DuckDBPyConnection, mapping: TableMapping) -> Iterator[str]:
+    """The name of the mapped rows: a temp view without a mapping section, else a temp table.
+
+    Without a section the mapped rows are the file's columns as they are, so a view costs
+    nothing where a copy took 0.5 s of 4.8 s for 3.8M events; a mapping's cleaning (value maps,
+    date formats) is computed once into a table instead of again in every check.
+    """
+    name = f"_mapped_{uuid.uuid4().hex[:12]}"
+    try:
+        yield name
+    finally:
+        kind = "view" if mapping.is_default else "table"
+        con.execute(f"drop {kind} if exists temp.{quote_ident(name)}")
+
+
+def _unchanged(
+    con: duckdb.DuckDBPyConnection, table: Table, first_file: Path, plan: LoadPlan
+) -> IngestResult:
+    """Every file of the table was loaded before and is unchanged: nothing to read."""
+    counts = fetch_row(
+        con,
+        f"select (select count(*) from {RAW_SCHEMA}.{quote_ident(table.name)}), "
+        f"(select count(*) from {QUARANTINE_SCHEMA}.{quote_ident(table.name)})",
+    )
+    return IngestResult(
+        table=table.name,
+        source_file=first_file,
+        rows_read=0,
+        rows_loaded=int(counts[0]),
+        rows_quarantined=int(counts[1]),
+        problems=(
+            f"{table.name}: {len(plan.skipped)} file(s) loaded before and unchanged; nothing read",
+        ),
+        mode="unchanged",
+        files_skipped=len(plan.skipped),
+    )
+
+
+def _rows_per_file(
+    con: duckdb.DuckDBPyConnection, mapped: str, bad: str, bad_rows_sql: str
+) -> dict[str, tuple[int, int]]:
+    """File name -> (rows loaded, rows quarantined) of this load, for the manifest."""
+    rows = con.execute(
+        f"select coalesce(k.f, q.f), coalesce(k.n, 0), coalesce(q.n, 0) "
+        f"from (select {FILE} as f, count(*) as n from {quote_ident(mapped)} "
+        f"where not ({bad}) group by 1) k "
+        f"full join (select source_file as f, count(*) as n from ({bad_rows_sql}) group by 1) q "
+        "on k.f = q.f"
+    ).fetchall()
+    return {str(r[0]): (int(r[1]), int(r[2])) for r in rows}
+
+
+def _repeated_keys(
+    con: duckdb.DuckDBPyConnection,
+    mapped: str,
+    raw_table: str,
+    key: str,
+    key_expr: str,
+    bad: str,
+    file_name: str,
+    where: str,
+) -> list[str]:
+    """A problem line for appended rows whose key is already in ``raw.<table>``.
+
+    They are loaded, as a key repeated within one file is: staging picks one row per key by its
+    content (a later correction can win) and lists the others in ``int_rejected_rows``, so an
+    append gives dbt the same rows as a full load of the folder.
+    """
+    # The new keys are few and the loaded ones many: join the distinct new keys to the table
+    # rather than build a hash table of every loaded key.
+    count, rows = fetch_row(
+        con,
+        f"with new as (select {ROW}, {where} as place, {key_expr} as k "
+        f"from {quote_ident(mapped)} where not ({bad})), "
+        f"repeated as (select distinct r.{quote_ident(key)} as k from {raw_table} r "
+        f"join (select distinct k from new) n on r.{quote_ident(key)} = n.k) "
+        f"select count(*), list(place order by {ROW})[1:{_MAX_ROWS_LISTED}] "
+        "from new semi join repeated using (k)",
+    )
+    if not count:
+        return []
+    return [
+        f"{file_name}, column {key}: {count} row{'s' if count > 1 else ''} repeat a key "
+        f"already loaded from an earlier file (rows {row_list(rows, count)}); loaded like "
+        "duplicates within a file: staging keeps one row per key and lists the others in "
+        "int_rejected_rows (duplicate_key, exact_duplicate)"
+    ]

@@ -37,6 +37,9 @@ class TableLoad:
         rows_erased: Rows of erased persons dropped.
         problems: What a person should know (file, column, rows, examples).
         has_file: The source has a file for the table.
+        mode: ``full``, ``append`` or ``unchanged`` (``ml.data.ingest.IngestResult``); flat
+            exports are always loaded ``full``.
+        files_skipped: Files loaded before and unchanged, not read.
     """
 
     table: str
@@ -47,6 +50,8 @@ class TableLoad:
     rows_erased: int
     problems: tuple[str, ...]
     has_file: bool
+    mode: str = "full"
+    files_skipped: int = 0
 
 
 def load_mappings(path: Path | None) -> dict[str, TableMapping]:
@@ -64,8 +69,13 @@ def load_table(
     source_dir: Path,
     quarantine_dir: Path,
     tombstones: Tombstones | None = None,
+    *,
+    full_refresh: bool = False,
 ) -> TableLoad:
     """Load one table of the source, whatever its kind (see the module docstring).
+
+    A contract table is loaded incrementally (only new files are read, ``ml.data.manifest``)
+    unless ``full_refresh``; a flat export is small and always read whole.
 
     Raises:
         ContractError: The file cannot be used; the last good table stays.
@@ -74,7 +84,9 @@ def load_table(
     table = mapping.table
     has_file = bool(candidate_files(mapping, source_dir))
     if not table.flat:
-        result = ingest_table(con, table, source_dir, quarantine_dir, tombstones, mapping)
+        result = ingest_table(
+            con, table, source_dir, quarantine_dir, tombstones, mapping, full_refresh=full_refresh
+        )
         return TableLoad(
             table.name,
             result.source_file,
@@ -84,6 +96,8 @@ def load_table(
             result.rows_erased,
             result.problems,
             has_file,
+            result.mode,
+            result.files_skipped,
         )
     if not has_file:
         load_empty_flat_table(con, table)

@@ -432,9 +432,12 @@ def test_erased_people_are_in_no_store_and_stay_out_when_reimported(
     assert not [v for v in identifiers if v in run_log]
 
     # The CRM export still holds them; loading it again drops their rows before anything else.
+    # A full refresh: an unchanged folder is otherwise not read again (docs/operations.md).
     set_small_crm(monkeypatch, settings.home)
     reload = dg.materialize(
-        [raw_tables], resources={"crm": CrmSettings()}, instance=pipeline_run.instance
+        [raw_tables],
+        resources={"crm": CrmSettings(full_refresh=True)},
+        instance=pipeline_run.instance,
     )
     dropped = sum(
         m.metadata["rows_of_erased_persons_dropped"].value  # type: ignore[union-attr]

@@ -59,13 +59,16 @@ def raw_tables(
                     settings.source_dir,
                     settings.quarantine_dir,
                     tombstones,
+                    full_refresh=settings.full_refresh,
                 )
             except (ContractError, MappingError) as error:
                 context.log.error(str(error))
                 unusable.append(str(error))
                 continue
             for problem in result.problems:
-                (context.log.warning if result.has_file else context.log.info)(problem)
+                # An unchanged table (nothing read) is news, not a problem.
+                noteworthy = result.has_file and result.mode != "unchanged"
+                (context.log.warning if noteworthy else context.log.info)(problem)
             yield dg.MaterializeResult(
                 asset_key=key,
                 metadata={
@@ -75,6 +78,8 @@ def raw_tables(
                     "dagster/row_count": result.rows_loaded,
                     "rows_quarantined": result.rows_quarantined,
                     "rows_of_erased_persons_dropped": result.rows_erased,
+                    "ingest_mode": result.mode,
+                    "files_unchanged_not_read": result.files_skipped,
                     "problems": dg.MetadataValue.md(
                         "\n".join(f"- {p}" for p in result.problems) or "none"
                     ),
