@@ -17,8 +17,12 @@ The first version of a model has no champion to compare with: the gates alone de
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from typing import Protocol
 
+import numpy as np
+import pandas as pd
 from numpy.typing import ArrayLike
 
 from ml.modelling.evaluation import capacity_metrics, evaluate
@@ -183,6 +187,43 @@ def decide_promotion(
         champion_version=champion_version,
         rows=rows,
     )
+
+
+class ScoresRows(Protocol):
+    """A model that gives a probability per row of a frame (every registered classifier)."""
+
+    def predict_proba(self, frame: pd.DataFrame) -> np.ndarray: ...
+
+
+def champion_rule(
+    rows: pd.DataFrame,
+    y_true: ArrayLike,
+    proba: ArrayLike,
+    rule: PromotionRule,
+    gate_failures: tuple[str, ...] = (),
+) -> Callable[[ScoresRows | None, str | None], PromotionDecision]:
+    """The promotion rule of a candidate whose probabilities on ``rows`` are ``proba``: the
+    champion is scored on the same rows, and every term of ``rule`` and the gates decide
+    (:func:`decide_promotion`). The rows stay in the closure; they are never logged."""
+    y = np.asarray(y_true)
+    new_scores = promotion_scores(y, proba, rule.capacity)
+
+    def decide(champion: ScoresRows | None, version: str | None) -> PromotionDecision:
+        champion_scores = (
+            promotion_scores(y, champion.predict_proba(rows), rule.capacity)
+            if champion is not None
+            else None
+        )
+        return decide_promotion(
+            new_scores,
+            champion_scores,
+            rule,
+            rows=len(rows),
+            champion_version=version,
+            gate_failures=gate_failures,
+        )
+
+    return decide
 
 
 def decide_by_metric(

@@ -40,8 +40,7 @@ from ml.modelling.model_card import FairnessGate, ModelCard, markdown_table
 from ml.modelling.promotion import (
     PromotionDecision,
     PromotionRule,
-    decide_promotion,
-    promotion_scores,
+    champion_rule,
 )
 from ml.modelling.registry import Candidate, Training
 from ml.models.churn.data import ChurnTrainingInputs
@@ -148,27 +147,11 @@ def promotion_rule(
     rule: PromotionRule,
     gate_failures: tuple[str, ...] = (),
 ) -> Callable[[ChurnModel | None, str | None], PromotionDecision]:
-    """The churn rule of a candidate whose probabilities on ``validation`` are ``proba``: the
-    champion is scored on the same rows and every term of ``rule`` and the gates decide."""
-    y_true = validation[LABEL_COLUMN].to_numpy()
-    new_scores = promotion_scores(y_true, proba, rule.capacity)
-
-    def decide(champion: ChurnModel | None, version: str | None) -> PromotionDecision:
-        champion_scores = (
-            promotion_scores(y_true, champion.predict_proba(validation), rule.capacity)
-            if champion is not None
-            else None
-        )
-        return decide_promotion(
-            new_scores,
-            champion_scores,
-            rule,
-            rows=len(validation),
-            champion_version=version,
-            gate_failures=gate_failures,
-        )
-
-    return decide
+    """The churn rule of a candidate whose probabilities on ``validation`` are ``proba``
+    (``ml.modelling.promotion.champion_rule`` on the validation labels)."""
+    return champion_rule(
+        validation, validation[LABEL_COLUMN].to_numpy(), proba, rule, gate_failures
+    )
 
 
 def train(

@@ -29,7 +29,6 @@ What a snapshot can and cannot promise (docs/bring-your-own-data.md):
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
@@ -65,8 +64,7 @@ from ml.modelling.flat_outcome import (
     train_flat_model,
 )
 from ml.modelling.model_card import FairnessGate, ModelCard, markdown_table
-from ml.modelling.promotion import PromotionDecision, PromotionRule, decide_promotion
-from ml.modelling.promotion import promotion_scores as scores_for_promotion
+from ml.modelling.promotion import PromotionRule, champion_rule
 from ml.modelling.registry import Candidate, Training
 from ml.models.churn.model import CHURN_BOOSTING
 from ml.models.churn.scoring import RiskBands, validate_scores
@@ -193,7 +191,7 @@ def train(
         else tuple(f"fairness gate: {r}" for r in fairness.reasons)
     )
     rule = replace(governance.promotion, capacity=governance.capacity)
-    decide = _promotion_rule(holdout, y, proba, rule, gate_failures)
+    decide = champion_rule(holdout, y, proba, rule, gate_failures)
 
     logged = {**metrics.as_metrics(), **capacity, **model.calibration_report.as_metrics()}
     artifacts: dict[str, object] = {"feature_importance.json": importance}
@@ -277,33 +275,6 @@ def _fairness_config(governance: SnapshotGovernance) -> FairnessConfig:
         capacity_k=governance.capacity,
         criterion=governance.fairness_criterion,
     )
-
-
-def _promotion_rule(
-    holdout: pd.DataFrame,
-    y: np.ndarray,
-    proba: np.ndarray,
-    rule: PromotionRule,
-    gate_failures: tuple[str, ...],
-) -> Callable[[ChurnSnapshotModel | None, str | None], PromotionDecision]:
-    new_scores = scores_for_promotion(y, proba, rule.capacity)
-
-    def decide(champion: ChurnSnapshotModel | None, version: str | None) -> PromotionDecision:
-        champion_scores = (
-            scores_for_promotion(y, champion.predict_proba(holdout), rule.capacity)
-            if champion is not None
-            else None
-        )
-        return decide_promotion(
-            new_scores,
-            champion_scores,
-            rule,
-            rows=len(holdout),
-            champion_version=version,
-            gate_failures=gate_failures,
-        )
-
-    return decide
 
 
 def _model_card(
