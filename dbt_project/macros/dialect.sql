@@ -209,3 +209,24 @@
 {% macro duckdb__month_series(first_month, last_month) -%}
     unnest(generate_series({{ first_month }}, {{ last_month }}, interval 1 month))
 {%- endmacro %}
+
+
+{% macro day_series(first_day, last_day) -%}
+    {#- A select-list expression with one row per day from `first_day` to `last_day` (both
+        included) as timestamps; cast to date where used. -#}
+    {{ return(adapter.dispatch('day_series', 'crm_signals')(first_day, last_day)) }}
+{%- endmacro %}
+
+{% macro default__day_series(first_day, last_day) -%}
+    {{ dialect_missing('day_series') }}
+{%- endmacro %}
+
+{% macro postgres__day_series(first_day, last_day) -%}
+    generate_series(
+        cast({{ first_day }} as timestamp), cast({{ last_day }} as timestamp), interval '1 day'
+    )
+{%- endmacro %}
+
+{% macro duckdb__day_series(first_day, last_day) -%}
+    unnest(generate_series({{ first_day }}, {{ last_day }}, interval 1 day))
+{%- endmacro %}

@@ -41,6 +41,7 @@ TYPE_FAMILIES = {
     "bigint": "integer",
     "smallint": "integer",
     "hugeint": "integer",
+    "ubigint": "integer",
     "double": "float",
     "double precision": "float",
     "boolean": "boolean",
@@ -220,9 +221,13 @@ def test_postgres_build_equals_the_duckdb_build_row_for_row(
             TYPE_FAMILIES.get(t, t) for _, t in duck_columns
         ], name
         columns = [c for c, _ in duck_columns]
+        # The incremental fingerprints hash rows with each engine's own hash function
+        # (macro row_checksum): equal within an engine, never across; the rest must match.
+        kept = [i for i, c in enumerate(columns) if "checksum" not in c]
+        compared = [columns[i] for i in kept]
         pd.testing.assert_frame_equal(
-            _frame(columns, pg_rows),
-            _frame(columns, duck_rows),
+            _frame(compared, [tuple(row[i] for i in kept) for row in pg_rows]),
+            _frame(compared, [tuple(row[i] for i in kept) for row in duck_rows]),
             check_dtype=False,
             check_exact=False,
             rtol=1e-9,

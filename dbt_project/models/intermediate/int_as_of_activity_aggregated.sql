@@ -1,11 +1,21 @@
 -- One row per active customer per as_of_date: event counts in the windows before as_of_date.
 -- Windows are half-open and end before as_of_date:
 -- [as_of - 30d, as_of) and [as_of - 60d, as_of - 30d).
+{{ config(
+    materialized='incremental',
+    incremental_strategy='replace_scope',
+    scope='as_of',
+    on_schema_change='fail',
+) }}
+-- depends_on: {{ scope_dependencies() }}
 with
 
 customers_active as (
 
     select * from {{ ref('int_as_of_customers_active') }}
+{%- if is_incremental() %}
+    where {{ incremental_scope('as_of') }}
+{%- endif %}
 
 ),
 

@@ -2,6 +2,13 @@
 -- started strictly before as_of_date and had not ended before it. Carries the subscription
 -- features, all computed from periods that started before as_of_date. An end date on or after
 -- as_of_date is only compared with as_of_date, so its value cannot leak into a feature.
+{{ config(
+    materialized='incremental',
+    incremental_strategy='replace_scope',
+    scope='as_of',
+    on_schema_change='fail',
+) }}
+-- depends_on: {{ scope_dependencies() }}
 with
 
 subscription_periods as (
@@ -24,6 +31,9 @@ periods_started_before as (
     from as_of_dates
     inner join subscription_periods
         on subscription_periods.started_at < as_of_dates.as_of_date
+{%- if is_incremental() %}
+    where {{ incremental_scope('as_of') }}
+{%- endif %}
 
 ),
 

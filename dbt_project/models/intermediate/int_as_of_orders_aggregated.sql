@@ -1,10 +1,20 @@
 -- One row per active customer per as_of_date: orders before as_of_date. orders_90d counts
 -- purchases (refunds excluded); order_value_90d is the net amount (refunds are negative).
+{{ config(
+    materialized='incremental',
+    incremental_strategy='replace_scope',
+    scope='as_of',
+    on_schema_change='fail',
+) }}
+-- depends_on: {{ scope_dependencies() }}
 with
 
 customers_active as (
 
     select * from {{ ref('int_as_of_customers_active') }}
+{%- if is_incremental() %}
+    where {{ incremental_scope('as_of') }}
+{%- endif %}
 
 ),
 

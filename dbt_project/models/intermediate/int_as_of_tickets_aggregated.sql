@@ -1,9 +1,19 @@
 -- One row per active customer per as_of_date: support tickets before as_of_date.
+{{ config(
+    materialized='incremental',
+    incremental_strategy='replace_scope',
+    scope='as_of',
+    on_schema_change='fail',
+) }}
+-- depends_on: {{ scope_dependencies() }}
 with
 
 customers_active as (
 
     select * from {{ ref('int_as_of_customers_active') }}
+{%- if is_incremental() %}
+    where {{ incremental_scope('as_of') }}
+{%- endif %}
 
 ),
 

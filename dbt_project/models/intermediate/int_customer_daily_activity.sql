@@ -1,17 +1,41 @@
 -- One row per customer per day with at least one valid event: event counts by type. Feature
 -- windows are whole days before a midnight as_of_date, so daily counts give exact windows while
--- the range join to the as-of grid touches ~50x fewer rows than the raw events.
+-- the range join to the as-of grid touches ~50x fewer rows than the raw events. Incremental:
+-- the changed days, and every day of a person whose records changed.
+{{ config(
+    materialized='incremental',
+    incremental_strategy='replace_scope',
+    scope='activity',
+    on_schema_change='fail',
+) }}
+-- depends_on: {{ scope_dependencies() }}
+
 with
-
-events as (
-
-    select * from {{ ref('stg_crm__events') }}
-
-),
 
 identity_map as (
 
     select * from {{ ref('int_customer_records_matched') }}
+
+),
+
+events as (
+
+    select * from {{ ref('stg_crm__events') }}
+{%- if is_incremental() %}
+    where cast(occurred_at as date) in (
+        select activity_date from {{ ref('int_incremental_changed_days') }}
+    )
+        or customer_record_id in (
+            select customer_record_id
+            from identity_map
+            where customer_id in (
+                select customer_id
+                from {{ ref('int_incremental_changed_customers') }}
+                where identity_changed
+            )
+        )
+        or (select full_rebuild from {{ ref('int_incremental_scope') }})
+{%- endif %}
 
 ),
 

@@ -4,11 +4,21 @@
 -- from here (ml.data.features.read_churn_horizon_days). churned_at: that cancellation when it is
 -- on or after as_of_date, even beyond the horizon; null otherwise. label_available: the whole
 -- window is observed.
+{{ config(
+    materialized='incremental',
+    incremental_strategy='replace_scope',
+    scope='labels_' ~ var('churn_horizon_days'),
+    on_schema_change='fail',
+) }}
+-- depends_on: {{ scope_dependencies(labels=true) }}
 with
 
 customers_active as (
 
     select * from {{ ref('int_as_of_customers_active') }}
+{%- if is_incremental() %}
+    where {{ incremental_scope('labels_' ~ var('churn_horizon_days')) }}
+{%- endif %}
 
 ),
 

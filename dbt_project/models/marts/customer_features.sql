@@ -1,11 +1,21 @@
 -- One row per active customer per as_of_date (see int_as_of_customers_active). Every feature
 -- uses only data strictly before as_of_date. The columns after the keys are exactly
 -- ml/data/features.py CATEGORICAL_FEATURES + NUMERIC_FEATURES, in that order.
+{{ config(
+    materialized='incremental',
+    incremental_strategy='replace_scope',
+    scope='as_of',
+    on_schema_change='fail',
+) }}
+-- depends_on: {{ scope_dependencies() }}
 with
 
 customers_active as (
 
     select * from {{ ref('int_as_of_customers_active') }}
+{%- if is_incremental() %}
+    where {{ incremental_scope('as_of') }}
+{%- endif %}
 
 ),
 

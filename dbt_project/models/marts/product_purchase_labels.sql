@@ -3,11 +3,21 @@
 -- order of that category in [as_of_date, as_of_date + 90 days). label_available: that window is
 -- observed. Refunded orders are not purchases. The purchase window is 90 days, as the column name
 -- and the offer reasons say; it is not the churn horizon (var churn_horizon_days).
+{{ config(
+    materialized='incremental',
+    incremental_strategy='replace_scope',
+    scope='labels_90',
+    on_schema_change='fail',
+) }}
+-- depends_on: {{ scope_dependencies(labels=true) }}
 with
 
 customers_active as (
 
     select * from {{ ref('int_as_of_customers_active') }}
+{%- if is_incremental() %}
+    where {{ incremental_scope('labels_90') }}
+{%- endif %}
 
 ),
 

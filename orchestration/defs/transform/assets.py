@@ -26,8 +26,11 @@ def crm_dbt_models(
     # keeps partial_parse.msgpack there, so the next run re-parses only the files that changed
     # (docs/operations.md, "Parsing"). Runs that write the warehouse are queued one at a time,
     # so two builds do not share it at once.
+    # The models keyed by time are incremental (docs/operations.md, "Incremental runs"); a full
+    # refresh (crm-signals run --full-refresh, CRM_FULL_REFRESH) rebuilds them from scratch.
+    refresh = ["--full-refresh"] if settings.full_refresh else []
     invocation = dbt.cli(
-        ["build", "--vars", json.dumps(dbt_vars)],
+        ["build", "--vars", json.dumps(dbt_vars), *refresh],
         context=context,
         target_path=settings.dbt_target_dir,
     )

@@ -1,9 +1,29 @@
 -- Every raw event, standardised, with the reason it is rejected (null when kept).
+-- Incremental: a run re-ranks every copy of each event id found on a changed day (the winner
+-- among copies can change) and keeps the other rows.
+{{ config(
+    materialized='incremental',
+    incremental_strategy='replace_scope',
+    scope='events',
+    scope_also=['event_id in (select event_id from __temp__)'],
+    on_schema_change='fail',
+) }}
+-- depends_on: {{ scope_dependencies() }}
+
 with
 
 source as (
 
     select * from {{ source('raw', 'events') }}
+{%- if is_incremental() %}
+    where trim(event_id) in (
+        select trim(event_id)
+        from {{ source('raw', 'events') }}
+        where {{ incremental_scope('events') }}
+        union
+        select event_id from {{ this }} where {{ incremental_scope('events') }}
+    )
+{%- endif %}
 
 ),
 
