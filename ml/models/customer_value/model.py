@@ -1,6 +1,7 @@
-"""Customer lifetime value: RFM summaries, a BG/NBD + Gamma-Gamma baseline and a CatBoost model.
+"""Customer lifetime value: RFM summaries, a BG/NBD + Gamma-Gamma baseline, a CatBoost model and
+a hybrid of the two.
 
-Both models predict, per customer known at an as-of date, the purchases and the value (sum of
+The models predict, per customer known at an as-of date, the purchases and the value (sum of
 order amounts) in the ``horizon_days`` after it, plus BG/NBD's probability that the customer is
 still active.
 
@@ -35,7 +36,12 @@ with no error raised. So the models are then fitted on purchases only
 Gamma-Gamma, no value regressor, and every value prediction is missing (NaN), never a number
 that looks like money. Expected purchases and the probability alive are unchanged.
 
-**Backtest.** :func:`compare_on_holdout` judges both models on the window after a cutoff. Out of
+**Hybrid.** CatBoost's regressors started from the log of the baseline's forecast (an offset),
+with the baseline's outputs among their features: a multiplicative correction of BG/NBD +
+Gamma-Gamma (:func:`fit_hybrid_regressor`). The baseline behind each row set's features is
+fitted on the orders up to that set's as-of date only (:func:`baseline_features`).
+
+**Backtest.** :func:`compare_on_holdout` judges the models on the window after a cutoff. Out of
 time (the baseline fitted on the orders up to the cutoff, CatBoost trained one horizon earlier)
 is the only protocol that picks the winner. When the data are too short for it, CatBoost is
 judged by 2-fold cross-fitting over customers on the holdout window itself; that flatters it
