@@ -1027,8 +1027,9 @@ def fit_clv(
 
     BG/NBD + Gamma-Gamma is always fitted on the summary at ``as_of``. With ``method="catboost"``
     (or ``"hybrid"``, :func:`fit_hybrid_regressor`) the regressors are also fitted at
-    ``train_cutoff = as_of - horizon_days`` on the outcomes in ``(train_cutoff, as_of]``; ``features_at_train_cutoff`` are the caller's features as known at
-    that date (the features at ``as_of`` go to :func:`predict_clv`). When the orders up to
+    ``train_cutoff = as_of - horizon_days`` on the outcomes in ``(train_cutoff, as_of]``;
+    ``features_at_train_cutoff`` are the caller's features as known at that date (the features
+    at ``as_of`` go to :func:`predict_clv`). When the orders up to
     ``as_of`` cannot support value (:func:`value_unavailable_reason`) the model is fitted on
     purchases only and says why in ``value_reason``.
 
@@ -1428,8 +1429,8 @@ def compare_on_holdout(
 
     The baseline is fitted on the summary at ``cutoff``. The hybrid (``config.hybrid``) is
     trained and judged by the same protocol as CatBoost, its baseline features always from a
-    baseline fitted on the orders up to the as-of date of the rows (:func:`hybrid_design`). CatBoost is trained, by
-    ``config.catboost_protocol``, either out of time (features at ``cutoff - horizon``, targets
+    baseline fitted on the orders up to the as-of date of the rows (:func:`hybrid_design`).
+    CatBoost is trained, by ``config.catboost_protocol``, either out of time (features at ``cutoff - horizon``, targets
     up to ``cutoff``; needs ``min_train_customers`` customers known then) or, when the data are
     too short for that, by 2-fold cross-fitting over customers on the holdout window. Only the
     out-of-time backtest picks the winner (:func:`decide_winner`); after the customer split the
