@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-PUBLIC_STAGES = ("telco", "leads", "hillstrom", "cdnow")
+PUBLIC_STAGES = ("telco", "leads", "hillstrom", "cdnow", "online_retail")
 
 
 @pytest.fixture(scope="module")
@@ -65,6 +65,12 @@ def test_auc_is_a_probability(smoke_report: dict[str, Any], path: str) -> None:
         "cdnow.bgnbd_purchases_mae",
         "cdnow.value_mae",
         "cdnow.bgnbd_value_mae",
+        "cdnow.hybrid_purchases_mae",
+        "cdnow.hybrid_value_mae",
+        "online_retail.purchases_mae",
+        "online_retail.bgnbd_purchases_mae",
+        "online_retail.hybrid_purchases_mae",
+        "online_retail.hybrid_value_mae",
     ],
 )
 def test_spread_and_error_are_not_negative(smoke_report: dict[str, Any], path: str) -> None:
@@ -137,3 +143,32 @@ def test_interval_of_the_mean_keeps_a_strong_ranking_above_zero(quality: ModuleT
         ]
     )
     assert 0.0 < low <= estimate <= high
+
+
+def test_a_partial_run_replaces_only_its_stages_and_checks_the_targets_again(
+    quality: ModuleType,
+) -> None:
+    recorded = {
+        "measured_at": "2026-01-01T00:00:00+00:00",
+        "telco": {"cv_auc": 0.84},
+        "hillstrom": {"uplift_at_30": 0.08, "uplift_at_30_ci": [0.01, 0.1]},
+        "cdnow": {"hybrid_purchases_mae": 0.9, "bgnbd_purchases_mae": 0.8},
+        "seconds": {"telco": 10.0, "cdnow": 5.0, "total": 15.0},
+    }
+    partial = {
+        "measured_at": "2026-02-02T00:00:00+00:00",
+        "versions": {"catboost": "1.2"},
+        "cdnow": {"hybrid_purchases_mae": 0.7, "bgnbd_purchases_mae": 0.8},
+        "seconds": {"cdnow": 3.0, "total": 3.0},
+    }
+    assert not quality.targets(recorded)["cdnow_hybrid"]["met"]
+
+    merged = quality.merge_stages(recorded, partial, ["cdnow"])
+
+    assert merged["telco"] == recorded["telco"] and merged["cdnow"] == partial["cdnow"]
+    assert merged["measured_at"] == recorded["measured_at"]
+    assert merged["updated"]["stages"] == ["cdnow"]
+    assert merged["updated"]["measured_at"] == partial["measured_at"]
+    assert merged["seconds"] == {"telco": 10.0, "cdnow": 3.0, "total": 15.0}
+    assert merged["targets"]["cdnow_hybrid"]["met"]
+    assert "online_retail_hybrid" not in merged["targets"]  # no figures, no verdict

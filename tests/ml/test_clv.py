@@ -10,6 +10,7 @@ value at all, with the reason.
 
 from __future__ import annotations
 
+import pickle
 from dataclasses import replace
 from pathlib import Path
 
@@ -25,12 +26,14 @@ from ml.models.customer_value.model import (
     BaselineModel,
     ClvConfig,
     ClvScores,
+    baseline_features,
     compare_on_holdout,
     decide_winner,
     fit_baseline,
     fit_clv,
     history_features,
     holdout_actuals,
+    hybrid_design,
     pick_winner,
     plot_clv_holdout,
     predict_clv,
@@ -42,9 +45,12 @@ from ml.models.customer_value.model import (
 CUTOFF = pd.Timestamp("2024-02-11")
 FAST = ClvConfig(boosting=BoostingParams(iterations=60, depth=3, learning_rate=0.2, seed=7))
 # The windowed world needs a patient learner: 60 iterations at 0.2 did not separate the planted
-# tier from the drift of cumulative counts on every seed; 300 at 0.05 did on seeds 1-5.
+# tier from the drift of cumulative counts on every seed; 300 at 0.05 did on seeds 1-5. These
+# tests judge CatBoost against the baseline alone; the hybrid has its own below.
 OUT_OF_TIME = ClvConfig(
-    boosting=BoostingParams(iterations=300, depth=4, learning_rate=0.05, seed=7), horizon_days=91
+    boosting=BoostingParams(iterations=300, depth=4, learning_rate=0.05, seed=7),
+    horizon_days=91,
+    hybrid=False,
 )
 TRUE_BGNBD = {"r": 0.8, "alpha": 4.0, "a": 0.8, "b": 2.5}
 TRUE_GG = {"p": 6.0, "q": 4.0, "v": 15.0}
@@ -516,3 +522,163 @@ def test_catboost_clv_model_scores_every_known_customer() -> None:
     assert len(scored) == 300
     assert scored["probability_alive"].between(0, 1).all()
     assert (scored[["expected_purchases_12m", "expected_value_12m"]] >= 0).all().all()
+
+
+# --------------------------------------------------------------------------------------------
+# The hybrid: CatBoost correcting the BG/NBD + Gamma-Gamma forecast
+# --------------------------------------------------------------------------------------------
+
+HYBRID = replace(OUT_OF_TIME, hybrid=True)
+JUDGED_CUTOFF = pd.Timestamp("2024-04-01")
+
+
+def test_the_hybrid_fits_and_scores_every_known_customer() -> None:
+    orders, _, tiers_at_cutoff = _windowed_orders(300, seed=1, drift=False)
+    as_of = pd.Timestamp(
+        "2024-07-01"
+    )  # trained on the features at 2024-04-01 and the 91 days after
+
+    model = fit_clv(orders, as_of, "hybrid", replace(FAST, horizon_days=91), tiers_at_cutoff)
+    scored = predict_clv(model, orders, features=tiers_at_cutoff)
+
+    assert model.method == "hybrid" and model.regressor is not None and model.regressor.offset
+    assert tuple(scored.columns) == PREDICTION_COLUMNS
+    assert len(scored) == 300
+    values = scored[["expected_purchases_12m", "expected_value_12m"]].to_numpy()
+    assert np.isfinite(values).all() and (values > 0).all()
+    assert scored["probability_alive"].between(0, 1).all()
+    # The stored model pickles and scores the same after loading.
+    loaded = pickle.loads(pickle.dumps(model))
+    pd.testing.assert_frame_equal(predict_clv(loaded, orders, features=tiers_at_cutoff), scored)
+
+
+def test_the_hybrid_starts_from_the_baseline_forecast() -> None:
+    # One vanishing step: the correction is nil, so the hybrid must give BG/NBD + GG's forecast
+    # (without the offset it would give exp(0) = 1 purchase to everyone).
+    orders, _, _ = _windowed_orders(200, seed=2, drift=False)
+    as_of = pd.Timestamp("2024-07-01")
+    config = replace(FAST, horizon_days=91, hybrid_iterations=1, hybrid_learning_rate=1e-6)
+
+    hybrid = predict_clv(fit_clv(orders, as_of, "hybrid", config), orders)
+    baseline = predict_clv(fit_clv(orders, as_of, "bgnbd", config), orders)
+
+    for column in ("expected_purchases_12m", "expected_value_12m"):
+        np.testing.assert_allclose(hybrid[column], baseline[column], rtol=1e-4)
+
+
+def test_the_hybrids_baseline_features_never_read_orders_after_their_cutoff() -> None:
+    orders, _, _ = _windowed_orders(200, seed=4, drift=False)
+    cutoff = pd.Timestamp("2024-01-01")
+    # A future that would move every figure: each customer buys ten times more after the cutoff,
+    # at ten times the amount.
+    later = orders.loc[orders["ordered_at"] > cutoff + pd.Timedelta(days=1)]
+    louder = pd.concat(
+        [orders, *[later.assign(amount=later["amount"] * 10) for _ in range(10)]],
+        ignore_index=True,
+    )
+
+    fitted, features = baseline_features(orders, cutoff, 91)
+    fitted_louder, features_louder = baseline_features(louder, cutoff, 91)
+
+    assert fitted == fitted_louder
+    pd.testing.assert_frame_equal(features, features_louder)
+    pd.testing.assert_frame_equal(
+        hybrid_design(orders, cutoff, 91), hybrid_design(louder, cutoff, 91)
+    )
+
+
+def test_the_judged_hybrid_never_sees_the_holdout() -> None:
+    orders, tiers_before, tiers_at_cutoff = _windowed_orders(400, seed=3, drift=False)
+    # The same world with a different holdout: every order after the cutoff twice, at 3x.
+    after = orders.loc[orders["ordered_at"] > JUDGED_CUTOFF + pd.Timedelta(days=1)]
+    other = pd.concat([orders, after.assign(amount=after["amount"] * 3)], ignore_index=True)
+
+    judged = compare_on_holdout(orders, JUDGED_CUTOFF, HYBRID, tiers_at_cutoff, tiers_before)
+    again = compare_on_holdout(other, JUDGED_CUTOFF, HYBRID, tiers_at_cutoff, tiers_before)
+
+    assert judged.actual_value != again.actual_value  # the holdouts differ...
+    for column in ("hybrid_purchases", "hybrid_value"):  # ...the hybrid's forecasts do not
+        np.testing.assert_allclose(judged.predictions[column], again.predictions[column])
+
+
+def test_the_hybrids_training_rows_use_a_baseline_fitted_at_the_training_cutoff(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A baseline fitted at the judged cutoff would carry the training targets' window into the
+    # training rows' features: every fit must see only the orders up to its rows' as-of date.
+    from ml.models.customer_value import model as clv
+
+    orders, tiers_before, tiers_at_cutoff = _windowed_orders(400, seed=3, drift=False)
+    ages: list[float] = []  # the oldest customer's T in each fitted summary (weeks)
+
+    def spy(summary: pd.DataFrame, period_days: float = 7.0) -> BaselineModel:
+        ages.append(float(summary["T"].max()))
+        return fit_baseline(summary, period_days)
+
+    monkeypatch.setattr(clv, "fit_baseline", spy)
+    compare_on_holdout(orders, JUDGED_CUTOFF, HYBRID, tiers_at_cutoff, tiers_before)
+
+    first = orders["ordered_at"].min().floor("D")
+    train_cutoff = JUDGED_CUTOFF - pd.Timedelta(days=HYBRID.horizon_days)
+    weeks = [(day - first).days / 7.0 for day in (train_cutoff, JUDGED_CUTOFF)]
+    assert sorted(ages) == pytest.approx(weeks)
+
+
+def test_out_of_time_picks_the_hybrid_when_it_corrects_the_baseline_best() -> None:
+    # The tier announces the holdout's bursts: a correction of BG/NBD + GG by the tier beats both
+    # the baseline and CatBoost from scratch here.
+    orders, tiers_before, tiers_at_cutoff = _windowed_orders(400, seed=3, drift=False)
+
+    comparison = compare_on_holdout(orders, JUDGED_CUTOFF, HYBRID, tiers_at_cutoff, tiers_before)
+
+    hybrid = comparison.hybrid
+    assert hybrid is not None
+    assert comparison.winner == "hybrid"
+    assert hybrid.value_mae < min(comparison.bgnbd.value_mae, comparison.catboost.value_mae)
+    assert comparison.decided_by.startswith("hybrid: lower value_mae out of time")
+    assert comparison.as_metrics()["hybrid_value_mae"] == hybrid.value_mae
+
+
+@pytest.mark.parametrize(
+    ("maes", "out_of_time_winner"),
+    [
+        ((3.0, 2.0, 1.0), "hybrid"),
+        ((3.0, 1.0, 2.0), "catboost"),
+        ((1.0, 2.0, 1.0), "bgnbd"),  # a tie keeps the simpler method
+        ((3.0, 1.0, 1.0), "catboost"),
+    ],
+)
+def test_decide_winner_picks_among_three_and_never_by_the_split(
+    maes: tuple[float, float, float], out_of_time_winner: str
+) -> None:
+    bgnbd, catboost, hybrid = (_scores(9.0, purchases_mae=m) for m in maes)
+    cutoff = pd.Timestamp("2024-04-01")
+    split = Backtest("customer_split", cutoff, 91, 400, 200)
+    out_of_time = Backtest("out_of_time", cutoff, 91, 400, 400)
+
+    winner, why = decide_winner(out_of_time, bgnbd, catboost, "purchases", hybrid)
+    assert winner == out_of_time_winner
+    assert "hybrid" in why
+    assert decide_winner(split, bgnbd, catboost, "purchases", hybrid)[0] == "bgnbd"
+
+
+def test_the_pipeline_serves_the_hybrid_when_the_backtest_picks_it(tmp_path: Path) -> None:
+    from ml.models.customer_value.data import ValueTrainingInputs
+    from ml.models.customer_value.pipeline import train
+
+    orders, tiers_before, tiers_at_cutoff = _windowed_orders(400, seed=3, drift=False)
+    # The comparison cutoff is the day before inputs.cutoff, as for the served model.
+    inputs = ValueTrainingInputs(
+        transactions=orders.loc[orders["ordered_at"] < pd.Timestamp("2024-07-02")],
+        as_of=pd.Timestamp("2024-07-02"),
+        cutoff=JUDGED_CUTOFF + pd.Timedelta(days=1),
+        features_at_cutoff=tiers_at_cutoff,
+        features_before_cutoff=tiers_before,
+        features_a_year_before=tiers_at_cutoff,
+    )
+
+    training = train(inputs, HYBRID, tmp_path)
+
+    assert training.summary["method"] == "hybrid"
+    assert training.candidate.model.method == "hybrid"
+    assert training.summary["hybrid_value_mae"] < training.summary["bgnbd_value_mae"]

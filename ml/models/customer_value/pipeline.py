@@ -1,9 +1,10 @@
-"""The customer value life cycle: BG/NBD + Gamma-Gamma against CatBoost, the better one served.
+"""The customer value life cycle: BG/NBD + Gamma-Gamma, CatBoost and the hybrid, the best served.
 
-Both models are compared on the months before the newest snapshot (fitted at the cutoff,
-CatBoost trained out of time on the window before it); the one with the lower per-customer value
-MAE is refitted at the newest snapshot with a 12-month horizon. Only an out-of-time backtest can
-pick CatBoost: when the orders are too short for one, CatBoost is judged by the customer split,
+The three methods are compared on the months before the newest snapshot (the baseline fitted at
+the cutoff; CatBoost, and the hybrid that corrects the baseline's forecast, trained out of time
+on the window before it); the one with the lowest per-customer value MAE is refitted at the
+newest snapshot with a 12-month horizon. Only an out-of-time backtest can pick CatBoost or the
+hybrid: when the orders are too short for one, CatBoost is judged by the customer split,
 which flatters it, so its figures are reported and BG/NBD is kept. Without usable amounts (none,
 some missing, or one amount on every order) the methods are compared on purchases and no value
 is published (``value_unavailable_reason``). The method is chosen on the holdout every run, so
@@ -40,7 +41,7 @@ _DAY = pd.Timedelta(days=1)
 
 
 def train(inputs: ValueTrainingInputs, config: ClvConfig, plots_dir: Path) -> Training:
-    """Compare both models on the holdout, refit the winner at the newest snapshot.
+    """Compare the methods on the holdout, refit the winner at the newest snapshot.
 
     Args:
         inputs: ``ml.models.customer_value.data.read_training_inputs``.
@@ -118,9 +119,10 @@ def train(inputs: ValueTrainingInputs, config: ClvConfig, plots_dir: Path) -> Tr
             "value_columns": value_columns,
             **{
                 f"{name}_{on_}_mae": getattr(getattr(comparison, name), f"{on_}_mae")
-                for name in ("bgnbd", "catboost")
+                for name in ("bgnbd", "catboost", "hybrid")
                 for on_ in ("value", "purchases")
-                if on_ == "purchases" or comparison.value_reason is None
+                if getattr(comparison, name) is not None
+                and (on_ == "purchases" or comparison.value_reason is None)
             },
             "comparison_window": f"{inputs.cutoff.date()} + {compare_config.horizon_days} days",
             "customers_judged": comparison.customers,
