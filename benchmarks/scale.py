@@ -85,10 +85,12 @@ STAGES = (
     "drift",
 )
 TARGETS = {
-    "end_to_end_s": ("<=", 600.0),
+    "end_to_end_s": ("<=", 420.0),
     "peak_rss_gb": ("<=", 8.0),
-    "feature_build_s": ("<=", 90.0),
-    "scoring_with_explanations_s": ("<=", 60.0),
+    "feature_build_s": ("<=", 120.0),
+    "incremental_day_s": ("<=", 90.0),
+    "incremental_parity": ("==", True),
+    "scoring_with_explanations_s": ("<=", 30.0),
     "model_apply_rows_per_s": (">=", 1_000_000.0),
     "drift_s": ("<=", 30.0),
     "drift_share_difference": ("<=", 0.02),
@@ -393,9 +395,223 @@ def _after_job_measurements(
     return out
 
 
+DAYS_HELD_BACK = 2
+"""Newest event days delivered one by one after the cold run. The first daily run after a cold
+build also redoes the days of the persons the cold run erased (governance/erasure deletes their
+raw rows after the build), so the second is the steady state the target is about; both are
+recorded."""
+
+
+def _hold_back_newest_days(source: Path, delivery_dir: Path) -> list[dict[str, Any]]:
+    """Split the generated events: the history in ``events/``, each newest day in a file of its own.
+
+    The mapping reads ``events/*.parquet``, so moving a held-back file there later is what a
+    CRM's daily export looks like to ingest: one new file.
+    """
+    import duckdb
+
+    events = source / "events.parquet"
+    (source / "events").mkdir(exist_ok=True)
+    delivery_dir.mkdir(parents=True, exist_ok=True)
+    held = []
+    with duckdb.connect() as con:
+        days = [
+            str(day)
+            for (day,) in con.execute(
+                f"select distinct cast(occurred_at as date) as day from read_parquet('{events}') "
+                f"where occurred_at <= now() order by day desc limit {DAYS_HELD_BACK}"
+            ).fetchall()
+        ]
+        for day in sorted(days):
+            path = delivery_dir / f"events-{day}.parquet"
+            con.execute(
+                f"copy (select * from read_parquet('{events}') "
+                f"where cast(occurred_at as date) = date '{day}') to '{path}'"
+            )
+            (rows,) = con.execute(f"select count(*) from read_parquet('{path}')").fetchone()  # type: ignore[misc]
+            held.append({"day": day, "events": int(rows), "file": path})
+        listed = ", ".join(f"date '{day}'" for day in days)
+        con.execute(
+            f"copy (select * from read_parquet('{events}') "
+            f"where occurred_at is null or cast(occurred_at as date) not in ({listed})) "
+            f"to '{source / 'events' / 'history.parquet'}'"
+        )
+    events.unlink()
+    mapping = (ROOT / "examples" / "synthetic" / "mapping.yaml").read_text()
+    (source / "mapping.yaml").write_text(
+        mapping + "\n# The scale benchmark delivers events as one file per day.\n"
+        'events:\n  file: "events/*.parquet"\n'
+    )
+    return held
+
+
+def _prepare_daily_source(home: Path, console: TextIO) -> list[dict[str, Any]]:
+    """Generate the synthetic CRM into ``home/source`` and hold its newest days back."""
+    from ml.core.settings import Settings
+    from orchestration.defs.source.assets import synthetic_config
+
+    settings = Settings()
+    source = home / "source"
+    began = time.perf_counter()
+    generate_synthetic = __import__("ml.synthetic.generator", fromlist=["generate"]).generate
+    generate_synthetic(synthetic_config(settings), source, home / "truth")
+    held = _hold_back_newest_days(source, home / "delivery")
+    console.write(
+        f"[{datetime.now():%H:%M:%S}] generated in {time.perf_counter() - began:.0f} s; "
+        f"held back {', '.join(str(h['events']) + ' events of ' + h['day'] for h in held)}\n"
+    )
+    os.environ["CRM_SOURCE"] = str(source)
+    os.environ.pop("CRM_MAPPING", None)
+    return held
+
+
+def _compare_with_full_rebuild(settings: Any, console: TextIO) -> dict[str, Any]:
+    """Rebuild a copy of the warehouse from scratch with dbt and compare every relation."""
+    import duckdb
+
+    work = settings.home / "parity"
+    work.mkdir(exist_ok=True)
+    copy = work / "full.duckdb"
+    shutil.copyfile(settings.warehouse_path, copy)
+    began = time.perf_counter()
+    dbt = Path(sys.executable).parent / "dbt"
+    done = subprocess.run(
+        [
+            str(dbt),
+            "build",
+            "--full-refresh",
+            "--exclude-resource-type",
+            "test",
+            "--exclude-resource-type",
+            "unit_test",
+            "--project-dir",
+            str(ROOT / "dbt_project"),
+            "--profiles-dir",
+            str(ROOT / "dbt_project"),
+            "--target-path",
+            str(work / "target"),
+            "--log-path",
+            str(work / "logs"),
+            "--vars",
+            json.dumps({"warehouse_path": str(copy)}),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        # the copy lives in another folder, which would otherwise get a salt of its own
+        env={**os.environ, "CRM_PII_SALT": settings.salt()},
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"the full rebuild for the parity check failed:\n{done.stdout[-3000:]}")
+    rebuild_s = time.perf_counter() - began
+    differences: dict[str, list[int]] = {}
+    with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
+        con.execute(f"attach '{copy}' as full_build (read_only)")
+        catalog = settings.warehouse_path.stem
+        relations = con.execute(
+            "select table_schema, table_name from information_schema.tables "
+            "where table_catalog = ? and table_schema in ('staging', 'intermediate', 'marts') "
+            "and table_name not like 'int_incremental_%' and table_name not like 'int_change_%'",
+            [catalog],
+        ).fetchall()
+        for schema, name in relations:
+            mine, theirs = f"{catalog}.{schema}.{name}", f"full_build.{schema}.{name}"
+            extra, missing = con.execute(
+                f"select (select count(*) from (from {mine} except all from {theirs})), "
+                f"(select count(*) from (from {theirs} except all from {mine}))"
+            ).fetchone()  # type: ignore[misc]
+            if extra or missing:
+                differences[f"{schema}.{name}"] = [int(extra), int(missing)]
+    copy.unlink()
+    console.write(
+        f"[{datetime.now():%H:%M:%S}] parity: {len(relations)} relations compared with a full "
+        f"rebuild ({rebuild_s:.0f} s): {differences or 'all equal'}\n"
+    )
+    return {
+        "parity": not differences,
+        "parity_relations": len(relations),
+        "parity_differences": differences,
+        "full_rebuild_without_tests_s": round(rebuild_s, 1),
+    }
+
+
+def _incremental_day(
+    args: argparse.Namespace,
+    settings: Any,
+    job: Any,
+    selection: list[Any] | None,
+    held: dict[str, Any],
+    sampler: MemorySampler,
+    parity: bool,
+) -> dict[str, Any]:
+    """Deliver the held-back day as a new file and run the daily path: no training."""
+    import dagster as dg
+
+    console = sys.stdout
+    delivery = held["file"]
+    shutil.move(delivery, settings.source_dir / "events" / delivery.name)
+    daily_selection = [key for key in selection or [] if key.to_user_string() != "models/churn"]
+    clock = StepClock(console=console, sampler=sampler)
+    clock._say(f"incremental day: {held['events']:,} new events of {held['day']}")
+    run_id = str(uuid.uuid4())
+    log_path = settings.logs_dir / f"scale-{args.customers}-{held['day']}.log"
+    with (
+        dg.DagsterInstance.get() as instance,
+        log_path.open("w") as log,
+        contextlib.redirect_stdout(log),
+        contextlib.redirect_stderr(log),
+    ):
+        instance.add_event_listener(run_id, clock.on_event)
+        began = time.time()
+        result = job.execute_in_process(
+            instance=instance,
+            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+            asset_selection=daily_selection,
+            run_id=run_id,
+            raise_on_error=False,
+        )
+        seconds = time.time() - began
+    if not result.success:
+        raise SystemExit(f"the incremental day failed; see {log_path}")
+    import duckdb
+
+    with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
+        scope = con.execute(
+            "select full_rebuild, rebuild_after, "
+            "(select count(*) from intermediate.int_incremental_changed_customers), "
+            "(select count(*) from intermediate.int_incremental_changed_days) "
+            "from intermediate.int_incremental_scope"
+        ).fetchone()
+    assert scope is not None
+    full_rebuild, rebuild_after, persons, days = scope
+    steps = {step: round(s, 2) for step, s in clock.seconds.items()}
+    clock._say(f"incremental day done in {seconds:.1f} s: {steps}")
+    out: dict[str, Any] = {
+        "s": round(seconds, 1),
+        "new_events": held["events"],
+        "day": held["day"],
+        "steps_s": steps,
+        "peak_rss_gb": round(max(clock.peaks_gb.values(), default=0.0), 3),
+        "scope": {
+            "full_rebuild": bool(full_rebuild),
+            "rebuild_after": str(rebuild_after),
+            "changed_persons": int(persons),
+            "changed_days": int(days),
+        },
+    }
+    if parity:
+        out.update(_compare_with_full_rebuild(settings, console))
+    return out
+
+
 def run_worker(args: argparse.Namespace) -> dict[str, Any]:
     """Run the pipeline once for ``args.customers`` (the environment is already set)."""
     console = sys.stdout
+    held = (
+        None
+        if args.no_incremental_day
+        else _prepare_daily_source(Path(os.environ["CRM_HOME"]), console)
+    )
     began = time.time()
     with MemorySampler() as sampler:
         sampler.switch("import")
@@ -457,7 +673,14 @@ def run_worker(args: argparse.Namespace) -> dict[str, Any]:
                 full_drift=not args.no_full_drift,
             )
         )
-    return _summarise(args, settings, clock, sampler, metadata, extras, import_s, job_s)
+        days = [
+            _incremental_day(
+                args, settings, job, selection, day, sampler, parity=last and not args.no_parity
+            )
+            for day, last in zip(held or [], [False] * (len(held or []) - 1) + [True], strict=True)
+        ]
+        daily = {**days[-1], "first_day_after_cold_build": days[0]} if days else None
+    return _summarise(args, settings, clock, sampler, metadata, extras, import_s, job_s, daily)
 
 
 def _summarise(
@@ -469,6 +692,7 @@ def _summarise(
     extras: dict[str, Any],
     import_s: float,
     job_s: float,
+    daily: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     stages: dict[str, dict[str, float]] = {}
     for step, seconds in clock.seconds.items():
@@ -529,6 +753,10 @@ def _summarise(
     }
     if apply:
         result["model_apply_rows_per_s"] = round(apply["rows_per_s_from_pool"])
+    result["feature_build_s"] = stages.get("feature_build", {}).get("s")
+    if daily:
+        result["incremental_day"] = daily
+        result["incremental_parity"] = daily.pop("parity", None)
     result["targets"] = _targets(result)
     return result
 
@@ -548,7 +776,9 @@ def _targets(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
     observed = {
         "end_to_end_s": result["end_to_end_s"],
         "peak_rss_gb": result["peak_rss_gb"],
-        "feature_build_s": result["stages"].get("feature_build", {}).get("s"),
+        "feature_build_s": result["feature_build_s"],
+        "incremental_day_s": result.get("incremental_day", {}).get("s"),
+        "incremental_parity": result.get("incremental_parity"),
         "scoring_with_explanations_s": after.get("scoring_with_explanations", {}).get("s"),
         "model_apply_rows_per_s": result.get("model_apply_rows_per_s"),
         "drift_s": result["stages"].get("drift", {}).get("s"),
@@ -557,8 +787,14 @@ def _targets(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
     checked = {}
     for name, (op, threshold) in TARGETS.items():
         value = observed[name]
-        met = None if value is None else (value <= threshold if op == "<=" else value >= threshold)
-        checked[name] = {"observed": value, "target": f"{op} {threshold:g}", "met": met}
+        if value is None:
+            met = None
+        elif op == "==":
+            met = value == threshold
+        else:
+            met = value <= threshold if op == "<=" else value >= threshold
+        shown = str(threshold).lower() if isinstance(threshold, bool) else f"{threshold:g}"
+        checked[name] = {"observed": value, "target": f"{op} {shown}", "met": met}
     return checked
 
 
@@ -623,7 +859,14 @@ def run_size(args: argparse.Namespace, customers: int, out: Path) -> dict[str, A
             "--out",
             str(out),
         ]
-        for flag in ("suite", "skip_extras", "no_drift_check", "no_full_drift"):
+        for flag in (
+            "suite",
+            "skip_extras",
+            "no_drift_check",
+            "no_full_drift",
+            "no_incremental_day",
+            "no_parity",
+        ):
             if getattr(args, flag):
                 command.append("--" + flag.replace("_", "-"))
         if args.training_as_of_dates:
@@ -702,6 +945,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--no-full-drift", action="store_true", help="compare with samples only, not every row"
+    )
+    parser.add_argument(
+        "--no-incremental-day",
+        action="store_true",
+        help="skip the incremental day (the newest day of events delivered after the cold run)",
+    )
+    parser.add_argument(
+        "--no-parity",
+        action="store_true",
+        help="skip comparing the incremental warehouse with a full dbt rebuild",
     )
     parser.add_argument("--home", type=Path, default=None, help="CRM_HOME of the largest run")
     parser.add_argument("--keep", action="store_true", help="keep the temporary CRM_HOMEs")

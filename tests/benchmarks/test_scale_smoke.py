@@ -38,6 +38,8 @@ def test_scale_benchmark_reports_every_stage(tmp_path: Path) -> None:
             "500",
             "--no-curve",
             "--no-drift-check",
+            # tests/data/test_incremental_parity.py proves parity; here the day only has to run
+            "--no-parity",
             "--home",
             str(tmp_path / "home"),
             "--out",
@@ -64,7 +66,22 @@ def test_scale_benchmark_reports_every_stage(tmp_path: Path) -> None:
         result["stages"][s]["peak_rss_gb"] for s in STAGES if s != "generation"
     )
     assert result["machine"]["cpus"] > 0 and result["measured_at"]
-    assert set(result["targets"]) >= {"end_to_end_s", "peak_rss_gb", "feature_build_s"}
+    assert set(result["targets"]) >= {
+        "end_to_end_s",
+        "peak_rss_gb",
+        "feature_build_s",
+        "incremental_day_s",
+        "incremental_parity",
+    }
+    assert result["feature_build_s"] == result["stages"]["feature_build"]["s"]
+    # The incremental day: the newest day's events arrive as one new file after the cold run,
+    # and the daily path (no training) recomputes only what they reach.
+    day = result["incremental_day"]
+    assert day["s"] > 0 and day["new_events"] > 0
+    assert day["steps_s"]["crm_dbt_models"] > 0 and "models__churn" not in day["steps_s"]
+    assert day["scope"]["full_rebuild"] is False
+    assert day["scope"]["rebuild_after"] >= day["day"] > "2026-01-01"
+    assert result["incremental_parity"] is None  # not measured with --no-parity
     # Long runs show progress: a line when each stage's step starts and when it is done.
     finished = [line for line in done.stdout.splitlines() if " done in " in line]
     assert {line.split()[1] for line in finished} >= set(STAGES)
