@@ -99,6 +99,7 @@ SERVING_TABLES: tuple[ServingTable, ...] = (
             ("churn_reason", "VARCHAR"),
             ("model_name", "VARCHAR"),
             ("model_version", "VARCHAR"),
+            ("features_fingerprint", "BIGINT"),
         ),
         model="churn",
         history=HistoryScore("customer_id", "churn_probability"),
@@ -287,6 +288,30 @@ class Published:
     rows: int
     as_of_date: date | None
     parquet: Path
+
+
+def read_published(
+    con: duckdb.DuckDBPyConnection, table: ServingTable, as_of_date: date
+) -> pd.DataFrame:
+    """The published rows of one as-of date, in the table's columns.
+
+    Empty (with those columns) when nothing is published yet or the table predates one of its
+    columns: a reader that reuses rows then recomputes them all.
+    """
+    present = {
+        name
+        for (name,) in con.execute(
+            "select column_name from information_schema.columns "
+            "where table_schema = ? and table_name = ?",
+            [SERVING_SCHEMA, table.name],
+        ).fetchall()
+    }
+    if not set(table.column_names) <= present:
+        return pd.DataFrame({name: pd.Series(dtype=object) for name in table.column_names})
+    columns = ", ".join(f'"{name}"' for name in table.column_names)
+    return con.execute(
+        f"select {columns} from {table.qualified_name} where as_of_date = ?", [as_of_date]
+    ).df()
 
 
 def publish(

@@ -128,3 +128,38 @@ def test_validate_scores_rejects_bad_frames(
 ) -> None:
     with pytest.raises(ValueError, match=message):
         validate_scores(break_it(scores))
+
+
+def test_a_daily_run_rescores_only_customers_whose_features_or_model_changed(
+    trained_model: ChurnModel, feature_frame: pd.DataFrame
+) -> None:
+    from ml.models.churn.pipeline import score_changed
+
+    rows = feature_frame.tail(300).reset_index(drop=True)
+    first = score_changed(trained_model, "7", rows, None, SCORED_AT)
+    assert first.rescored == len(rows)
+
+    # Next day: five customers logged in again, one is new, one left the snapshot.
+    today = rows.iloc[1:].copy()
+    moved = today.index[:5]
+    today.loc[moved, "logins_30d"] = today.loc[moved, "logins_30d"] + 3
+    moved_ids = set(today.loc[moved, "customer_id"])
+    newcomer = rows.iloc[[0]].assign(customer_id="C-new")
+    today = pd.concat([today, newcomer], ignore_index=True)
+    later = SCORED_AT + timedelta(days=1)
+    second = score_changed(trained_model, "7", today, first.scores, later)
+
+    assert second.rescored == 6
+    by_id = second.scores.set_index("customer_id")
+    rescored = set(by_id.index[by_id["scored_at"] == pd.Timestamp(later)])
+    assert rescored == moved_ids | {"C-new"}
+    assert rows["customer_id"].iloc[0] not in by_id.index
+    # Kept or not, every probability is what scoring everything today would give.
+    full = score_customers(trained_model, today, "churn", "7", later, RiskBands())
+    merged = full.set_index("customer_id").join(by_id, rsuffix="_kept")
+    np.testing.assert_allclose(merged["churn_probability"], merged["churn_probability_kept"])
+    assert (merged["features_fingerprint"] == merged["features_fingerprint_kept"]).all()
+    validate_scores(second.scores)
+
+    # A new champion scores everyone again.
+    assert score_changed(trained_model, "8", today, second.scores, later).rescored == len(today)

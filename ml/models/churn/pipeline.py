@@ -44,6 +44,7 @@ from ml.modelling.promotion import (
 )
 from ml.modelling.registry import Candidate, Training
 from ml.models.churn.data import ChurnTrainingInputs
+from ml.models.churn.explain import typical_values
 from ml.models.churn.model import (
     ChurnModel,
     TimeSplit,
@@ -51,7 +52,13 @@ from ml.models.churn.model import (
     split_out_of_time,
     train_churn_model,
 )
-from ml.models.churn.scoring import RiskBands, score_customers, validate_scores
+from ml.models.churn.scoring import (
+    RiskBands,
+    feature_fingerprints,
+    score_customers,
+    unchanged_scores,
+    validate_scores,
+)
 from ml.synthetic.oracle import oracle_auc
 
 MODEL_NAME = "churn"
@@ -363,6 +370,64 @@ def score(
     )
     validate_scores(scores)
     return scores
+
+
+@dataclass(frozen=True)
+class ChangedScores:
+    """A daily scoring that kept the unchanged rows.
+
+    Attributes:
+        scores: Every customer's row of ``serving.customer_scores`` for the as-of date.
+        rescored: Rows scored and explained in this run; the others kept their row (and its
+            ``scored_at``) from the last publish.
+    """
+
+    scores: pd.DataFrame
+    rescored: int
+
+
+def score_changed(
+    model: ChurnModel,
+    version: str,
+    features: pd.DataFrame,
+    previous: pd.DataFrame | None,
+    scored_at: datetime,
+    bands: RiskBands | None = None,
+    shap_mode: ShapMode = "regular",
+) -> ChangedScores:
+    """Like :func:`score`, but rows scored before from the same features keep their score.
+
+    ``previous`` holds the published rows of the as-of date (None: score every row). A customer keeps
+    its row when the same model version scored the same feature values for that date
+    (``features_fingerprint``); the rest are scored and explained, with what is typical taken
+    from every row of ``features`` as :func:`score` does. The probabilities equal a full scoring's.
+    """
+    fingerprints = feature_fingerprints(features[list(model.feature_names)])
+    keep = (
+        np.zeros(len(features), dtype=bool)
+        if previous is None
+        else unchanged_scores(features, fingerprints, previous, version)
+    )
+    changed = features.loc[~keep]
+    fresh = score_customers(
+        model,
+        changed,
+        MODEL_NAME,
+        version,
+        scored_at,
+        bands or RiskBands(),
+        typical=typical_values(features),
+        shap_mode=shap_mode,
+    )
+    if previous is None or not keep.any():
+        scores = fresh
+    else:
+        kept_ids = features.loc[keep, "customer_id"].astype(str)
+        kept = previous.loc[previous["customer_id"].astype(str).isin(kept_ids), fresh.columns]
+        scores = pd.concat([kept, fresh], ignore_index=True).sort_values("customer_id")
+    scores = scores.reset_index(drop=True)
+    validate_scores(scores)
+    return ChangedScores(scores, len(changed))
 
 
 @dataclass(frozen=True)

@@ -46,6 +46,50 @@ class RiskBands:
         return np.select([proba >= self.high, proba >= self.medium], ["high", "medium"], "low")
 
 
+def feature_fingerprints(features: pd.DataFrame) -> np.ndarray:
+    """A 64-bit hash of each row's feature values (``features_fingerprint``, signed).
+
+    Equal values give equal hashes whatever the row order, so a daily run can tell the customers
+    whose features did not change since their last score (:func:`unchanged_scores`).
+    """
+    hashed = pd.util.hash_pandas_object(features, index=False).to_numpy(dtype=np.uint64)
+    return hashed.view(np.int64)
+
+
+def unchanged_scores(
+    features: pd.DataFrame,
+    fingerprints: np.ndarray,
+    previous: pd.DataFrame,
+    model_version: str,
+) -> np.ndarray:
+    """Which rows of ``features`` can keep their row of ``previous`` (the last published scores).
+
+    A row keeps its score when the customer was scored for the same as-of date by the same model
+    version from the same feature values (``features_fingerprint``); everything else is scored
+    again: a new customer, changed features, a new as-of date or a new champion.
+    """
+    if previous.empty or features.empty:
+        return np.zeros(len(features), dtype=bool)
+    keys = pd.DataFrame(
+        {
+            "customer_id": features["customer_id"].astype(str).to_numpy(),
+            "as_of_date": pd.to_datetime(features["as_of_date"]).dt.date.to_numpy(),
+            "features_fingerprint": fingerprints,
+        }
+    )
+    kept = previous.loc[
+        previous["model_version"].astype(str) == str(model_version),
+        ["customer_id", "as_of_date", "features_fingerprint"],
+    ].assign(
+        customer_id=lambda f: f["customer_id"].astype(str),
+        as_of_date=lambda f: pd.to_datetime(f["as_of_date"]).dt.date,
+        features_fingerprint=lambda f: f["features_fingerprint"].astype("int64"),
+        _kept=True,
+    )
+    matched = keys.merge(kept, on=["customer_id", "as_of_date", "features_fingerprint"], how="left")
+    return matched["_kept"].eq(True).to_numpy(dtype=bool)
+
+
 def _naive_utc(moment: datetime) -> pd.Timestamp:
     # TIMESTAMP has no zone: store UTC wall time, converting aware datetimes first.
     stamp = pd.Timestamp(moment)
@@ -103,6 +147,7 @@ def score_customers(
             "churn_reason": explained["churn_reason"].to_numpy(dtype=object),
             "model_name": np.full(n, model_name, dtype=object),
             "model_version": np.full(n, str(model_version), dtype=object),
+            "features_fingerprint": feature_fingerprints(frame[list(model.feature_names)]),
         }
     )
     return scores

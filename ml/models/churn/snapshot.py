@@ -67,7 +67,7 @@ from ml.modelling.model_card import FairnessGate, ModelCard, markdown_table
 from ml.modelling.promotion import PromotionRule, champion_rule
 from ml.modelling.registry import Candidate, Training
 from ml.models.churn.model import CHURN_BOOSTING
-from ml.models.churn.scoring import RiskBands, validate_scores
+from ml.models.churn.scoring import RiskBands, feature_fingerprints, validate_scores
 
 MODEL_NAME = "churn_snapshot"
 NEEDS = Needs(MODEL_NAME, tables=("customer_snapshot",))
@@ -371,6 +371,7 @@ def score(
             "churn_reason": explained["reason"].to_numpy(dtype=object),
             "model_name": np.full(n, MODEL_NAME, dtype=object),
             "model_version": np.full(n, str(version), dtype=object),
+            "features_fingerprint": feature_fingerprints(active[list(model.feature_names)]),
         }
     )
     validate_scores(scores)

@@ -20,7 +20,7 @@ from ml.models.churn.data import read_training_inputs, read_typical_values
 from ml.models.churn.model import CHURN_BOOSTING, TrainingConfig
 from ml.models.churn.scoring import RiskBands, validate_scores
 from ml.serving.partitioning import bucket_keys, collect_bucket_scores, write_bucket_scores
-from ml.serving.tables import publish, serving_table
+from ml.serving.tables import publish, read_published, serving_table
 from orchestration.lib import keys
 from orchestration.lib.metadata import (
     TRAINING_TAG,
@@ -241,15 +241,33 @@ def customer_scores(config: CustomerScoresSettings, crm: CrmSettings) -> dg.Mate
                 expected_rows=len(features),
             )
             validate_scores(scores)
+            rescored = len(scores)
         else:
             model, version = load_champion(registry(settings), churn.MODEL_NAME)
-            scores = churn.score(
-                model, version, features, datetime.now(UTC), shap_mode=settings.shap_mode
+            # Customers whose features did not change since their last score keep it.
+            as_of = features["as_of_date"].iloc[0].date() if len(features) else None
+            previous = (
+                read_published(con, CUSTOMER_SCORES, as_of)
+                if as_of is not None and not settings.full_refresh
+                else None
             )
+            changed = churn.score_changed(
+                model,
+                version,
+                features,
+                previous,
+                datetime.now(UTC),
+                shap_mode=settings.shap_mode,
+            )
+            scores, rescored = changed.scores, changed.rescored
         published = publish(con, CUSTOMER_SCORES, scores, settings.exports_dir)
     # Which SHAP computation made the drivers (a backfill's buckets ran with the same settings).
     return dg.MaterializeResult(
-        metadata=published_metadata(published, scores, shap_mode=settings.shap_mode)
+        metadata={
+            **published_metadata(published, scores, shap_mode=settings.shap_mode),
+            "rescored_rows": rescored,
+            "kept_rows": len(scores) - rescored,
+        }
     )
 
 
