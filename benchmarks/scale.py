@@ -152,6 +152,9 @@ class MemorySampler:
         self.interval = interval
         self.label = "setup"
         self.peaks_kb: dict[str, int] = {}
+        # DuckDB spills to <database>.tmp next to the warehouse when a query exceeds its limit.
+        self.spill_dir: Path | None = None
+        self.spill_peaks: dict[str, int] = {}
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="memory-sampler", daemon=True)
@@ -172,6 +175,8 @@ class MemorySampler:
         with self._lock:
             total = own + children
             self.peaks_kb[self.label] = max(self.peaks_kb.get(self.label, 0), total)
+            spilled = _folder_bytes(self.spill_dir)
+            self.spill_peaks[self.label] = max(self.spill_peaks.get(self.label, 0), spilled)
             if self.resettable:
                 self._reset()
         return total
@@ -198,6 +203,37 @@ class MemorySampler:
     def peak_gb(self, label: str) -> float:
         return self.peaks_kb.get(label, 0) / 2**20
 
+    def spill_gb(self, label: str) -> float:
+        return self.spill_peaks.get(label, 0) / _GB
+
+
+def _folder_bytes(folder: Path | None) -> int:
+    """Bytes of the files in ``folder`` (0 when it does not exist)."""
+    if folder is None:
+        return 0
+    try:
+        return sum(entry.stat().st_size for entry in os.scandir(folder) if entry.is_file())
+    except (FileNotFoundError, PermissionError):
+        return 0
+
+
+def _dbt_profile(settings: Any, top: int = 12) -> dict[str, Any]:
+    """The slowest dbt nodes of the last build and the time in models against tests."""
+    path = settings.dbt_target_dir / "run_results.json"
+    if not path.is_file():
+        return {}
+    results = json.loads(path.read_text())["results"]
+    kinds: dict[str, float] = {}
+    for result in results:
+        kind = result["unique_id"].split(".")[0]
+        kinds[kind] = kinds.get(kind, 0.0) + result["execution_time"]
+    slowest = sorted(results, key=lambda r: r["execution_time"], reverse=True)[:top]
+    return {
+        "nodes": len(results),
+        "seconds_by_kind": {k: round(v, 1) for k, v in sorted(kinds.items())},
+        "slowest": {r["unique_id"].split(".")[-1]: round(r["execution_time"], 1) for r in slowest},
+    }
+
 
 # --------------------------------------------------------------------------------------------
 # One size, inside the worker process
@@ -214,6 +250,7 @@ class StepClock:
     starts: dict[str, float] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
     peaks_gb: dict[str, float] = field(default_factory=dict)
+    spill_gb: dict[str, float] = field(default_factory=dict)
     states: dict[str, str] = field(default_factory=dict)
 
     def on_event(self, entry: Any) -> None:
@@ -230,6 +267,7 @@ class StepClock:
             begun = self.starts.get(step, entry.timestamp)
             self.seconds[step] = self.seconds.get(step, 0.0) + entry.timestamp - begun
             self.peaks_gb[step] = self.sampler.peak_gb(step)
+            self.spill_gb[step] = self.sampler.spill_gb(step)
             state = "done" if kind == "STEP_SUCCESS" else "FAILED"
             self.states[step] = state
             self._write_partial()
@@ -592,6 +630,8 @@ def _incremental_day(
         "day": held["day"],
         "steps_s": steps,
         "peak_rss_gb": round(max(clock.peaks_gb.values(), default=0.0), 3),
+        "peak_spill_gb": round(max(clock.spill_gb.values(), default=0.0), 3),
+        "dbt_profile": _dbt_profile(settings),
         "scope": {
             "full_rebuild": bool(full_rebuild),
             "rebuild_after": str(rebuild_after),
@@ -621,6 +661,7 @@ def run_worker(args: argparse.Namespace) -> dict[str, Any]:
         from orchestration.definitions import defs as load_defs
 
         settings = Settings()
+        sampler.spill_dir = Path(f"{settings.warehouse_path}.tmp")
         defs = load_defs()
         job = defs.resolve_job_def("retraining_job")
         selection = _selection(defs, args.suite)
@@ -663,6 +704,7 @@ def run_worker(args: argparse.Namespace) -> dict[str, Any]:
             failed = [e.step_key for e in result.all_events if e.is_step_failure]
             raise SystemExit(f"the pipeline failed in {failed}; see {log_path}")
         sampler.switch("after the job")
+        build_profile = _dbt_profile(settings)
         extras = (
             {}
             if args.skip_extras
@@ -680,7 +722,9 @@ def run_worker(args: argparse.Namespace) -> dict[str, Any]:
             for day, last in zip(held or [], [False] * (len(held or []) - 1) + [True], strict=True)
         ]
         daily = {**days[-1], "first_day_after_cold_build": days[0]} if days else None
-    return _summarise(args, settings, clock, sampler, metadata, extras, import_s, job_s, daily)
+    return _summarise(
+        args, settings, clock, sampler, metadata, extras, import_s, job_s, daily, build_profile
+    )
 
 
 def _summarise(
@@ -693,6 +737,7 @@ def _summarise(
     import_s: float,
     job_s: float,
     daily: dict[str, Any] | None = None,
+    build_profile: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     stages: dict[str, dict[str, float]] = {}
     for step, seconds in clock.seconds.items():
@@ -700,10 +745,12 @@ def _summarise(
         entry = stages.setdefault(stage, {"s": 0.0, "peak_rss_gb": 0.0, "steps": {}})  # type: ignore[dict-item]
         entry["s"] += seconds
         entry["peak_rss_gb"] = max(entry["peak_rss_gb"], clock.peaks_gb[step])
+        entry["peak_spill_gb"] = max(entry.get("peak_spill_gb", 0.0), clock.spill_gb[step])
         entry["steps"][step] = round(seconds, 2)  # type: ignore[index]
     for entry in stages.values():
         entry["s"] = round(entry["s"], 2)
         entry["peak_rss_gb"] = round(entry["peak_rss_gb"], 3)
+        entry["peak_spill_gb"] = round(entry["peak_spill_gb"], 3)
     rows = {
         key: meta["dagster/row_count"]
         for key, meta in metadata.items()
@@ -754,6 +801,7 @@ def _summarise(
     if apply:
         result["model_apply_rows_per_s"] = round(apply["rows_per_s_from_pool"])
     result["feature_build_s"] = stages.get("feature_build", {}).get("s")
+    result["feature_build_profile"] = build_profile or {}
     if daily:
         result["incremental_day"] = daily
         result["incremental_parity"] = daily.pop("parity", None)
@@ -1025,7 +1073,10 @@ def _print_summary(result: dict[str, Any]) -> None:
         f"{result['peak_rss_gb']:.2f} GB"
     )
     for name, stage in result["stages"].items():
-        print(f"  {name:<14} {stage['s']:8.1f} s  {stage['peak_rss_gb']:6.2f} GB")
+        print(
+            f"  {name:<14} {stage['s']:8.1f} s  {stage['peak_rss_gb']:6.2f} GB"
+            f"  {stage.get('peak_spill_gb', 0.0):6.2f} GB spilled"
+        )
     for name, target in result["targets"].items():
         state = {True: "met", False: "MISSED", None: "not measured"}[target["met"]]
         print(f"  target {name}: {target['observed']} ({target['target']}) {state}")
