@@ -9,8 +9,13 @@
       * customers, per resolved person: a checksum of the identity records (which records form
         the person) and one of everything else the as-of models read about the person (profile,
         subscriptions, orders, tickets). A changed person is recomputed at every as-of date;
-      * the build: the definition of the models and vars, the first as-of date, the snapshot
-        date and the product categories. A new definition or first as-of date recomputes all.
+      * the build: the definition of the models and vars, the first subscription start (where
+        the as-of grid begins), the product categories and the snapshot date. A change of any
+        but the snapshot date recomputes everything; a new snapshot date recomputes the labels
+        whose window it closes (int_incremental_label_scope).
+    A row count and an XOR of 64-bit row hashes per group: adding, removing or editing rows
+    changes one of them (two different row sets with equal counts and equal XOR would need a
+    hash collision).
     `int_incremental_scope` holds the result. The scope of a run is written to state.pending_*
     as soon as it is known and kept until a build completes (commit_incremental_state), so a
     failed or killed run is redone by the next one whatever changed in between.
