@@ -99,6 +99,8 @@ SERVING_TABLES: tuple[ServingTable, ...] = (
             ("churn_reason", "VARCHAR"),
             ("model_name", "VARCHAR"),
             ("model_version", "VARCHAR"),
+            # Added after the first release: last, as additive schema evolution appends it.
+            ("churn_reason_factors", "VARCHAR"),
         ),
         model="churn",
         history=HistoryScore("customer_id", "churn_probability"),
@@ -232,6 +234,7 @@ SERVING_TABLES: tuple[ServingTable, ...] = (
             ("top_drivers", "VARCHAR"),
             ("reason", "VARCHAR"),
             ("model_version", "VARCHAR"),
+            ("reason_factors", "VARCHAR"),
         ),
         model="lead_scoring",
         history=HistoryScore("lead_id", "conversion_probability", as_of_column="scored_at"),
