@@ -15,7 +15,11 @@ import pytest
 
 from ml.modelling.reasons import DEFAULT_RULES, NO_STRONG_SIGNALS
 
-# (table, score, reason, factors, words of the two directions)
+# (table, the score as SQL, the rule-made reason as SQL, factors, words of the two directions).
+# Offers and uplift lead with their numbers in words and then the rule-made part after "; ".
+# The uplift's reason explains the offer's effect in log-odds (staying with the offer against
+# without), so that is its score.
+_AFTER_NUMBERS = "regexp_replace({}, '^[^;]*; ', '')"
 EXPLAINED = [
     (
         "customer_scores",
@@ -31,6 +35,21 @@ EXPLAINED = [
         "reason_factors",
         ("raises conversion", "holds conversion down"),
     ),
+    (
+        "next_product_offers",
+        "probability",
+        _AFTER_NUMBERS.format("offer_reason"),
+        "offer_reason_factors",
+        ("raises the chance", "holds the chance down"),
+    ),
+    (
+        "customer_uplift",
+        "ln(p_retained_if_treated / (1 - p_retained_if_treated)) "
+        "- ln(p_retained_if_not / (1 - p_retained_if_not))",
+        _AFTER_NUMBERS.format("uplift_reason"),
+        "uplift_reason_factors",
+        ("makes the offer work better", "makes it work less"),
+    ),
 ]
 ROUNDING = 1e-4  # the served numbers are rounded to 4 decimals
 
@@ -43,13 +62,15 @@ def _served(run, table: str, columns: list[str]) -> pd.DataFrame:
 @pytest.fixture(params=EXPLAINED, ids=[e[0] for e in EXPLAINED])
 def served(request, pipeline_run) -> tuple[pd.DataFrame, pd.DataFrame, tuple[str, str]]:
     table, score, reason, factors, words = request.param
-    rows = _served(pipeline_run, table, [score, reason, factors])
+    rows = _served(
+        pipeline_run, table, [f"{score} as score", f"{reason} as reason", f"{factors} as f"]
+    )
     assert len(rows) > 100
-    parsed = rows[factors].map(json.loads)
+    parsed = rows["f"].map(json.loads)
     rows = pd.DataFrame(
         {
-            "score": rows[score],
-            "reason": rows[reason],
+            "score": rows["score"],
+            "reason": rows["reason"],
             "distance": parsed.map(lambda f: f["distance"]),
             "side": parsed.map(lambda f: f["side"]),
             "total": parsed.map(lambda f: f["total"]),
