@@ -25,10 +25,10 @@ Everything is vectorised over rows: one pass per concept (a few dozen), never pe
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-import duckdb
 import numpy as np
 import pandas as pd
 
@@ -198,34 +198,6 @@ def cite_factors(
     )
 
 
-_AGGREGATE_SQL = """
-    select
-        r.row_id,
-        to_json({
-            'distance': round(r.distance, 4),
-            'side': r.side,
-            'total': round(r.total, 4),
-            'factors': coalesce(
-                list({
-                    'concept': f.concept,
-                    'features': f.features,
-                    'direction': case when f.contribution > 0 then 'raises' else 'lowers' end,
-                    'contribution': round(f.contribution, 4)
-                } order by f.rank) filter (where f.rank is not null),
-                []
-            )
-        })::varchar as factors,
-        string_agg(f.phrase, '; ' order by f.rank) filter (where f.contribution > 0) as raising,
-        string_agg(f.phrase, '; ' order by f.rank) filter (where f.contribution < 0) as lowering,
-        -- which direction the row's strongest cited factor goes: it is said first
-        arg_min(f.contribution > 0, f.rank) as raising_first
-    from row_sides as r
-    left join factors as f using (row_id)
-    group by r.row_id, r.distance, r.side, r.total
-    order by r.row_id
-"""
-
-
 @dataclass(frozen=True)
 class Reasons:
     """One reason per row and the factors it cites as JSON (same order as the rows).
@@ -238,6 +210,27 @@ class Reasons:
 
     text: np.ndarray
     factors: np.ndarray
+
+
+def _number(x: np.ndarray) -> np.ndarray:
+    # JSON numbers rounded to 4 decimals; str of a float64 is valid JSON (never NaN here).
+    return np.round(np.asarray(x, dtype=float), 4).astype(str).astype(object)
+
+
+def _by_rank(cited: CitedFactors, values: np.ndarray, k: int) -> np.ndarray:
+    """(rows, k) matrix of a per-factor value at (row, rank), None where a row cites fewer."""
+    matrix = np.full((len(cited.distance), k), None, dtype=object)
+    matrix[cited.rows, cited.ranks - 1] = values
+    return matrix
+
+
+def _joined(matrix: np.ndarray, separator: str) -> pd.Series:
+    """Each row's non-null entries joined in rank order (one pass per rank, never per row)."""
+    out = pd.Series(np.full(len(matrix), None, dtype=object))
+    for rank in range(matrix.shape[1]):  # at most max_factors ranks
+        part = pd.Series(matrix[:, rank], dtype=object)
+        out = out.where(part.isna(), (out + separator + part).fillna(part))
+    return out
 
 
 def write_reasons(cited: CitedFactors, phrases: np.ndarray, words: ReasonWords) -> Reasons:
@@ -254,43 +247,51 @@ def write_reasons(cited: CitedFactors, phrases: np.ndarray, words: ReasonWords) 
         :data:`NO_STRONG_SIGNALS`; and the JSON of the factors.
     """
     n = len(cited.distance)
-    if n == 0:
-        return Reasons(np.empty(0, dtype=object), np.empty(0, dtype=object))
-    names = np.asarray([c.name for c in cited.concepts], dtype=object)
-    members = np.empty(len(cited.concepts), dtype=object)
-    members[:] = [list(c.features) for c in cited.concepts]
-    row_sides = pd.DataFrame(
-        {
-            "row_id": np.arange(n),
-            "distance": cited.distance,
-            "side": cited.side,
-            "total": cited.total,
-        }
-    )
-    factors = pd.DataFrame(
-        {
-            "row_id": cited.rows,
-            "rank": cited.ranks,
-            "concept": names[cited.concept],
-            "features": members[cited.concept],
-            "contribution": cited.contribution,
-            "phrase": np.asarray(phrases, dtype=object),
-        }
-    )
-    with duckdb.connect() as con:
-        con.register("row_sides", row_sides)
-        con.register("factors", factors)
-        agg = con.execute(_AGGREGATE_SQL).df()
-    raising = words.raises + ": " + agg["raising"]
-    lowering = words.lowers + ": " + agg["lowering"]
-    raising_first = agg["raising_first"].astype("boolean").fillna(True).to_numpy(dtype=bool)
+    k = int(cited.ranks.max()) if len(cited.ranks) else 0
+    phrases = np.asarray(phrases, dtype=object)
+    up = cited.contribution > 0
+    nothing = np.full(len(phrases), None, dtype=object)
+    raising = _joined(_by_rank(cited, np.where(up, phrases, nothing), k), "; ")
+    lowering = _joined(_by_rank(cited, np.where(up, nothing, phrases), k), "; ")
+    raising = words.raises + ": " + raising
+    lowering = words.lowers + ": " + lowering
+    first = _by_rank(cited, up, k)[:, 0] if k else np.full(n, None, dtype=object)
+    raising_first = np.where(pd.isna(first), True, first).astype(bool)
     both = pd.Series(
         np.where(raising_first, raising + "; " + lowering, lowering + "; " + raising),
         dtype=object,
     )
     text = both.where(raising.notna() & lowering.notna(), raising.fillna(lowering))
     text = text.fillna(NO_STRONG_SIGNALS)
-    return Reasons(text.to_numpy(dtype=object), agg["factors"].to_numpy(dtype=object))
+
+    # The factors JSON, built with vectorised string operations (a few concepts are dumped once).
+    names = np.asarray([json.dumps(c.name) for c in cited.concepts], dtype=object)
+    members = np.asarray([json.dumps(list(c.features)) for c in cited.concepts], dtype=object)
+    direction = np.where(up, '"raises"', '"lowers"').astype(object)
+    items = (
+        '{"concept":'
+        + names[cited.concept]
+        + ',"features":'
+        + members[cited.concept]
+        + ',"direction":'
+        + direction
+        + ',"contribution":'
+        + _number(cited.contribution)
+        + "}"
+    )
+    listed = _joined(_by_rank(cited, items, k), ",").fillna("")
+    factors = (
+        '{"distance":'
+        + pd.Series(_number(cited.distance), dtype=object)
+        + ',"side":"'
+        + pd.Series(cited.side, dtype=object)
+        + '","total":'
+        + pd.Series(_number(cited.total), dtype=object)
+        + ',"factors":['
+        + listed
+        + "]}"
+    )
+    return Reasons(text.to_numpy(dtype=object), factors.to_numpy(dtype=object))
 
 
 PhraseOf = Callable[[Concept, pd.DataFrame], pd.Series]
