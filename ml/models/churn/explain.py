@@ -21,23 +21,8 @@ import pandas as pd
 from catboost import Pool
 
 from ml.data.features import KEY_COLUMNS
-from ml.modelling.customer_reasons import (
-    CATEGORICAL_TEMPLATES as CATEGORICAL_TEMPLATES,
-)
-from ml.modelling.customer_reasons import (
-    CUSTOMER_CONCEPTS,
-    concept_phrase,
-    feature_phrase,
-)
-from ml.modelling.customer_reasons import (
-    NUMERIC_TEMPLATES as NUMERIC_TEMPLATES,
-)
-from ml.modelling.customer_reasons import (
-    TYPICAL_FEATURES as TYPICAL_FEATURES,
-)
-from ml.modelling.customer_reasons import (
-    typical_values as typical_values,
-)
+from ml.modelling import customer_reasons
+from ml.modelling.customer_reasons import CUSTOMER_CONCEPTS, concept_phrase, feature_phrase
 from ml.modelling.explanations import ShapMode, shap_contributions, top_driver_order
 from ml.modelling.reasons import (
     DEFAULT_RULES,
@@ -51,6 +36,12 @@ from ml.modelling.reasons import (
 from ml.models.churn.model import ChurnModel
 
 NO_RISK_SIGNALS = NO_STRONG_SIGNALS
+# The customer phrases live in ml.modelling.customer_reasons (next product and uplift use them
+# too); these names stay importable from here.
+CATEGORICAL_TEMPLATES = customer_reasons.CATEGORICAL_TEMPLATES
+NUMERIC_TEMPLATES = customer_reasons.NUMERIC_TEMPLATES
+TYPICAL_FEATURES = customer_reasons.TYPICAL_FEATURES
+typical_values = customer_reasons.typical_values
 RISK_WORDS = ReasonWords(raises="raises risk", lowers="holds risk down")
 DRIVER_COLUMNS = ("customer_id", "as_of_date", "rank", "feature", "value", "contribution")
 
