@@ -183,6 +183,11 @@ def feature_phrase(feature: str, values: pd.Series, typical: dict[str, float]) -
     return f"{feature} " + values.astype(str)
 
 
+def _ago(days: pd.Series) -> pd.Series:
+    text = _whole(days) + " days ago"
+    return text.where(days.round() != 1, "yesterday").where(days.round() != 0, "today")
+
+
 def _contract(v: pd.DataFrame, typical: dict[str, float]) -> pd.Series:
     kind = CATEGORICAL_TEMPLATES["contract_type"](v["contract_type"])
     months = _numeric_or_missing(v["months_to_renewal"])
@@ -209,7 +214,7 @@ def _logins(v: pd.DataFrame, typical: dict[str, float]) -> pd.Series:
     steady = (now == before) & (now > 0)
     text = text.where(~steady, _whole(now) + " logins a month in each of the last two months")
     days = _numeric_or_missing(v["days_since_last_login"])
-    last = ", last login " + _whole(days) + " days ago"
+    last = ", last login " + _ago(days)
     text = text.where(days.isna(), text + last)
     text = text.where(days.notna(), text + ", no login on record")
     return text + _note(typical, "logins_30d", unit=" a month")
@@ -238,9 +243,7 @@ def _orders(v: pd.DataFrame, typical: dict[str, float]) -> pd.Series:
     )
     text = text + _note(typical, "orders_90d")
     days = _numeric_or_missing(v["days_since_last_order"])
-    return text + (", last order " + _whole(days) + " days ago").where(
-        days.notna(), ", no orders on record"
-    )
+    return text + (", last order " + _ago(days)).where(days.notna(), ", no orders on record")
 
 
 def _email(v: pd.DataFrame, typical: dict[str, float]) -> pd.Series:

@@ -169,9 +169,9 @@ def _customer(**values: object) -> pd.DataFrame:
         (
             "logins",
             _customer(
-                logins_30d=6.0, logins_31_60d=6.0, login_trend=1.0, days_since_last_login=2.0
+                logins_30d=6.0, logins_31_60d=6.0, login_trend=1.0, days_since_last_login=1.0
             ),
-            "6 logins a month in each of the last two months, last login 2 days ago "
+            "6 logins a month in each of the last two months, last login yesterday "
             "(typical: 4 a month)",
         ),
         (
