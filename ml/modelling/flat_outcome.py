@@ -17,8 +17,10 @@ contract columns are features, what the label is called, and the words of the re
   the log-odds is kept only if it lowers the out-of-fold Brier score there, and only when no map
   is kept is the booster refitted on every row. Holdout metrics are those of the first booster's
   uncalibrated probabilities.
-* Reasons: the largest CatBoost SHAP contributions (log-odds of the uncalibrated booster), in
-  words with what is typical: the median for numbers, the outcome rate of a category (or yes/no)
+* Reasons: the factors the rules of ``ml.modelling.reasons`` cite from the CatBoost SHAP
+  contributions (log-odds of the uncalibrated booster): for a score above the base rate what
+  raises it, below it what holds it down, near it both, never a negligible one, in words with
+  what is typical: the median for numbers, the outcome rate of a category (or yes/no)
   against the average. Column labels and the meaning of a missing value come from the mapping
   (``labels``, ``sentinels``): ``"days since last contact: never contacted"``, not ``-1``.
 """
@@ -57,8 +59,17 @@ from ml.modelling.evaluation import (
     plot_lift_chart,
 )
 from ml.modelling.explanations import top_driver_order
+from ml.modelling.reasons import (
+    DEFAULT_RULES,
+    SCORE_WORDS,
+    Concept,
+    ReasonRules,
+    ReasonWords,
+    cite_factors,
+    concept_phrases,
+    write_reasons,
+)
 
-NO_STRONG_SIGNALS = "no strong signals either way"
 FeatureKind = Literal["category", "boolean", "number"]
 
 
@@ -76,6 +87,8 @@ class FlatOutcome:
         subject: What a row is, plural: ``"leads"``, ``"customers"``.
         labels: Contract column -> how it reads in reasons.
         number_nouns: Contract count -> noun, read ``"<value> <noun> (typical <median>)"``.
+        words: How the two directions of a reason read (``"raises conversion"``).
+        concepts: Contract features that say one thing, said once (``ml.modelling.reasons``).
     """
 
     label_column: str
@@ -87,6 +100,8 @@ class FlatOutcome:
     subject: str = "rows"
     labels: Mapping[str, str] = field(default_factory=dict)
     number_nouns: Mapping[str, str] = field(default_factory=dict)
+    words: ReasonWords = SCORE_WORDS
+    concepts: tuple[Concept, ...] = ()
 
     @property
     def contract_features(self) -> tuple[str, ...]:
@@ -493,28 +508,66 @@ _AGGREGATE_SQL = """
             ),
             'direction': case when contribution > 0 then 'raises' else 'lowers' end,
             'contribution': round(contribution, 4)
-        } order by rank))::varchar as top_drivers,
-        string_agg(phrase, '; ' order by rank) filter (where contribution > 0) as raising,
-        string_agg(phrase, '; ' order by rank) filter (where contribution < 0) as lowering
+        } order by rank))::varchar as top_drivers
     from drivers
     group by row_id
     order by row_id
 """
 
 
-def explain(model: FlatOutcomeModel, frame: pd.DataFrame) -> pd.DataFrame:
-    """Top drivers (JSON) and a plain-word reason per row, in input order.
+def _cells(
+    model: FlatOutcomeModel, cells: np.ndarray, kind: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(text, lookup, numbers) of prepared cells: the JSON text of categories, what the typical
+    values are keyed by (category text, ``"yes"``/``"no"`` for booleans) and the numbers."""
+    is_cat, is_bool = kind == "category", kind == "boolean"
+    numbers = np.full(len(cells), np.nan)
+    numbers[~is_cat] = cells[~is_cat].astype(float)
+    known = ~np.isnan(numbers)
+    text = np.full(len(cells), None, dtype=object)
+    text[is_cat] = cells[is_cat]
+    lookup = text.copy()
+    lookup[is_bool] = np.where(numbers[is_bool] == 1, "yes", "no")
+    lookup[is_bool & ~known] = MISSING_CATEGORY
+    # A category not filled in is a JSON null in the drivers, like a missing number.
+    text[is_cat & (text == MISSING_CATEGORY)] = None
+    return text, lookup, numbers
+
+
+def _concept_phrase(model: FlatOutcomeModel, concept: Concept, values: pd.DataFrame) -> pd.Series:
+    """The phrases of a concept's features joined (one call per concept, never per row)."""
+    parts = []
+    for name in concept.features:  # the few features of one concept
+        kind = np.full(len(values), model.kinds[name], dtype=object)
+        _, lookup, numbers = _cells(model, values[name].to_numpy(dtype=object), kind)
+        parts.append(
+            _phrases(
+                model, name, pd.Series(lookup), pd.Series(numbers), pd.Series(~np.isnan(numbers))
+            )
+        )
+    text = parts[0]
+    for part in parts[1:]:
+        text = text + ", " + part
+    return text
+
+
+def explain(
+    model: FlatOutcomeModel, frame: pd.DataFrame, rules: ReasonRules = DEFAULT_RULES
+) -> pd.DataFrame:
+    """Top drivers (JSON), a plain-word reason and the factors it cites per row, in input order.
 
     Returns:
         Columns ``top_drivers`` (JSON list of ``{"feature", "value", "direction",
         "contribution"}``, largest |contribution| first, contribution in log-odds rounded to 4
-        decimals, direction ``raises`` or ``lowers``) and ``reason`` (the raising drivers in words,
-        then ``"held back by"`` the lowering ones).
+        decimals, direction ``raises`` or ``lowers``), ``reason`` (what the rules of
+        ``ml.modelling.reasons`` cite, in the outcome's words: ``"raises conversion: ...;
+        holds conversion down: ..."``) and ``reason_factors`` (their JSON,
+        ``ml.modelling.reasons.write_reasons``).
     """
     n = len(frame)
     if n == 0:
         return pd.DataFrame(
-            {"top_drivers": pd.Series(dtype=object), "reason": pd.Series(dtype=object)}
+            {c: pd.Series(dtype=object) for c in ("top_drivers", "reason", "reason_factors")}
         )
     prepared = model.prepare(frame)
     shap = model.shap_values(frame)
@@ -526,27 +579,10 @@ def explain(model: FlatOutcomeModel, frame: pd.DataFrame) -> pd.DataFrame:
     kinds = np.asarray([model.kinds[f] for f in model.feature_names], dtype=object)
     feature = names[cols]
     kind = kinds[cols]
-    is_cat, is_bool = kind == "category", kind == "boolean"
+    is_bool = kind == "boolean"
     # Gather only the chosen cells, from one object matrix of the prepared features.
-    cells = prepared.to_numpy(dtype=object)[rows, cols]
-    numbers = np.full(len(cols), np.nan)
-    numbers[~is_cat] = cells[~is_cat].astype(float)
+    text, _, numbers = _cells(model, prepared.to_numpy(dtype=object)[rows, cols], kind)
     known = ~np.isnan(numbers)
-    text = np.full(len(cols), None, dtype=object)
-    text[is_cat] = cells[is_cat]
-    # What the typical values are keyed by: category text, "yes"/"no" for booleans.
-    lookup = text.copy()
-    lookup[is_bool] = np.where(numbers[is_bool] == 1, "yes", "no")
-    lookup[is_bool & ~known] = MISSING_CATEGORY
-    # A category not filled in is a JSON null in the drivers, like a missing number.
-    text[is_cat & (text == MISSING_CATEGORY)] = None
-    phrase = np.full(len(cols), None, dtype=object)
-    for name in pd.unique(feature):  # one pass per feature, never per row
-        mask = feature == name
-        phrase[mask] = _phrases(
-            model, name, pd.Series(lookup[mask]), pd.Series(numbers[mask]), pd.Series(known[mask])
-        ).to_numpy(dtype=object)
-
     long = pd.DataFrame(
         {
             "row_id": rows,
@@ -556,20 +592,22 @@ def explain(model: FlatOutcomeModel, frame: pd.DataFrame) -> pd.DataFrame:
             "value_bool": pd.Series(numbers == 1, dtype="boolean").mask(~(is_bool & known)),
             "value_number": pd.Series(numbers, dtype="Float64").mask(kind != "number"),
             "contribution": shap[rows, cols],
-            "phrase": phrase,
         }
     )
     with duckdb.connect() as con:
         con.register("drivers", long)
         agg = con.execute(_AGGREGATE_SQL).df()
-    raising, lowering = agg["raising"], agg["lowering"]
-    reason = raising.where(lowering.isna(), raising + "; held back by " + lowering)
-    reason = reason.where(raising.notna(), "held back by " + lowering)
-    reason = reason.where(raising.notna() | lowering.notna(), NO_STRONG_SIGNALS)
+
+    cited = cite_factors(shap, model.feature_names, model.outcome.concepts, rules)
+    phrases = concept_phrases(
+        cited, prepared, lambda concept, values: _concept_phrase(model, concept, values)
+    )
+    reasons = write_reasons(cited, phrases, model.outcome.words)
     return pd.DataFrame(
         {
             "top_drivers": agg["top_drivers"].to_numpy(dtype=object),
-            "reason": reason.to_numpy(dtype=object),
+            "reason": reasons.text,
+            "reason_factors": reasons.factors,
         }
     )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from datetime import date
 
@@ -79,11 +80,25 @@ def test_predictions_and_segments(training) -> None:
     assert (uplift.loc[visitors, "uplift_segment"] == "persuadable").mean() > 0.8
     assert (uplift.loc[~visitors, "uplift_segment"] == "do_not_disturb").mean() > 0.5
     row = uplift.loc[uplift["uplift_segment"] == "persuadable"].iloc[0]
-    assert row["uplift_reason"] == (
+    assert row["uplift_reason"].startswith(
         "the offer is predicted to raise the chance to stay: "
         f"{round(100 * row['p_retained_if_not'])}% without an offer, "
-        f"{round(100 * row['p_retained_if_treated'])}% with one"
+        f"{round(100 * row['p_retained_if_treated'])}% with one; "
     )
+    # Then what makes the effect larger or smaller than average, by the reason rules: the
+    # factors add up to the effect in log-odds minus a constant (the average effect).
+    lor = np.log(uplift["p_retained_if_treated"] / (1 - uplift["p_retained_if_treated"])) - np.log(
+        uplift["p_retained_if_not"] / (1 - uplift["p_retained_if_not"])
+    )
+    factors = uplift["uplift_reason_factors"].map(json.loads)
+    distance = factors.map(lambda f: f["distance"])
+    assert np.ptp(lor - distance) < 1e-3
+    for f, reason in zip(factors, uplift["uplift_reason"], strict=True):
+        said = reason.split("; ", 1)[1]
+        if f["side"] == "high":
+            assert said.startswith("makes the offer work better: ") and "less" not in said
+        if f["side"] == "low":
+            assert said.startswith("makes it work less: ") and "better" not in said
 
 
 def test_qini_plot_is_written(training, tmp_path) -> None:

@@ -64,7 +64,7 @@ def test_top_drivers_values_are_model_inputs(trained_model: ChurnModel, rows: pd
         ("tickets_30d", 1, "1 support ticket in the last 30 days"),
         ("days_since_last_login", 25, "no login for 25 days"),
         ("days_since_last_login", np.nan, "no login on record"),
-        ("contract_type", "month-to-month", "month-to-month plan"),
+        ("contract_type", "month-to-month", "month-to-month contract"),
         ("price_change_90d", 8.5, "price up by 8.50 in the last 90 days"),
         ("price_change_90d", -3.0, "price down by 3.00 in the last 90 days"),
         ("login_trend", 0.4, "logins down 60% on the previous month"),
@@ -81,24 +81,55 @@ def test_reason_phrase_templates(feature: str, value: object, phrase: str) -> No
     assert reason_phrases(drivers).tolist() == [phrase]
 
 
-def test_only_risk_raising_drivers_get_a_phrase() -> None:
+def test_phrases_do_not_depend_on_the_direction() -> None:
     drivers = pd.DataFrame(
-        {
-            "feature": ["tickets_30d", "logins_30d", "contract_type", "tickets_30d"],
-            "value": [3, 12, "two-year", 0],
-            "contribution": [0.5, -0.4, -0.2, 0.0],
-        },
-        index=[10, 11, 12, 13],
+        {"feature": ["tickets_30d", "contract_type"], "value": [3, "two-year"]}, index=[10, 11]
     )
     phrases = reason_phrases(drivers)
-    assert phrases.index.tolist() == [10, 11, 12, 13]
-    assert phrases.tolist() == ["3 support tickets in the last 30 days", None, None, None]
+    assert phrases.index.tolist() == [10, 11]
+    assert phrases.tolist() == ["3 support tickets in the last 30 days", "two-year contract"]
+
+
+def test_reason_factors_tell_the_truth_about_the_score(
+    trained_model: ChurnModel, rows: pd.DataFrame
+) -> None:
+    explained = explain_scores(trained_model, rows, n=3)
+    shap = trained_model.shap_values(rows)
+    position = {f: i for i, f in enumerate(trained_model.feature_names)}
+    sides = set()
+    for i, (text, reason) in enumerate(  # checking the output, not producing it
+        zip(explained["churn_reason_factors"], explained["churn_reason"], strict=True)
+    ):
+        factors = json.loads(text)
+        sides.add(factors["side"])
+        assert factors["distance"] == pytest.approx(shap[i].sum(), abs=1e-3)
+        concepts = [f["concept"] for f in factors["factors"]]
+        assert len(concepts) == len(set(concepts))
+        for factor in factors["factors"]:
+            columns = [position[f] for f in factor["features"]]
+            assert factor["contribution"] == pytest.approx(shap[i, columns].sum(), abs=1e-3)
+            if factors["side"] == "high":
+                assert factor["direction"] == "raises"
+            if factors["side"] == "low":
+                assert factor["direction"] == "lowers"
+            assert abs(factor["contribution"]) >= max(0.05, 0.1 * factors["total"]) - 1e-3
+        if not factors["factors"]:
+            assert reason == NO_RISK_SIGNALS
+        else:
+            # One phrase per cited factor.
+            assert reason.count("; ") == len(factors["factors"]) - 1
+    assert {"high", "low"} <= sides
 
 
 def test_explain_scores_json_and_order(trained_model: ChurnModel, rows: pd.DataFrame) -> None:
     explained = explain_scores(trained_model, rows, n=3)
 
-    assert list(explained.columns) == [*KEY_COLUMNS, "churn_top_drivers", "churn_reason"]
+    assert list(explained.columns) == [
+        *KEY_COLUMNS,
+        "churn_top_drivers",
+        "churn_reason",
+        "churn_reason_factors",
+    ]
     assert explained["customer_id"].tolist() == rows["customer_id"].tolist()
     for text in explained["churn_top_drivers"]:  # checking the output, not producing it
         drivers = json.loads(text)
@@ -123,12 +154,15 @@ def test_explain_scores_names_planted_driver_and_quiet_customers(
     explained = explain_scores(trained_model, pd.concat([risky, safe]), n=3)
 
     assert "6 support tickets in the last 30 days" in explained["churn_reason"].iloc[0]
-    assert "month-to-month plan" in explained["churn_reason"].iloc[0]
+    assert explained["churn_reason"].iloc[0].startswith("raises risk: ")
+    assert "month-to-month contract" in explained["churn_reason"].iloc[0]
     risky_drivers = json.loads(explained["churn_top_drivers"].iloc[0])
     assert {"feature": "tickets_30d", "value": 6} in [
         {k: d[k] for k in ("feature", "value")} for d in risky_drivers
     ]
-    assert explained["churn_reason"].iloc[1] == NO_RISK_SIGNALS
+    # A safe customer is told what holds the risk down, not "no strong risk signals".
+    assert explained["churn_reason"].iloc[1].startswith("holds risk down: ")
+    assert "raises risk" not in explained["churn_reason"].iloc[1]
     safe_drivers = json.loads(explained["churn_top_drivers"].iloc[1])
     assert all(d["contribution"] <= 0 for d in safe_drivers)
 
@@ -164,8 +198,12 @@ def test_reasons_say_what_is_typical(trained_model: ChurnModel, rows: pd.DataFra
     risky = rows.iloc[[0]].assign(tickets_30d=6, tickets_90d=6, contract_type="month-to-month")
     population = pd.concat([risky, rows.iloc[1:200]])
     explained = explain_scores(trained_model, population, n=3)
-    median = float(pd.to_numeric(population["tickets_30d"]).median())
-    expected = f"6 support tickets in the last 30 days (typical: {median:.0f})"
+    recent = float(pd.to_numeric(population["tickets_30d"]).median())
+    quarter = float(pd.to_numeric(population["tickets_90d"]).median())
+    expected = (
+        "6 support tickets in the last 30 days and 6 in the last 90 days "
+        f"(typical: {recent:.0f} and {quarter:.0f})"
+    )
     assert expected in explained["churn_reason"].iloc[0]
     # Categories have no typical value.
-    assert "month-to-month plan (typical" not in explained["churn_reason"].iloc[0]
+    assert "month-to-month contract (typical" not in explained["churn_reason"].iloc[0]

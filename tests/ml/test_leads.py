@@ -191,7 +191,12 @@ def test_reason_quotes_the_category_rate_against_the_average(
     ratio = model.typical.rates["source"]["Referrals"] / model.typical.base_rate
     assert ratio > 1.3  # referrals carry +1.2 log-odds in the synthetic truth
     phrase = f"lead source: Referrals (converts {ratio:.1f}x the average)"
-    named = scores["top_drivers"].str.contains('"feature":"source","value":"Referrals"')
+    # Leads from referrals whose reason cites the source.
+    referred = scores["top_drivers"].str.contains('"feature":"source","value":"Referrals"')
+    cited = scores["reason_factors"].map(
+        lambda text: "source" in {f["concept"] for f in json.loads(text)["factors"]}
+    )
+    named = referred & cited
     assert named.any()
     assert scores.loc[named, "reason"].str.contains(phrase, regex=False).all()
 

@@ -105,8 +105,17 @@ def test_lead_scoring_champion(legacy: Legacy) -> None:
     assert isinstance(model, LeadModel)
     _upgraded(model.config)
     np.testing.assert_array_equal(model.predict_proba(f["input"]), _column(f["predict_proba"]))
+    scores = score_leads(model, f["input"], model_version=version)
+    # The reasons follow the rules of ml.modelling.reasons since the old code ran; the scores,
+    # grades and drivers are the same, exactly.
+    old = f["score_leads"]
     pd.testing.assert_frame_equal(
-        score_leads(model, f["input"], model_version=version), f["score_leads"], check_exact=True
+        scores.drop(columns=["reason", "reason_factors"]),
+        old.drop(columns=["reason"]),
+        check_exact=True,
+    )
+    assert (
+        scores["reason"].str.match(r"raises conversion: |holds conversion down: |no strong").all()
     )
 
 
@@ -117,7 +126,17 @@ def test_next_product_champion(legacy: Legacy) -> None:
     assert isinstance(model, NextProductModel)
     _upgraded(model.config)
     np.testing.assert_array_equal(model.predict(f["input"]), _column(f["predict"]))
-    pd.testing.assert_frame_equal(recommend(model, f["input"]), f["recommend"], check_exact=True)
+    offers = recommend(model, f["input"])
+    # The same offers and probabilities; the reason adds what the reason rules cite.
+    pd.testing.assert_frame_equal(
+        offers.drop(columns=["offer_reason", "offer_reason_factors"]),
+        f["recommend"].drop(columns=["offer_reason"]),
+        check_exact=True,
+    )
+    assert all(
+        new.startswith(old + "; ")
+        for new, old in zip(offers["offer_reason"], f["recommend"]["offer_reason"], strict=True)
+    )
 
 
 def test_retention_uplift_champion(legacy: Legacy) -> None:
@@ -130,10 +149,17 @@ def test_retention_uplift_champion(legacy: Legacy) -> None:
     treated, control = model.learner.predict_outcomes(f["input"])
     np.testing.assert_array_equal(treated, _column(f["predict_outcomes"], "p_treated"))
     np.testing.assert_array_equal(control, _column(f["predict_outcomes"], "p_control"))
+    uplift = predict_retention_uplift(model, f["input"])
+    old = f["predict_retention_uplift"]
+    # The same numbers and segments; the reason adds what the reason rules cite.
     pd.testing.assert_frame_equal(
-        predict_retention_uplift(model, f["input"]),
-        f["predict_retention_uplift"],
+        uplift.drop(columns=["uplift_reason", "uplift_reason_factors"]),
+        old.drop(columns=["uplift_reason"]),
         check_exact=True,
+    )
+    assert all(
+        new.startswith(was + "; ")
+        for new, was in zip(uplift["uplift_reason"], old["uplift_reason"], strict=True)
     )
 
 

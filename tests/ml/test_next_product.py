@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from datetime import date
 
@@ -79,10 +80,20 @@ def test_recommend_gives_one_offer_per_customer_among_its_candidates() -> None:
     assert offers["probability"].between(0, 1).all()
     first = offers.iloc[0]
     ratio = first["probability"] / training.model.purchase_rates[first["product_category"]]
-    assert first["offer_reason"] == (
+    assert first["offer_reason"].startswith(
         f"{round(100 * first['probability'], 1)}% chance to buy {first['product_category']} "
-        f"within 90 days, {round(ratio, 1)}x the average customer who has not bought it"
+        f"within 90 days, {round(ratio, 1)}x the average customer who has not bought it; "
     )
+    # Then what the reason rules cite, in the direction of the score.
+    for reason, text in zip(offers["offer_reason"], offers["offer_reason_factors"], strict=True):
+        factors = json.loads(text)
+        said = reason.split("; ", 1)[1]
+        if factors["side"] == "high":
+            assert said.startswith("raises the chance: ") and "holds" not in said
+        if factors["side"] == "low":
+            assert said.startswith("holds the chance down: ") and "raises" not in said
+        concepts = [f["concept"] for f in factors["factors"]]
+        assert len(concepts) == len(set(concepts))
     # The offer is the candidate with the highest probability.
     scored = latest.assign(p=training.model.predict(latest))
     best = scored.sort_values("p", ascending=False).drop_duplicates("customer_id")

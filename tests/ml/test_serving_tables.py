@@ -106,6 +106,7 @@ def test_whole_table_publish_and_its_snapshot(
             "top_drivers": ["[]", "[]"],
             "reason": ["a", "b"],
             "model_version": ["3", "3"],
+            "reason_factors": ['{"factors": []}', '{"factors": []}'],
         }
     )
     publish(con, LEADS, rows, tmp_path)

@@ -93,7 +93,7 @@ def test_bucketed_scoring_publishes_the_same_table_as_unpartitioned_scoring(
     assert materialization.metadata["shap_mode"].value == "regular"  # which SHAP made the drivers
     bucketed = _newest(settings)
     # Scores, bands and versions are the same table.
-    explained = ["churn_top_drivers", "churn_reason"]
+    explained = ["churn_top_drivers", "churn_reason", "churn_reason_factors"]
     pd.testing.assert_frame_equal(
         bucketed.drop(columns=explained), unpartitioned.drop(columns=explained)
     )

@@ -36,6 +36,7 @@ SCORE_COLUMNS = [
     "churn_reason",
     "model_name",
     "model_version",
+    "churn_reason_factors",
 ]
 
 

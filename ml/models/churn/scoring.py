@@ -147,6 +147,7 @@ def score_customers(
             "churn_reason": explained["churn_reason"].to_numpy(dtype=object),
             "model_name": np.full(n, model_name, dtype=object),
             "model_version": np.full(n, str(model_version), dtype=object),
+            "churn_reason_factors": explained["churn_reason_factors"].to_numpy(dtype=object),
             "features_fingerprint": feature_fingerprints(frame[list(model.feature_names)]),
         }
     )

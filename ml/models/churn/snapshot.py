@@ -65,6 +65,7 @@ from ml.modelling.flat_outcome import (
 )
 from ml.modelling.model_card import FairnessGate, ModelCard, markdown_table
 from ml.modelling.promotion import PromotionRule, champion_rule
+from ml.modelling.reasons import ReasonWords
 from ml.modelling.registry import Candidate, Training
 from ml.models.churn.model import CHURN_BOOSTING
 from ml.models.churn.scoring import RiskBands, feature_fingerprints, validate_scores
@@ -82,6 +83,7 @@ CHURN = FlatOutcome(
     | PROTECTED_COLUMNS,
     verb="churns",
     subject="customers",
+    words=ReasonWords(raises="raises risk", lowers="holds risk down"),
 )
 
 # The candidates of the inner CV: the churn model's settings and slower, more regularised ones.
@@ -371,6 +373,7 @@ def score(
             "churn_reason": explained["reason"].to_numpy(dtype=object),
             "model_name": np.full(n, MODEL_NAME, dtype=object),
             "model_version": np.full(n, str(version), dtype=object),
+            "churn_reason_factors": explained["reason_factors"].to_numpy(dtype=object),
             "features_fingerprint": feature_fingerprints(active[list(model.feature_names)]),
         }
     )

@@ -36,6 +36,7 @@ from ml.modelling.flat_outcome import (
 
 # Lead models registered before ml.modelling.flat_outcome existed pickled their Typical here.
 from ml.modelling.flat_outcome import Typical as Typical
+from ml.modelling.reasons import ReasonWords
 
 LABEL_COLUMN = "converted_within_window"
 CATEGORICAL_FEATURES: tuple[str, ...] = ("source", "country", "company_size", "role")
@@ -57,6 +58,7 @@ LEAD_SCORE_COLUMNS: tuple[str, ...] = (
     "top_drivers",
     "reason",
     "model_version",
+    "reason_factors",
 )
 GRADES: tuple[str, ...] = ("A", "B", "C", "D")
 
@@ -68,6 +70,7 @@ CONVERSION = FlatOutcome(
     never=NEVER_FEATURES,
     verb="converts",
     subject="leads",
+    words=ReasonWords(raises="raises conversion", lowers="holds conversion down"),
     labels={
         "source": "lead source",
         "country": "country",
@@ -225,6 +228,7 @@ def score_leads(
             "top_drivers": explained["top_drivers"].to_numpy(dtype=object),
             "reason": explained["reason"].to_numpy(dtype=object),
             "model_version": pd.Series([model_version] * len(frame), dtype=object),
+            "reason_factors": explained["reason_factors"].to_numpy(dtype=object),
         }
     )
     scores = scores.sort_values(["score", "lead_id"], ascending=[False, True], kind="stable")

@@ -19,7 +19,17 @@ from catboost import CatBoostClassifier, Pool
 
 from ml.data.features import CATEGORICAL_FEATURES, CHURN_FEATURES
 from ml.modelling.boosting import BoostingParams, HoldsBoosting, catboost_frame
+from ml.modelling.customer_reasons import CUSTOMER_CONCEPTS, concept_phrase, typical_values
 from ml.modelling.evaluation import EvaluationResult, evaluate
+from ml.modelling.reasons import (
+    DEFAULT_RULES,
+    Concept,
+    ReasonRules,
+    ReasonWords,
+    cite_factors,
+    concept_phrases,
+    write_reasons,
+)
 
 CATEGORY_COLUMN = "product_category"
 LABEL = "purchased_within_90d"
@@ -31,7 +41,9 @@ OFFER_COLUMNS: tuple[str, ...] = (
     CATEGORY_COLUMN,
     "probability",
     "offer_reason",
+    "offer_reason_factors",
 )
+OFFER_WORDS = ReasonWords(raises="raises the chance", lowers="holds the chance down")
 
 
 # Every categorical here has a handful of values: one-hot is exact and several times faster than
@@ -162,7 +174,30 @@ def _iso(day: object) -> str:
     return pd.Timestamp(day).date().isoformat()  # type: ignore[arg-type]
 
 
-def recommend(model: NextProductModel, candidates: pd.DataFrame) -> pd.DataFrame:
+def _why(
+    model: NextProductModel, offers: pd.DataFrame, rules: ReasonRules
+) -> tuple[np.ndarray, np.ndarray]:
+    """The reason rules (``ml.modelling.reasons``) on the offered candidates: what raises or
+    holds down the chance to buy, and the factors JSON."""
+    prepared = model.features(offers)
+    cited = cite_factors(model.shap_values(offers), FEATURES, CUSTOMER_CONCEPTS, rules)
+    today = typical_values(offers)
+    rates = pd.Series(model.purchase_rates, dtype=float)
+
+    def phrase(concept: Concept, values: pd.DataFrame) -> pd.Series:
+        if concept.features != (CATEGORY_COLUMN,):
+            return concept_phrase(concept, values, today)
+        category = values[CATEGORY_COLUMN].astype(str)
+        rate = (100 * category.map(rates)).round(1).astype(str)
+        return category + " (bought by " + rate + "% of the customers who had not bought it)"
+
+    reasons = write_reasons(cited, concept_phrases(cited, prepared, phrase), OFFER_WORDS)
+    return reasons.text, reasons.factors
+
+
+def recommend(
+    model: NextProductModel, candidates: pd.DataFrame, rules: ReasonRules = DEFAULT_RULES
+) -> pd.DataFrame:
     """The most likely category per customer among the ones not bought yet.
 
     Args:
@@ -172,14 +207,16 @@ def recommend(model: NextProductModel, candidates: pd.DataFrame) -> pd.DataFrame
 
     Returns:
         One row per customer with a candidate: ``customer_id``, ``as_of_date``,
-        ``product_category``, ``probability`` and ``offer_reason`` (the probability against the
-        category's average purchase rate, in words); customers who bought every category have
-        no row.
+        ``product_category``, ``probability``, ``offer_reason`` (the probability against the
+        category's average purchase rate, in words, then what the reason rules of
+        ``ml.modelling.reasons`` cite: ``"...; raises the chance: ..."``) and
+        ``offer_reason_factors`` (their JSON); customers who bought every category have no row.
     """
     if candidates.empty:
         return pd.DataFrame({c: pd.Series(dtype="object") for c in OFFER_COLUMNS})
     scored = candidates.loc[:, ["customer_id", "as_of_date", CATEGORY_COLUMN]].copy()
     scored["probability"] = model.predict(candidates)
+    scored["row"] = np.arange(len(candidates))
     # Highest probability first; the category name breaks ties so reruns give the same offer.
     scored = scored.sort_values(
         ["customer_id", "probability", CATEGORY_COLUMN], ascending=[True, False, True]
@@ -198,4 +235,7 @@ def recommend(model: NextProductModel, candidates: pd.DataFrame) -> pd.DataFrame
         + ratio
         + "x the average customer who has not bought it"
     )
+    why, factors = _why(model, candidates.iloc[best["row"].to_numpy()], rules)
+    best["offer_reason"] = best["offer_reason"] + "; " + why
+    best["offer_reason_factors"] = factors
     return best.loc[:, list(OFFER_COLUMNS)]

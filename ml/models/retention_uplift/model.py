@@ -18,7 +18,17 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from ml.data.features import CATEGORICAL_FEATURES, CHURN_FEATURES
+from ml.modelling.boosting import catboost_frame
+from ml.modelling.customer_reasons import CUSTOMER_CONCEPTS, concept_phrase, typical_values
 from ml.modelling.evaluation import save_figure
+from ml.modelling.reasons import (
+    DEFAULT_RULES,
+    ReasonRules,
+    ReasonWords,
+    cite_factors,
+    concept_phrases,
+    write_reasons,
+)
 from ml.modelling.uplift import (
     UPLIFT_BOOSTING,
     SegmentThresholds,
@@ -43,7 +53,9 @@ UPLIFT_COLUMNS: tuple[str, ...] = (
     "p_retained_if_not",
     "uplift_segment",
     "uplift_reason",
+    "uplift_reason_factors",
 )
+EFFECT_WORDS = ReasonWords(raises="makes the offer work better", lowers="makes it work less")
 
 _SEGMENT_REASON = {
     "persuadable": "the offer is predicted to raise the chance to stay",
@@ -192,15 +204,39 @@ def train_campaign_uplift(
     return CampaignUpliftTraining(model, metrics, interval, y, t, u, summary)
 
 
-def predict_retention_uplift(model: CampaignUpliftModel, features: pd.DataFrame) -> pd.DataFrame:
+def _why(
+    model: CampaignUpliftModel, features: pd.DataFrame, rules: ReasonRules
+) -> tuple[np.ndarray, np.ndarray]:
+    """The reason rules (``ml.modelling.reasons``) on the offer's effect in log-odds: what makes
+    it larger or smaller than the average effect, and the factors JSON."""
+    learner = model.learner
+    prepared = catboost_frame(features, learner.feature_names, learner.cat_features)
+    shap = learner.effect_contributions(features)
+    cited = cite_factors(shap, learner.feature_names, CUSTOMER_CONCEPTS, rules)
+    today = typical_values(features)
+    phrases = concept_phrases(
+        cited, prepared, lambda concept, values: concept_phrase(concept, values, today)
+    )
+    reasons = write_reasons(cited, phrases, EFFECT_WORDS)
+    return reasons.text, reasons.factors
+
+
+def predict_retention_uplift(
+    model: CampaignUpliftModel, features: pd.DataFrame, rules: ReasonRules = DEFAULT_RULES
+) -> pd.DataFrame:
     """Uplift, both outcome probabilities and the response segment per customer.
 
     Args:
         model: A served model.
         features: ``read_scoring_features`` rows (one per customer at one as-of date).
 
+        rules: What the reason cites (``ml.modelling.reasons``).
+
     Returns:
-        The columns :data:`UPLIFT_COLUMNS`, one row per input row.
+        The columns :data:`UPLIFT_COLUMNS`, one row per input row. ``uplift_reason`` is the
+        segment in words with both probabilities, then what makes the offer's effect (log-odds
+        of staying with the offer minus without) larger or smaller than the average effect, by
+        the reason rules; ``uplift_reason_factors`` is their JSON.
     """
     p_treated, p_control = model.learner.predict_outcomes(features)
     segments = pd.Series(
@@ -218,6 +254,8 @@ def predict_retention_uplift(model: CampaignUpliftModel, features: pd.DataFrame)
         + pct(p_treated)
         + " with one"
     )
+    nothing = np.empty(0, dtype=object)
+    why, factors = _why(model, features, rules) if len(features) else (nothing, nothing)
     return pd.DataFrame(
         {
             "customer_id": features["customer_id"].to_numpy(),
@@ -228,7 +266,8 @@ def predict_retention_uplift(model: CampaignUpliftModel, features: pd.DataFrame)
             "p_retained_if_treated": p_treated,
             "p_retained_if_not": p_control,
             "uplift_segment": segments.to_numpy(),
-            "uplift_reason": reason.to_numpy(dtype=object),
+            "uplift_reason": (reason + "; " + pd.Series(why, dtype=object)).to_numpy(dtype=object),
+            "uplift_reason_factors": np.asarray(factors, dtype=object),
         }
     )
 
