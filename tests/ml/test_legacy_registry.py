@@ -6,7 +6,9 @@ with one champion of every registered model (churn as ``ml.registry.ChurnPyfunc`
 ``ml.campaign_uplift`` and ``ml.clv``), small input frames, and what the old code predicted on
 them. Each test unpacks it into its own ``tmp_path``, points its paths there, loads the champion
 with the current registry API (``ml.modelling.registry.LEGACY_MODULES``
-resolves the old module paths) and asserts the predictions are the same, exactly.
+resolves the old module paths) and asserts the predictions are the same up to the last bit a
+CPU may round differently (relative 1e-12: on an AMD EPYC one churn probability of 40 differed
+from the fixture's by one unit in the last place, 5.6e-17).
 
 Regenerate the fixture with ``tests/fixtures/legacy_registry/make_fixture.py`` (it must run with
 the 879c883 code; see its docstring).
@@ -37,6 +39,12 @@ from tests.fixtures.legacy_registry.relocate import (
     tracking_uri,
     unpack_fixture,
 )
+
+RTOL = 1e-12
+
+
+def assert_same(actual: np.ndarray, expected: np.ndarray) -> None:
+    np.testing.assert_allclose(actual, expected, rtol=RTOL, atol=0)
 
 
 class Legacy:
@@ -95,7 +103,7 @@ def test_churn_champion(legacy: Legacy) -> None:
     model, version = load_champion(legacy.registry, "churn")
     assert version == legacy.models["churn"]["champion_version"]
     assert isinstance(model, ChurnModel)
-    np.testing.assert_array_equal(model.predict_proba(f["input"]), _column(f["predict_proba"]))
+    assert_same(model.predict_proba(f["input"]), _column(f["predict_proba"]))
 
 
 def test_lead_scoring_champion(legacy: Legacy) -> None:
@@ -104,7 +112,7 @@ def test_lead_scoring_champion(legacy: Legacy) -> None:
     assert version == legacy.models["lead_scoring"]["champion_version"]
     assert isinstance(model, LeadModel)
     _upgraded(model.config)
-    np.testing.assert_array_equal(model.predict_proba(f["input"]), _column(f["predict_proba"]))
+    assert_same(model.predict_proba(f["input"]), _column(f["predict_proba"]))
     scores = score_leads(model, f["input"], model_version=version)
     # The reasons follow the rules of ml.modelling.reasons since the old code ran; the scores,
     # grades and drivers are the same, exactly.
@@ -112,7 +120,9 @@ def test_lead_scoring_champion(legacy: Legacy) -> None:
     pd.testing.assert_frame_equal(
         scores.drop(columns=["reason", "reason_factors"]),
         old.drop(columns=["reason"]),
-        check_exact=True,
+        check_exact=False,
+        rtol=RTOL,
+        atol=0,
     )
     assert (
         scores["reason"].str.match(r"raises conversion: |holds conversion down: |no strong").all()
@@ -125,13 +135,15 @@ def test_next_product_champion(legacy: Legacy) -> None:
     assert version == legacy.models["next_product"]["champion_version"]
     assert isinstance(model, NextProductModel)
     _upgraded(model.config)
-    np.testing.assert_array_equal(model.predict(f["input"]), _column(f["predict"]))
+    assert_same(model.predict(f["input"]), _column(f["predict"]))
     offers = recommend(model, f["input"])
     # The same offers and probabilities; the reason adds what the reason rules cite.
     pd.testing.assert_frame_equal(
         offers.drop(columns=["offer_reason", "offer_reason_factors"]),
         f["recommend"].drop(columns=["offer_reason"]),
-        check_exact=True,
+        check_exact=False,
+        rtol=RTOL,
+        atol=0,
     )
     assert all(
         new.startswith(old + "; ")
@@ -145,17 +157,19 @@ def test_retention_uplift_champion(legacy: Legacy) -> None:
     assert version == legacy.models["retention_uplift"]["champion_version"]
     assert isinstance(model, CampaignUpliftModel)
     _upgraded(model.learner.config)
-    np.testing.assert_array_equal(model.predict(f["input"]), _column(f["predict"]))
+    assert_same(model.predict(f["input"]), _column(f["predict"]))
     treated, control = model.learner.predict_outcomes(f["input"])
-    np.testing.assert_array_equal(treated, _column(f["predict_outcomes"], "p_treated"))
-    np.testing.assert_array_equal(control, _column(f["predict_outcomes"], "p_control"))
+    assert_same(treated, _column(f["predict_outcomes"], "p_treated"))
+    assert_same(control, _column(f["predict_outcomes"], "p_control"))
     uplift = predict_retention_uplift(model, f["input"])
     old = f["predict_retention_uplift"]
     # The same numbers and segments; the reason adds what the reason rules cite.
     pd.testing.assert_frame_equal(
         uplift.drop(columns=["uplift_reason", "uplift_reason_factors"]),
         old.drop(columns=["uplift_reason"]),
-        check_exact=True,
+        check_exact=False,
+        rtol=RTOL,
+        atol=0,
     )
     assert all(
         new.startswith(was + "; ")
@@ -181,5 +195,9 @@ def test_customer_value_champion_and_the_version_before(legacy: Legacy) -> None:
         features = f["features"] if version_meta["uses_features"] else None
         expected = legacy.frame(version_meta["files"][f"predict_clv_{model.method}"])
         pd.testing.assert_frame_equal(
-            predict_clv(model, f["input"], features=features), expected, check_exact=True
+            predict_clv(model, f["input"], features=features),
+            expected,
+            check_exact=False,
+            rtol=RTOL,
+            atol=0,
         )
