@@ -1,0 +1,178 @@
+"""How the churn champion does before its 90-day labels close, and how it did once they have.
+
+Every as-of date in ``serving.customer_scores`` is a scoring run. The newest gets its CBPE
+estimates (``ml.modelling.performance``) for all customers and per segment: plan, contract type,
+country and the behavioural segment of ``serving.customer_segments`` when it holds that date.
+An older date whose labels have landed in ``marts.churn_labels`` gets its realized figures next
+to the estimates the scoring run stored. All of it is read and joined in DuckDB.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+
+import duckdb
+import pandas as pd
+
+from ml.modelling.performance import EstimationConfig, estimate_segments
+from ml.modelling.performance_table import record_estimates, record_realized, stored_runs
+from ml.models.churn.data import LABELS_TABLE
+
+MODEL_NAME = "churn"
+SCORES_TABLE = "serving.customer_scores"
+SEGMENTS_TABLE = "serving.customer_segments"
+SEGMENT_COLUMNS: tuple[str, ...] = ("plan", "contract_type", "country_code", "segment_name")
+"""The segments estimated apart: the business slices and the named behavioural segments."""
+
+
+def _has_table(con: duckdb.DuckDBPyConnection, qualified: str) -> bool:
+    schema, name = qualified.split(".")
+    (found,) = con.execute(
+        "select count(*) from information_schema.tables where table_schema = ? and table_name = ?",
+        [schema, name],
+    ).fetchone() or (0,)
+    return bool(found)
+
+
+def scored_runs(con: duckdb.DuckDBPyConnection) -> list[tuple[str, date]]:
+    """``(model_version, as_of_date)`` of every scoring run in the serving table, oldest first."""
+    if not _has_table(con, SCORES_TABLE):
+        return []
+    found = con.execute(
+        f"select distinct model_version, as_of_date from {SCORES_TABLE} order by 2, 1"
+    ).fetchall()
+    return [(str(v), d) for v, d in found]
+
+
+def labels_landed(con: duckdb.DuckDBPyConnection, as_of_date: date) -> bool:
+    """Whether the label window of ``as_of_date`` has closed (``marts.churn_labels``)."""
+    (landed,) = con.execute(
+        f"select coalesce(bool_or(label_available), false) from {LABELS_TABLE} "
+        "where as_of_date = ?",
+        [as_of_date],
+    ).fetchone() or (False,)
+    return bool(landed)
+
+
+def read_scored_rows(
+    con: duckdb.DuckDBPyConnection, version: str, as_of_date: date
+) -> pd.DataFrame:
+    """The scores of one run with their segments and, where the window has closed, the label.
+
+    Returns:
+        ``customer_id``, ``probability``, the :data:`SEGMENT_COLUMNS` (``segment_name`` only
+        when ``serving.customer_segments`` exists) and ``label`` (1.0/0.0, null while the label
+        window is open).
+    """
+    with_segments = _has_table(con, SEGMENTS_TABLE)
+    segment_join = (
+        f"left join {SEGMENTS_TABLE} as g on g.customer_id = s.customer_id "
+        "and g.as_of_date = s.as_of_date"
+        if with_segments
+        else ""
+    )
+    segment_column = ", g.segment_name" if with_segments else ""
+    return con.execute(
+        f"""
+        select
+            s.customer_id,
+            s.churn_probability as probability,
+            f.plan,
+            f.contract_type,
+            f.country_code{segment_column},
+            case when l.label_available then cast(l.churned as double) end as label
+        from {SCORES_TABLE} as s
+        left join marts.customer_features as f
+            on f.customer_id = s.customer_id and f.as_of_date = s.as_of_date
+        left join {LABELS_TABLE} as l
+            on l.customer_id = s.customer_id and l.as_of_date = s.as_of_date
+        {segment_join}
+        where s.model_version = ? and s.as_of_date = ?
+        order by s.customer_id
+        """,
+        [version, as_of_date],
+    ).df()
+
+
+@dataclass(frozen=True)
+class PerformanceMonitoring:
+    """What one monitoring pass wrote.
+
+    Attributes:
+        version: Model version of the newest scoring run (None when nothing is scored).
+        as_of_date: Its as-of date.
+        estimates: Its figures (``estimate_segments`` output; realized where labels exist).
+        realized_runs: ``(version, as_of_date)`` of older runs whose realized figures were
+            written now.
+    """
+
+    version: str | None
+    as_of_date: date | None
+    estimates: pd.DataFrame
+    realized_runs: tuple[tuple[str, date], ...]
+
+    def figure(self, metric: str, segment: str = "all", column: str = "estimated") -> float | None:
+        """One figure of the newest run, or None when it was not estimated."""
+        found = self.estimates[
+            (self.estimates["segment"] == segment) & (self.estimates["metric"] == metric)
+        ]
+        value = found[column].iloc[0] if len(found) else None
+        return None if value is None or pd.isna(value) else float(value)
+
+
+def _figures(
+    con: duckdb.DuckDBPyConnection,
+    version: str,
+    as_of_date: date,
+    capacity: int,
+    config: EstimationConfig,
+) -> pd.DataFrame:
+    rows = read_scored_rows(con, version, as_of_date)
+    columns = [c for c in SEGMENT_COLUMNS if c in rows.columns and rows[c].notna().any()]
+    return estimate_segments(rows, columns, capacity, config, label_column="label")
+
+
+def monitor_performance(
+    con: duckdb.DuckDBPyConnection,
+    capacity: int,
+    now: datetime,
+    config: EstimationConfig | None = None,
+) -> PerformanceMonitoring:
+    """Estimate the newest scoring run and realize every older run whose labels have landed.
+
+    Args:
+        con: Writable warehouse connection.
+        capacity: Customers the retention team acts on per run (``CRM_CAPACITY_TOP_K``).
+        now: When this pass runs (written to the table).
+        config: Estimation settings.
+
+    Returns:
+        The newest run's figures and the runs realized in this pass.
+    """
+    config = config or EstimationConfig()
+    runs = scored_runs(con)
+    if not runs:
+        return PerformanceMonitoring(None, None, pd.DataFrame(), ())
+    newest_date = max(d for _, d in runs)
+    newest_version = [v for v, d in runs if d == newest_date][-1]
+    estimates = _figures(con, newest_version, newest_date, capacity, config)
+    record_estimates(con, MODEL_NAME, newest_version, newest_date, estimates, now)
+
+    # Older runs: realized once their labels land; a run scored before this table existed
+    # gets its estimates too (from the same scores).
+    stored = stored_runs(con, MODEL_NAME)
+    realized = []
+    for version, as_of in runs:
+        if as_of == newest_date or stored.get((version, as_of)):
+            continue
+        if (version, as_of) in stored and not labels_landed(con, as_of):
+            continue
+        figures = _figures(con, version, as_of, capacity, config)
+        if (version, as_of) not in stored:
+            record_estimates(con, MODEL_NAME, version, as_of, figures, now)
+        elif figures["realized"].notna().any():
+            record_realized(con, MODEL_NAME, version, as_of, figures, now)
+        if figures["realized"].notna().any():
+            realized.append((version, as_of))
+    return PerformanceMonitoring(newest_version, newest_date, estimates, tuple(realized))
