@@ -73,6 +73,13 @@ class Settings(BaseSettings):
         description="Share of the simulated activity events the generator writes (1.0: all, "
         "about 188 per person; the scale benchmark uses about 50 per person).",
     )
+    synthetic_covariate_shift: float = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        description="Share of the last nine months' sign-ups the generator moves to a monthly "
+        "basic plan with lower engagement (a planted covariate shift; 0: none).",
+    )
     synthetic_start_date: date = Field(default=date(2024, 10, 1))
     synthetic_end_date: date = Field(default=date(2026, 9, 30))
     threads: int = Field(default=2, ge=1, description="Threads for DuckDB and CatBoost.")
