@@ -8,6 +8,8 @@ the scoring run made it, so the table shows what was believed then and what came
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import date, datetime
 
 import duckdb
@@ -157,3 +159,72 @@ def read_performance(con: duckdb.DuckDBPyConnection, model: str | None = None) -
         f"select * from {TABLE} {where} order by model, as_of_date, version, segment, metric",
         params,
     ).df()
+
+
+@dataclass(frozen=True)
+class MonitoringPass:
+    """What one monitoring pass of a model wrote.
+
+    Attributes:
+        version: Model version of the newest scoring run (None when nothing is scored).
+        as_of_date: Its as-of date.
+        estimates: Its figures (``estimate_segments`` output; realized where labels exist).
+        realized_runs: ``(version, as_of_date)`` of runs whose realized figures were written.
+    """
+
+    version: str | None
+    as_of_date: date | None
+    estimates: pd.DataFrame
+    realized_runs: tuple[tuple[str, date], ...]
+
+    def figure(self, metric: str, segment: str = "all", column: str = "estimated") -> float | None:
+        """One figure of the newest run, or None when it was not estimated."""
+        if self.estimates.empty:
+            return None
+        found = self.estimates[
+            (self.estimates["segment"] == segment) & (self.estimates["metric"] == metric)
+        ]
+        value = found[column].iloc[0] if len(found) else None
+        return None if value is None or pd.isna(value) else float(value)
+
+
+def monitor_runs(
+    con: duckdb.DuckDBPyConnection,
+    model: str,
+    runs: Sequence[tuple[str, date]],
+    figures_of: Callable[[str, date], pd.DataFrame],
+    labels_landed: Callable[[date], bool],
+    now: datetime,
+) -> MonitoringPass:
+    """Estimate the newest scoring run of ``model`` and realize the older ones whose labels
+    have landed; a run scored before the table knew it gets its estimates too.
+
+    Args:
+        con: Writable warehouse connection.
+        model: Registered model name.
+        runs: ``(version, as_of_date)`` of every scoring run whose scores are still stored.
+        figures_of: The ``estimate_segments`` output of one run (with labels where landed).
+        labels_landed: Whether the labels of an as-of date are all in.
+        now: When this pass runs.
+    """
+    if not runs:
+        return MonitoringPass(None, None, pd.DataFrame(), ())
+    newest = max(runs, key=lambda run: (run[1], run[0]))
+    estimates = figures_of(*newest)
+    record_estimates(con, model, newest[0], newest[1], estimates, now)
+    stored = stored_runs(con, model)
+    realized = [newest] if estimates["realized"].notna().any() else []
+    for version, as_of in sorted(runs, key=lambda run: (run[1], run[0])):
+        run = (version, as_of)
+        if run == newest or stored.get(run):
+            continue
+        if run in stored and not labels_landed(as_of):
+            continue  # the estimate is stored; nothing new until the labels land
+        figures = figures_of(version, as_of)
+        if run not in stored:
+            record_estimates(con, model, version, as_of, figures, now)
+        elif figures["realized"].notna().any():
+            record_realized(con, model, version, as_of, figures, now)
+        if figures["realized"].notna().any():
+            realized.append(run)
+    return MonitoringPass(newest[0], newest[1], estimates, tuple(realized))

@@ -9,14 +9,13 @@ to the estimates the scoring run stored. All of it is read and joined in DuckDB.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import date, datetime
 
 import duckdb
 import pandas as pd
 
 from ml.modelling.performance import EstimationConfig, estimate_segments
-from ml.modelling.performance_table import record_estimates, record_realized, stored_runs
+from ml.modelling.performance_table import MonitoringPass, monitor_runs
 from ml.models.churn.data import LABELS_TABLE
 
 MODEL_NAME = "churn"
@@ -95,50 +94,12 @@ def read_scored_rows(
     ).df()
 
 
-@dataclass(frozen=True)
-class PerformanceMonitoring:
-    """What one monitoring pass wrote.
-
-    Attributes:
-        version: Model version of the newest scoring run (None when nothing is scored).
-        as_of_date: Its as-of date.
-        estimates: Its figures (``estimate_segments`` output; realized where labels exist).
-        realized_runs: ``(version, as_of_date)`` of older runs whose realized figures were
-            written now.
-    """
-
-    version: str | None
-    as_of_date: date | None
-    estimates: pd.DataFrame
-    realized_runs: tuple[tuple[str, date], ...]
-
-    def figure(self, metric: str, segment: str = "all", column: str = "estimated") -> float | None:
-        """One figure of the newest run, or None when it was not estimated."""
-        found = self.estimates[
-            (self.estimates["segment"] == segment) & (self.estimates["metric"] == metric)
-        ]
-        value = found[column].iloc[0] if len(found) else None
-        return None if value is None or pd.isna(value) else float(value)
-
-
-def _figures(
-    con: duckdb.DuckDBPyConnection,
-    version: str,
-    as_of_date: date,
-    capacity: int,
-    config: EstimationConfig,
-) -> pd.DataFrame:
-    rows = read_scored_rows(con, version, as_of_date)
-    columns = [c for c in SEGMENT_COLUMNS if c in rows.columns and rows[c].notna().any()]
-    return estimate_segments(rows, columns, capacity, config, label_column="label")
-
-
 def monitor_performance(
     con: duckdb.DuckDBPyConnection,
     capacity: int,
     now: datetime,
     config: EstimationConfig | None = None,
-) -> PerformanceMonitoring:
+) -> MonitoringPass:
     """Estimate the newest scoring run and realize every older run whose labels have landed.
 
     Args:
@@ -151,28 +112,12 @@ def monitor_performance(
         The newest run's figures and the runs realized in this pass.
     """
     config = config or EstimationConfig()
-    runs = scored_runs(con)
-    if not runs:
-        return PerformanceMonitoring(None, None, pd.DataFrame(), ())
-    newest_date = max(d for _, d in runs)
-    newest_version = [v for v, d in runs if d == newest_date][-1]
-    estimates = _figures(con, newest_version, newest_date, capacity, config)
-    record_estimates(con, MODEL_NAME, newest_version, newest_date, estimates, now)
 
-    # Older runs: realized once their labels land; a run scored before this table existed
-    # gets its estimates too (from the same scores).
-    stored = stored_runs(con, MODEL_NAME)
-    realized = []
-    for version, as_of in runs:
-        if as_of == newest_date or stored.get((version, as_of)):
-            continue
-        if (version, as_of) in stored and not labels_landed(con, as_of):
-            continue
-        figures = _figures(con, version, as_of, capacity, config)
-        if (version, as_of) not in stored:
-            record_estimates(con, MODEL_NAME, version, as_of, figures, now)
-        elif figures["realized"].notna().any():
-            record_realized(con, MODEL_NAME, version, as_of, figures, now)
-        if figures["realized"].notna().any():
-            realized.append((version, as_of))
-    return PerformanceMonitoring(newest_version, newest_date, estimates, tuple(realized))
+    def figures_of(version: str, as_of: date) -> pd.DataFrame:
+        rows = read_scored_rows(con, version, as_of)
+        columns = [c for c in SEGMENT_COLUMNS if c in rows.columns and rows[c].notna().any()]
+        return estimate_segments(rows, columns, capacity, config, label_column="label")
+
+    return monitor_runs(
+        con, MODEL_NAME, scored_runs(con), figures_of, lambda d: labels_landed(con, d), now
+    )
