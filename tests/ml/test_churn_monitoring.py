@@ -15,7 +15,8 @@ from sklearn.metrics import roc_auc_score
 from ml.core.warehouse import connect
 from ml.modelling.performance import EstimationConfig
 from ml.modelling.performance_table import TABLE, read_performance
-from ml.models.churn.monitoring import monitor_performance
+from ml.modelling.stability import STABILITY_TABLE, StabilityThresholds
+from ml.models.churn.monitoring import monitor_performance, monitor_stability
 
 JULY, AUGUST, SEPTEMBER = date(2026, 7, 1), date(2026, 8, 1), date(2026, 9, 1)
 N = 3_000
@@ -33,6 +34,7 @@ def _snapshot(as_of: date, seed: int, version: str) -> dict[str, pd.DataFrame]:
                 "customer_id": ids,
                 "as_of_date": as_of,
                 "churn_probability": p,
+                "churn_risk_band": np.where(p >= 0.4, "high", np.where(p >= 0.15, "medium", "low")),
                 "model_version": version,
             }
         ),
@@ -170,3 +172,37 @@ def test_nothing_scored_writes_nothing(tmp_path: Path) -> None:
         result = monitor_performance(con, capacity=300, now=datetime(2026, 9, 2))
         assert result.version is None and result.estimates.empty
         assert read_performance(con).empty
+
+
+def test_stability_compares_the_two_newest_runs(warehouse: Path) -> None:
+    with connect(warehouse) as con:
+        con.execute(
+            "create table serving.next_best_actions as select customer_id, as_of_date, "
+            "case when churn_probability > 0.3 then 'retention_call' else 'none' end as action "
+            "from serving.customer_scores"
+        )
+        found = monitor_stability(con, StabilityThresholds(), datetime(2026, 9, 2))
+        stored = con.execute(f"select metric, value from {STABILITY_TABLE} order by 1").fetchall()
+        bands = con.execute(
+            "select avg((a.churn_risk_band <> b.churn_risk_band)::int) from "
+            "serving.customer_scores a join serving.customer_scores b using (customer_id) "
+            "where a.as_of_date = ? and b.as_of_date = ?",
+            [JULY, AUGUST],
+        ).fetchall()[0][0]
+    assert found is not None
+    assert (found.previous_as_of_date, found.as_of_date) == (JULY, AUGUST)
+    figures = {f.metric: f.value for f in found.figures}
+    # Independent draws per month: the bands of the same customer change often, the
+    # distribution does not.
+    assert figures["band_changed_share"] == pytest.approx(bands)
+    assert figures["score_psi"] < 0.05
+    assert 0.0 < figures["action_changed_share"] < 1.0
+    assert dict(stored) == pytest.approx(figures)
+
+
+def test_stability_needs_two_runs(tmp_path: Path) -> None:
+    with connect(tmp_path / "one.duckdb") as con:
+        con.execute("create schema serving")
+        con.execute("create schema marts")
+        _append(con, _snapshot(JULY, 1, "3"))
+        assert monitor_stability(con, StabilityThresholds(), datetime(2026, 9, 2)) is None

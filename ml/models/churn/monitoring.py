@@ -9,6 +9,7 @@ to the estimates the scoring run stored. All of it is read and joined in DuckDB.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date, datetime
 
 import duckdb
@@ -16,11 +17,13 @@ import pandas as pd
 
 from ml.modelling.performance import EstimationConfig, estimate_segments
 from ml.modelling.performance_table import MonitoringPass, monitor_runs
+from ml.modelling.stability import Stability, StabilityThresholds, record_stability, stability
 from ml.models.churn.data import LABELS_TABLE
 
 MODEL_NAME = "churn"
 SCORES_TABLE = "serving.customer_scores"
 SEGMENTS_TABLE = "serving.customer_segments"
+ACTIONS_TABLE = "serving.next_best_actions"
 SEGMENT_COLUMNS: tuple[str, ...] = ("plan", "contract_type", "country_code", "segment_name")
 """The segments estimated apart: the business slices and the named behavioural segments."""
 
@@ -121,3 +124,60 @@ def monitor_performance(
     return monitor_runs(
         con, MODEL_NAME, scored_runs(con), figures_of, lambda d: labels_landed(con, d), now
     )
+
+
+@dataclass(frozen=True)
+class ScoreStability:
+    """Stability of the newest churn scoring run against the one before.
+
+    Attributes:
+        as_of_date: The newest run's as-of date.
+        previous_as_of_date: The run it is compared with.
+        figures: PSI of the probabilities, share of customers whose risk band changed and,
+            when ``serving.next_best_actions`` holds both dates, whose action changed.
+    """
+
+    as_of_date: date
+    previous_as_of_date: date
+    figures: tuple[Stability, ...]
+
+
+def _run_rows(con: duckdb.DuckDBPyConnection, as_of: date, with_actions: bool) -> pd.DataFrame:
+    action = ", a.action" if with_actions else ""
+    join = (
+        f"left join {ACTIONS_TABLE} as a on a.customer_id = s.customer_id "
+        "and a.as_of_date = s.as_of_date"
+        if with_actions
+        else ""
+    )
+    return con.execute(
+        f"select s.customer_id, s.churn_probability, s.churn_risk_band{action} "
+        f"from {SCORES_TABLE} as s {join} where s.as_of_date = ?",
+        [as_of],
+    ).df()
+
+
+def monitor_stability(
+    con: duckdb.DuckDBPyConnection, thresholds: StabilityThresholds, now: datetime
+) -> ScoreStability | None:
+    """Compare the two newest churn scoring runs and write ``monitoring.score_stability``.
+
+    Returns:
+        The figures, or None when fewer than two as-of dates are scored.
+    """
+    dates = sorted({d for _, d in scored_runs(con)})
+    if len(dates) < 2:
+        return None
+    previous, newest = dates[-2], dates[-1]
+    with_actions = _has_table(con, ACTIONS_TABLE)
+    figures = stability(
+        _run_rows(con, previous, with_actions),
+        _run_rows(con, newest, with_actions),
+        thresholds,
+        key="customer_id",
+        score="churn_probability",
+        band="churn_risk_band",
+        action="action" if with_actions else None,
+    )
+    record_stability(con, MODEL_NAME, newest, previous, figures, now)
+    return ScoreStability(newest, previous, tuple(figures))
