@@ -151,6 +151,23 @@ def stored_runs(con: duckdb.DuckDBPyConnection, model: str) -> dict[tuple[str, d
     return {(str(v), d): bool(done) for v, d, done in found}
 
 
+def latest_realized(
+    con: duckdb.DuckDBPyConnection, model: str, version: str, metric: str = "roc_auc"
+) -> dict[str, object] | None:
+    """The newest run of ``version`` whose labels have landed, for one metric (segment
+    ``all``): ``as_of_date``, ``estimated``, ``realized``, ``interval_low``,
+    ``interval_high``; or None."""
+    ensure_table(con)
+    found = con.execute(
+        f"select as_of_date, estimated, realized, interval_low, interval_high from {TABLE} "
+        "where model = ? and version = ? and metric = ? and segment = 'all' "
+        "and realized is not null order by as_of_date desc limit 1",
+        [model, version, metric],
+    ).fetchall()
+    names = ("as_of_date", "estimated", "realized", "interval_low", "interval_high")
+    return dict(zip(names, found[0], strict=True)) if found else None
+
+
 def read_performance(con: duckdb.DuckDBPyConnection, model: str | None = None) -> pd.DataFrame:
     """The table (of one model, or all), ordered by model, as-of date, segment and metric."""
     ensure_table(con)
