@@ -95,8 +95,8 @@ def performance_alerts(
                 allowed,
                 passed,
                 f"realized positive rate {rate:.4f} against estimated {estimated:.4f}: "
-                f"gap {gap:.4f} {'within' if passed else 'outside'} the interval half-width "
-                f"{allowed:.4f} (as of {realized_rate['as_of_date']})",
+                f"gap {gap:.4f} {'within' if passed else 'beyond'} the tolerance {allowed:.4f} "
+                f"(1.5 half-widths of the 95% interval; as of {realized_rate['as_of_date']})",
             )
         )
     return found
