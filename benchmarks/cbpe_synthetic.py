@@ -155,7 +155,9 @@ def _score_and_monitor(settings: Settings) -> dict[str, Any]:
     }
 
 
-def world(customers: int | None, threads: int, shift: float) -> dict[str, Any]:
+def world(
+    customers: int | None, threads: int, shift: float, seed: int | None = None
+) -> dict[str, Any]:
     """Train on one synthetic world, score its validation date, estimate and realize."""
     _dbt_manifest()
     with (
@@ -164,7 +166,7 @@ def world(customers: int | None, threads: int, shift: float) -> dict[str, Any]:
             {
                 "CRM_HOME": home,
                 "CRM_SOURCE": None,
-                "CRM_SYNTHETIC_SEED": None,
+                "CRM_SYNTHETIC_SEED": None if seed is None else str(seed),
                 "CRM_SYNTHETIC_CUSTOMERS": None if customers is None else str(customers),
                 "CRM_SYNTHETIC_COVARIATE_SHIFT": str(shift),
                 "CRM_THREADS": str(threads),
@@ -173,15 +175,17 @@ def world(customers: int | None, threads: int, shift: float) -> dict[str, Any]:
     ):
         _train(Path(home))
         settings = Settings()
-        return {"customers": settings.synthetic_customers, "covariate_shift": shift} | (
-            _score_and_monitor(settings)
-        )
+        return {
+            "customers": settings.synthetic_customers,
+            "seed": settings.synthetic_seed,
+            "covariate_shift": shift,
+        } | (_score_and_monitor(settings))
 
 
-def synthetic_cbpe(customers: int | None, threads: int) -> dict[str, Any]:
+def synthetic_cbpe(customers: int | None, threads: int, seed: int | None = None) -> dict[str, Any]:
     """The ``cbpe_*`` keys of the synthetic section of ``quality.json``."""
-    plain = world(customers, threads, 0.0)
-    shifted = world(customers, threads, SHIFT)
+    plain = world(customers, threads, 0.0, seed)
+    shifted = world(customers, threads, SHIFT, seed)
     return {
         "cbpe_auc_abs_error": plain["auc_abs_error"],
         "cbpe_auc_abs_error_shift": shifted["auc_abs_error"],
@@ -262,11 +266,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="CatBoost threads")
     parser.add_argument("--output", type=Path, default=None, help="JSON path (default: merge)")
     parser.add_argument("--speed", action="store_true", help="only time 1M rows (cbpe_speed)")
+    parser.add_argument("--seed", type=int, default=None, help="generator seed (default 42)")
     args = parser.parse_args()
     figures = (
         {"cbpe_speed": speed()}
         if args.speed
-        else synthetic_cbpe(args.customers, args.threads) | {"cbpe_speed": speed()}
+        else synthetic_cbpe(args.customers, args.threads, args.seed) | {"cbpe_speed": speed()}
     )
     if args.output is not None:
         args.output.write_text(json.dumps(figures, indent=2) + "\n")
