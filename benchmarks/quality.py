@@ -22,7 +22,9 @@ into it); a missing file stops the run with its path.
   split, reported only) and out of time on Online Retail (``benchmarks/clv_public.py``).
 * Synthetic: the churn model's out-of-time AUC and the oracle AUC on the default synthetic CRM,
   from the pipeline's own assets (generate, ingest, dbt, checks, ``models/churn``) run in process
-  in a temporary ``CRM_HOME``.
+  in a temporary ``CRM_HOME``; and the churn AUC estimated without labels (CBPE) against the
+  realized AUC of a scoring run, with and without a planted covariate shift
+  (``benchmarks/cbpe_synthetic.py``, the ``synthetic.cbpe_*`` keys).
 
 Writes ``benchmarks/results/quality.json`` and the "Quality on public data" section of
 ``benchmarks/RESULTS.md``. ``--stages cdnow online_retail`` reruns only those stages and
@@ -56,6 +58,7 @@ import numpy as np
 import pandas as pd
 
 # The sibling benchmark scripts are modules beside this one (the script's folder is on sys.path).
+from cbpe_synthetic import synthetic_cbpe
 from clv_public import cdnow_config, compare_cdnow, compare_online_retail, online_retail_config
 from leads_xeducation import (
     X_EDUCATION_MAPPING,
@@ -851,7 +854,10 @@ def run(data: Path, protocol: Protocol, stages: Sequence[str] = STAGES) -> dict[
         "hillstrom": lambda: hillstrom(data, protocol, progress),
         "cdnow": lambda: cdnow(data, protocol, progress),
         "online_retail": lambda: online_retail(data, protocol, progress),
-        "synthetic": lambda: synthetic(protocol, progress),
+        "synthetic": lambda: (
+            synthetic(protocol, progress)
+            | synthetic_cbpe(protocol.synthetic_customers, protocol.threads)
+        ),
     }
     report: dict[str, Any] = {
         "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -979,6 +985,20 @@ def render_section(report: dict[str, Any]) -> str:
         f"| synthetic default CRM ({s['customers']:,} customers) | churn ROC AUC, out of time "
         f"({s['validation_as_of']}, {s['validation_rows']:,} customers) | {_f(s['auc'])} | "
         f"oracle {_f(s['oracle_auc'])} | |",
+        *(
+            [
+                f"| synthetic, a scoring run ({s['cbpe']['plain']['as_of']}) | churn ROC AUC "
+                f"estimated without labels (CBPE) | {_f(s['cbpe']['plain']['roc_auc']['estimated'])}"
+                f" | realized {_f(s['cbpe']['plain']['roc_auc']['realized'])} | error ≤ 0.02: "
+                f"{s['cbpe_auc_abs_error'] <= 0.02} |",
+                f"| same, covariate shift {s['cbpe']['shift']['covariate_shift']} | churn ROC AUC "
+                f"estimated without labels (CBPE) | {_f(s['cbpe']['shift']['roc_auc']['estimated'])}"
+                f" | realized {_f(s['cbpe']['shift']['roc_auc']['realized'])} | error ≤ 0.03: "
+                f"{s['cbpe_auc_abs_error_shift'] <= 0.03} |",
+            ]
+            if "cbpe" in s
+            else []
+        ),
         "",
     ]
     lines += _paragraph(

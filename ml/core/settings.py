@@ -73,6 +73,13 @@ class Settings(BaseSettings):
         description="Share of the simulated activity events the generator writes (1.0: all, "
         "about 188 per person; the scale benchmark uses about 50 per person).",
     )
+    synthetic_covariate_shift: float = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        description="Share of the last nine months' sign-ups the generator moves to a monthly "
+        "basic plan with lower engagement (a planted covariate shift; 0: none).",
+    )
     synthetic_start_date: date = Field(default=date(2024, 10, 1))
     synthetic_end_date: date = Field(default=date(2026, 9, 30))
     threads: int = Field(default=2, ge=1, description="Threads for DuckDB and CatBoost.")
@@ -139,6 +146,37 @@ class Settings(BaseSettings):
     retraining_cron: str = Field(default="0 4 * * 1", description="Weekly retraining schedule.")
     drift_share_threshold: float = Field(
         default=0.3, gt=0, le=1, description="Share of drifted features that triggers retraining."
+    )
+    retrain_estimated_auc_margin: float = Field(
+        default=0.03,
+        gt=0,
+        le=1,
+        description="Retrain when the ROC AUC estimated without labels falls this far below "
+        "the AUC the champion was promoted with.",
+    )
+    retrain_realized_auc_margin: float = Field(
+        default=0.03,
+        gt=0,
+        le=1,
+        description="Retrain when the realized ROC AUC of a run whose labels have landed falls "
+        "this far below the AUC the champion was promoted with.",
+    )
+    stability_psi_threshold: float = Field(
+        default=0.2, gt=0, description="Score PSI between two runs that raises an alert."
+    )
+    stability_band_changed_threshold: float = Field(
+        default=0.15,
+        gt=0,
+        le=1,
+        description="Share of customers whose risk band changed between two runs that raises "
+        "an alert.",
+    )
+    stability_action_changed_threshold: float = Field(
+        default=0.25,
+        gt=0,
+        le=1,
+        description="Share of customers whose next best action changed between two runs that "
+        "raises an alert.",
     )
     retrain_cooldown_hours: float = Field(
         default=24.0, ge=0, description="At most one drift-triggered retraining per this period."

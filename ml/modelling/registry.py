@@ -197,6 +197,14 @@ def champion_version(registry: Registry, name: str) -> str | None:
     return _champion_version(_use(registry), registry, name)
 
 
+def version_metrics(registry: Registry, name: str, version: str) -> dict[str, float]:
+    """The held-out metrics logged with ``version`` of ``name`` when it was trained (what the
+    monitoring compares a scoring run's estimated and realized figures with)."""
+    client = _use(registry)
+    run_id = client.get_model_version(name, version).run_id
+    return {} if run_id is None else dict(client.get_run(run_id).data.metrics)
+
+
 def _load_version(name: str, version: str) -> Any:
     with legacy_module_paths():
         loaded = mlflow.pyfunc.load_model(f"models:/{name}/{version}")

@@ -11,6 +11,9 @@ import numpy as np
 BLOCK_PERSONS = 1_000
 """Persons per random-generator block. Fixed so that the data do not depend on ``chunk_size``."""
 
+SHIFT_MONTHS = 9
+"""Months of sign-ups at the end of the data that a covariate shift changes."""
+
 DAY = 86_400
 """Seconds per day."""
 
@@ -39,6 +42,12 @@ class SyntheticConfig:
             volume (0.266: about 50 per person). The persons, their engagement and churn are
             simulated the same; the data show fewer events, and below 1.0 the later random
             draws (which duplicate record holds a ticket, the dirt rows) differ.
+        covariate_shift: Share (0..1) of the persons signing up in the last
+            ``SHIFT_MONTHS`` months of data whose acquisition changed (``ml.synthetic.world.
+            shift_acquisition``): monthly contract, basic plan, lower engagement. Who the
+            customers are moves; how churn follows from what the CRM records does not (a
+            covariate shift, the case performance estimation must survive). 0.0, the default,
+            draws nothing more: the world is the same draw for draw.
     """
 
     customers: int = 20_000
@@ -52,6 +61,7 @@ class SyntheticConfig:
     file_format: FileFormat = "parquet"
     progress: bool = False
     event_share: float = 1.0
+    covariate_shift: float = 0.0
 
     def __post_init__(self) -> None:
         if self.customers < 1:
@@ -66,6 +76,8 @@ class SyntheticConfig:
             raise ValueError("file_format must be 'parquet' or 'csv'")
         if not 0.0 < self.event_share <= 1.0:
             raise ValueError("event_share must be in (0, 1]")
+        if not 0.0 <= self.covariate_shift <= 1.0:
+            raise ValueError("covariate_shift must be in [0, 1]")
         if add_months(self.start_date, 4) > self.end_date:
             raise ValueError("end_date must be at least four months after start_date")
 

@@ -19,7 +19,7 @@ from typing import TypeVar
 
 import numpy as np
 
-from ml.synthetic.config import BLOCK_PERSONS, DAY, Grid, SyntheticConfig
+from ml.synthetic.config import BLOCK_PERSONS, DAY, SHIFT_MONTHS, Grid, SyntheticConfig
 from ml.synthetic.params import (
     CONSENT_GRANT_P,
     COUNTRY_CALLING,
@@ -47,6 +47,7 @@ from ml.synthetic.world import (
     churn_truth,
     draw_churn,
     draw_persons,
+    shift_acquisition,
     simulate_latent_path,
     uniform_in,
 )
@@ -549,6 +550,9 @@ def simulate_block(config: SyntheticConfig, grid: Grid, block: int, first_person
     # The order of these steps is the order of the draws: moving one changes the data. Only
     # the truth (churn_truth, campaign_rows' uplift) draws nothing.
     persons = draw_persons(rng, crng, grid, n)
+    if config.covariate_shift > 0.0:  # its own stream, only when asked (see event_share)
+        shift = np.random.default_rng([config.seed, block, 3])
+        persons = shift_acquisition(shift, grid, persons, config.covariate_shift, SHIFT_MONTHS)
     path = simulate_latent_path(rng, crng, grid, persons)
     churn = draw_churn(rng, grid, persons, path.hazard)
     records = draw_records(rng, grid, persons, churn, config.duplicate_share)

@@ -15,7 +15,7 @@ different number of values, changes the world even when every distribution is th
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import NamedTuple
 
 import numpy as np
@@ -85,6 +85,29 @@ class Persons:
     decay: np.ndarray  # monthly loss of log engagement (0 for those who keep it)
     frailty: np.ndarray  # fixed person term of the churn log-odds
     affinity: np.ndarray  # (n, order categories) log-affinity of what the person buys
+
+
+SHIFT_ENGAGEMENT = 0.6
+"""Engagement of a shifted person relative to the draw (``shift_acquisition``)."""
+
+
+def shift_acquisition(
+    rng: np.random.Generator, grid: Grid, persons: Persons, share: float, months: int
+) -> Persons:
+    """Persons as a changed acquisition brings them: of those signing up in the last
+    ``months`` months of data, a ``share`` (drawn from ``rng``) get a monthly contract, the
+    basic plan and ``SHIFT_ENGAGEMENT`` times their engagement. Churn keeps following the
+    same hazard of what the CRM records, so only the mix of customers moves."""
+    late = persons.signup_month >= grid.data_months - months
+    shifted = late & (rng.random(persons.n) < share)
+    return replace(
+        persons,
+        plan=np.where(shifted, 0, persons.plan),
+        contract=np.where(shifted, 0, persons.contract),
+        base_engagement=np.where(
+            shifted, persons.base_engagement * SHIFT_ENGAGEMENT, persons.base_engagement
+        ),
+    )
 
 
 def draw_persons(

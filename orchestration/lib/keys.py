@@ -8,6 +8,8 @@
 * ``scoring/<name>_buckets``: scores of one customer bucket (partitioned)
 * ``serving/<table>``: a serving table (``ml.serving.tables``) in DuckDB and Parquet
 * ``monitoring/<model>_drift``: drift reports
+* ``monitoring/<model>_performance``: estimated and realized performance per scoring run
+* ``monitoring/churn_score_stability``: how far the scores moved against the previous run
 * ``publish/postgres``: the serving tables in PostgreSQL
 
 Domains depend on each other's assets through these keys, never by importing each other.
@@ -19,6 +21,9 @@ CRM_FILES = dg.AssetKey(["source", "crm_files"])
 ERASURE = dg.AssetKey(["governance", "erasure"])
 CUSTOMER_FEATURES = dg.AssetKey(["marts", "customer_features"])
 CHURN_DRIFT = dg.AssetKey(["monitoring", "churn_drift"])
+CHURN_PERFORMANCE = dg.AssetKey(["monitoring", "churn_performance"])
+CHURN_STABILITY = dg.AssetKey(["monitoring", "churn_score_stability"])
+LEAD_PERFORMANCE = dg.AssetKey(["monitoring", "lead_scoring_performance"])
 
 
 def raw(table: str) -> dg.AssetKey:

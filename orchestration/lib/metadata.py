@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 
 import dagster as dg
 import pandas as pd
 
 from expectations.runner import SuiteResult
 from ml.modelling.model_card import markdown_table
+from ml.modelling.performance_table import TABLE as PERFORMANCE_TABLE
+from ml.modelling.performance_table import MonitoringPass
 from ml.modelling.registry import Registration, Training
 from ml.serving.tables import Published
 
@@ -95,3 +98,36 @@ def table_of(rows: Mapping[str, int], key: str, value: str) -> dg.MetadataValue:
     return dg.MetadataValue.md(
         markdown_table(pd.DataFrame(sorted(rows.items()), columns=[key, value])) if rows else "none"
     )
+
+
+def _figure(value: float | None) -> float | dg.MetadataValue:
+    return dg.MetadataValue.null() if value is None else value
+
+
+def performance_metadata(
+    run: MonitoringPass,
+    capacity: int,
+    thresholds: Mapping[str, float | None],
+    realized: Mapping[str, object] | None,
+    report: Path,
+) -> dict[str, dg.RawMetadataValue]:
+    """What a performance monitoring asset shows: the newest run's estimates, the newest
+    realized figure, the thresholds its checks and the retraining sensor compare with, and the
+    link to the HTML report."""
+    return {
+        "model_version": run.version or "none",
+        "as_of_date": str(run.as_of_date),
+        "estimated_roc_auc": _figure(run.figure("roc_auc")),
+        "estimated_roc_auc_low": _figure(run.figure("roc_auc", column="interval_low")),
+        "estimated_roc_auc_high": _figure(run.figure("roc_auc", column="interval_high")),
+        "estimated_precision_at_capacity": _figure(run.figure("precision_at_capacity")),
+        "estimated_positive_rate": _figure(run.figure("positive_rate")),
+        "realized_as_of_date": str(realized["as_of_date"]) if realized else "none yet",
+        "realized_roc_auc": _figure(float(realized["realized"]) if realized else None),  # type: ignore[arg-type]
+        **{name: _figure(value) for name, value in thresholds.items()},
+        "capacity": capacity,
+        "segments": int(run.estimates["segment"].nunique()) if len(run.estimates) else 0,
+        "realized_runs": ", ".join(f"v{v} {d}" for v, d in run.realized_runs) or "none",
+        "table": PERFORMANCE_TABLE,
+        "report": dg.MetadataValue.path(str(report)),
+    }

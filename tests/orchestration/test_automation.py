@@ -77,3 +77,61 @@ def test_schedules_request_their_job(instance, schedule: str, job: str) -> None:
     data = definition.evaluate_tick(context)
     assert data.run_requests and len(data.run_requests) == 1
     assert definition.job_name == job
+
+
+def _report_performance(
+    instance: dg.DagsterInstance,
+    estimated: float,
+    realized: float | None = None,
+    reference: float = 0.80,
+) -> None:
+    metadata = {"reference_roc_auc": reference, "estimated_roc_auc": estimated}
+    if realized is not None:
+        metadata["realized_roc_auc"] = realized
+    instance.report_runless_asset_event(
+        dg.AssetMaterialization(keys.CHURN_PERFORMANCE, metadata=metadata)
+    )
+
+
+def test_estimated_performance_loss_launches_retraining_named_in_the_tags(instance) -> None:
+    _report_drift(instance, 0.1)
+    _report_performance(instance, estimated=0.74)
+    result, cursor = _evaluate(instance)
+    assert isinstance(result, dg.RunRequest)
+    assert result.tags[TRIGGER_TAG] == "estimated_performance"
+    assert "estimated ROC AUC 0.740 < 0.770" in result.tags[REASON_TAG]
+    again, _ = _evaluate(instance, cursor)
+    assert isinstance(again, dg.SkipReason)
+
+
+def test_realized_loss_is_named_before_the_estimated_one(instance) -> None:
+    _report_performance(instance, estimated=0.74, realized=0.70)
+    result, _ = _evaluate(instance)
+    assert isinstance(result, dg.RunRequest)
+    assert result.tags[TRIGGER_TAG] == "realized_performance"
+
+
+def test_performance_within_margin_and_no_drift_is_skipped(instance) -> None:
+    _report_drift(instance, 0.1)
+    _report_performance(instance, estimated=0.79, realized=0.78)
+    result, _ = _evaluate(instance)
+    assert isinstance(result, dg.SkipReason)
+    assert "within margins" in str(result.skip_message)
+
+
+def test_drift_still_triggers_when_performance_holds(instance) -> None:
+    _report_performance(instance, estimated=0.80)
+    _report_drift(instance, 0.6)
+    result, _ = _evaluate(instance)
+    assert isinstance(result, dg.RunRequest)
+    assert result.tags[TRIGGER_TAG] == "drift"
+
+
+def test_cooldown_counts_any_trigger(instance) -> None:
+    create_run_for_test(
+        instance, job_name="retraining_job", tags={TRIGGER_TAG: "estimated_performance"}
+    )
+    _report_drift(instance, 0.9)
+    result, _ = _evaluate(instance)
+    assert isinstance(result, dg.SkipReason)
+    assert "cool" in str(result.skip_message).lower()

@@ -23,6 +23,7 @@ def synthetic_config(settings: Settings) -> SyntheticConfig:
         start_date=settings.synthetic_start_date,
         end_date=settings.synthetic_end_date,
         event_share=settings.synthetic_event_share,
+        covariate_shift=settings.synthetic_covariate_shift,
     )
 
 

@@ -1,0 +1,183 @@
+"""How the churn champion does before its 90-day labels close, and how it did once they have.
+
+Every as-of date in ``serving.customer_scores`` is a scoring run. The newest gets its CBPE
+estimates (``ml.modelling.performance``) for all customers and per segment: plan, contract type,
+country and the behavioural segment of ``serving.customer_segments`` when it holds that date.
+An older date whose labels have landed in ``marts.churn_labels`` gets its realized figures next
+to the estimates the scoring run stored. All of it is read and joined in DuckDB.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+
+import duckdb
+import pandas as pd
+
+from ml.modelling.performance import EstimationConfig, estimate_segments
+from ml.modelling.performance_table import MonitoringPass, monitor_runs
+from ml.modelling.stability import Stability, StabilityThresholds, record_stability, stability
+from ml.models.churn.data import LABELS_TABLE
+
+MODEL_NAME = "churn"
+SCORES_TABLE = "serving.customer_scores"
+SEGMENTS_TABLE = "serving.customer_segments"
+ACTIONS_TABLE = "serving.next_best_actions"
+SEGMENT_COLUMNS: tuple[str, ...] = ("plan", "contract_type", "country_code", "segment_name")
+"""The segments estimated apart: the business slices and the named behavioural segments."""
+
+
+def _has_table(con: duckdb.DuckDBPyConnection, qualified: str) -> bool:
+    schema, name = qualified.split(".")
+    (found,) = con.execute(
+        "select count(*) from information_schema.tables where table_schema = ? and table_name = ?",
+        [schema, name],
+    ).fetchone() or (0,)
+    return bool(found)
+
+
+def scored_runs(con: duckdb.DuckDBPyConnection) -> list[tuple[str, date]]:
+    """``(model_version, as_of_date)`` of every scoring run in the serving table, oldest first."""
+    if not _has_table(con, SCORES_TABLE):
+        return []
+    found = con.execute(
+        f"select distinct model_version, as_of_date from {SCORES_TABLE} order by 2, 1"
+    ).fetchall()
+    return [(str(v), d) for v, d in found]
+
+
+def labels_landed(con: duckdb.DuckDBPyConnection, as_of_date: date) -> bool:
+    """Whether the label window of ``as_of_date`` has closed (``marts.churn_labels``)."""
+    (landed,) = con.execute(
+        f"select coalesce(bool_or(label_available), false) from {LABELS_TABLE} "
+        "where as_of_date = ?",
+        [as_of_date],
+    ).fetchone() or (False,)
+    return bool(landed)
+
+
+def read_scored_rows(
+    con: duckdb.DuckDBPyConnection, version: str, as_of_date: date
+) -> pd.DataFrame:
+    """The scores of one run with their segments and, where the window has closed, the label.
+
+    Returns:
+        ``customer_id``, ``probability``, the :data:`SEGMENT_COLUMNS` (``segment_name`` only
+        when ``serving.customer_segments`` exists) and ``label`` (1.0/0.0, null while the label
+        window is open).
+    """
+    with_segments = _has_table(con, SEGMENTS_TABLE)
+    segment_join = (
+        f"left join {SEGMENTS_TABLE} as g on g.customer_id = s.customer_id "
+        "and g.as_of_date = s.as_of_date"
+        if with_segments
+        else ""
+    )
+    segment_column = ", g.segment_name" if with_segments else ""
+    return con.execute(
+        f"""
+        select
+            s.customer_id,
+            s.churn_probability as probability,
+            f.plan,
+            f.contract_type,
+            f.country_code{segment_column},
+            case when l.label_available then cast(l.churned as double) end as label
+        from {SCORES_TABLE} as s
+        left join marts.customer_features as f
+            on f.customer_id = s.customer_id and f.as_of_date = s.as_of_date
+        left join {LABELS_TABLE} as l
+            on l.customer_id = s.customer_id and l.as_of_date = s.as_of_date
+        {segment_join}
+        where s.model_version = ? and s.as_of_date = ?
+        order by s.customer_id
+        """,
+        [version, as_of_date],
+    ).df()
+
+
+def monitor_performance(
+    con: duckdb.DuckDBPyConnection,
+    capacity: int,
+    now: datetime,
+    config: EstimationConfig | None = None,
+) -> MonitoringPass:
+    """Estimate the newest scoring run and realize every older run whose labels have landed.
+
+    Args:
+        con: Writable warehouse connection.
+        capacity: Customers the retention team acts on per run (``CRM_CAPACITY_TOP_K``).
+        now: When this pass runs (written to the table).
+        config: Estimation settings.
+
+    Returns:
+        The newest run's figures and the runs realized in this pass.
+    """
+    config = config or EstimationConfig()
+
+    def figures_of(version: str, as_of: date) -> pd.DataFrame:
+        rows = read_scored_rows(con, version, as_of)
+        columns = [c for c in SEGMENT_COLUMNS if c in rows.columns and rows[c].notna().any()]
+        return estimate_segments(rows, columns, capacity, config, label_column="label")
+
+    return monitor_runs(
+        con, MODEL_NAME, scored_runs(con), figures_of, lambda d: labels_landed(con, d), now
+    )
+
+
+@dataclass(frozen=True)
+class ScoreStability:
+    """Stability of the newest churn scoring run against the one before.
+
+    Attributes:
+        as_of_date: The newest run's as-of date.
+        previous_as_of_date: The run it is compared with.
+        figures: PSI of the probabilities, share of customers whose risk band changed and,
+            when ``serving.next_best_actions`` holds both dates, whose action changed.
+    """
+
+    as_of_date: date
+    previous_as_of_date: date
+    figures: tuple[Stability, ...]
+
+
+def _run_rows(con: duckdb.DuckDBPyConnection, as_of: date, with_actions: bool) -> pd.DataFrame:
+    action = ", a.action" if with_actions else ""
+    join = (
+        f"left join {ACTIONS_TABLE} as a on a.customer_id = s.customer_id "
+        "and a.as_of_date = s.as_of_date"
+        if with_actions
+        else ""
+    )
+    return con.execute(
+        f"select s.customer_id, s.churn_probability, s.churn_risk_band{action} "
+        f"from {SCORES_TABLE} as s {join} where s.as_of_date = ?",
+        [as_of],
+    ).df()
+
+
+def monitor_stability(
+    con: duckdb.DuckDBPyConnection, thresholds: StabilityThresholds, now: datetime
+) -> ScoreStability | None:
+    """Compare the two newest churn scoring runs and write ``monitoring.score_stability``.
+
+    Returns:
+        The figures, or None when fewer than two as-of dates are scored.
+    """
+    dates = sorted({d for _, d in scored_runs(con)})
+    if len(dates) < 2:
+        return None
+    previous, newest = dates[-2], dates[-1]
+    with_actions = _has_table(con, ACTIONS_TABLE)
+    figures = stability(
+        _run_rows(con, previous, with_actions),
+        _run_rows(con, newest, with_actions),
+        thresholds,
+        key="customer_id",
+        score="churn_probability",
+        band="churn_risk_band",
+        action="action" if with_actions else None,
+    )
+    record_stability(con, MODEL_NAME, newest, previous, figures, now)
+    return ScoreStability(newest, previous, tuple(figures))
