@@ -58,7 +58,7 @@ def test_fair_model_is_promoted_with_a_card(
     outcome, registration, client = _train(
         tmp_path, feature_frame, _customers(feature_frame, False), fast_config
     )
-    assert outcome.fairness is not None and outcome.fairness.gate_passed
+    assert outcome.fairness is not None and outcome.fairness.gate_passed, outcome.fairness.reasons
     assert registration.alias == "champion"
     md, html = registration.model_card
     text = md.read_text()

@@ -74,7 +74,7 @@ def test_the_fairness_audit_covers_the_protected_column_and_gates_on_calibration
     assert {row["attribute"] for row in report["groups"]} == {"senior_citizen"}
     assert report["config"]["criterion"] == "calibration"
     # Seniors truly churn more: their selection rate is higher, and that alone does not block.
-    assert training.summary["fairness_gate"] == "passed"
+    assert training.summary["fairness_gate"] == "passed", report["reasons"]
     assert "fairness" in training.tables
 
 

@@ -76,7 +76,14 @@ def test_group_metrics_match_hand_computed_values() -> None:
     summary = report.attributes[0]
     assert summary.selection_rate_ratio == pytest.approx(0.4 / 0.6)
     assert summary.tpr_difference == pytest.approx(2 / 3)
-    assert report.reasons == ("g: selection-rate ratio 0.67 (b 0.400 vs a 0.600) < 0.8",)
+    # At the capacity cut (top 4: three of a, one of b) the disparity is larger.
+    assert a["capacity_selection_rate"] == pytest.approx(3 / 5)
+    assert b["capacity_selection_rate"] == pytest.approx(1 / 5)
+    assert summary.capacity_selection_rate_ratio == pytest.approx(1 / 3)
+    assert report.reasons == (
+        "g: selection-rate ratio 0.67 (b 0.400 vs a 0.600) < 0.8",
+        "g at capacity 4: selection-rate ratio 0.33 (b 0.200 vs a 0.600) < 0.8",
+    )
 
 
 def test_vectorised_group_metrics_equal_fairlearns_metric_frame() -> None:
@@ -104,11 +111,15 @@ def test_vectorised_group_metrics_equal_fairlearns_metric_frame() -> None:
             "mean_predicted": lambda yy, pp: float(np.mean(pp)),
             "observed_rate": lambda yy, pp: float(np.mean(yy)),
             "brier": lambda yy, pp: float(brier_score_loss(yy, pp, labels=[0, 1])),
+            "capacity_selection_rate": lambda yy, pp, k: float(k.mean()),
         },
         y_true=y,
         y_pred=p,
         sensitive_features=groups.rename("group"),
-        sample_params={"precision_at_k": {"k": in_top_k}},
+        sample_params={
+            "precision_at_k": {"k": in_top_k},
+            "capacity_selection_rate": {"k": in_top_k},
+        },
     )
     expected = frame.by_group.reset_index()
     expected.loc[expected["group"] == "d", "tpr"] = math.nan  # fairlearn says 0; we say undefined
@@ -181,6 +192,10 @@ def test_small_groups_are_reported_but_not_gated() -> None:
     assert diverse["n"] == 5 and diverse["selection_rate"] == 0.0 and not diverse["in_gate"]
     assert report.attributes[0].n_groups == 3 and report.attributes[0].n_groups_in_gate == 2
     assert report.gate_passed
+    # ... but never passed silently as fair: the group is named as untestable.
+    assert diverse["selection_status"] == "not enough rows"
+    assert any("diverse has 5 rows" in note for note in report.attributes[0].notes)
+    assert "not enough rows" in report.table_markdown()
     # The same group does block once it is large enough to count.
     strict = fairness_report(
         y,
@@ -219,8 +234,10 @@ def test_outputs_are_aggregates_and_json_serialisable() -> None:
     assert set(metrics) == {
         "fairness.gate_passed",
         "fairness.g.selection_rate_ratio",
+        "fairness.g.capacity_selection_rate_ratio",
         "fairness.g.tpr_difference",
         "fairness.g.n_groups_in_gate",
+        "fairness.g.n_inconclusive",
         "fairness.g.passed",
     }
     assert metrics["fairness.gate_passed"] == 0.0
@@ -323,28 +340,94 @@ def test_config_rejects_invalid_settings(kwargs: dict[str, object]) -> None:
         FairnessConfig(**kwargs)  # type: ignore[arg-type]
 
 
-def test_a_low_ratio_on_few_selected_rows_is_noted_not_gated() -> None:
-    # 100 per group, 6 against 9 selected: ratio 0.67 < 0.8, but chance explains it.
-    n = 100
-    proba = np.r_[np.where(np.arange(n) < 6, 0.9, 0.1), np.where(np.arange(n) < 9, 0.9, 0.1)]
-    y = (proba > 0.5).astype(int)
-    sensitive = pd.DataFrame({"gender": ["female"] * n + ["male"] * n})
-    lenient = fairness_report(y, proba, 0.5, sensitive, FairnessConfig(), gated=["gender"])
-    assert lenient.gate_passed
-    assert "but not significant (p = " in lenient.table_markdown()
+def _selected(per_group: int, female: int, male: int) -> tuple[np.ndarray, pd.DataFrame]:
+    """``per_group`` rows per gender, the first ``female``/``male`` of each scored 0.9, others 0.1."""
+    rank = np.arange(per_group)
+    proba = np.r_[np.where(rank < female, 0.9, 0.1), np.where(rank < male, 0.9, 0.1)]
+    return proba, pd.DataFrame({"gender": np.repeat(["female", "male"], per_group)})
+
+
+def test_a_planted_disparity_on_many_rows_fails_the_tested_rule() -> None:
+    # 2000 per group, 140 against 280 selected: ratio 0.5, 99% upper bound 0.63 < 0.8.
+    proba, sensitive = _selected(2000, 140, 280)
+    report = fairness_report(proba > 0.5, proba, 0.5, sensitive, gated=["gender"])
+    assert not report.gate_passed and not report.inconclusive
+    (reason,) = report.reasons
+    assert reason.startswith("gender: selection-rate ratio 0.50 (female 0.070 vs male 0.140)")
+    assert reason.endswith("upper bound 0.63 (one-sided, alpha 0.01 over 1 comparison)")
+    female = report.groups.set_index("group").loc["female"]
+    assert female["selection_status"] == "disparity"
+    assert female["selection_ratio_upper"] < 0.8
+
+
+def test_the_same_ratio_on_twenty_selected_rows_is_inconclusive_not_failed() -> None:
+    # 100 per group, 7 against 14 selected (21 in all): ratio 0.5, but the bound reaches 1.4.
+    proba, sensitive = _selected(100, 7, 14)
+    report = fairness_report(proba > 0.5, proba, 0.5, sensitive, gated=["gender"])
+    assert report.gate_passed
+    (finding,) = report.inconclusive
+    assert finding.startswith("gender: selection-rate ratio 0.50")
+    assert "inconclusive, too few rows" in finding
+    assert report.groups.set_index("group").at["female", "selection_status"] == "inconclusive"
+    assert report.as_metrics()["fairness.gender.n_inconclusive"] == 1.0
+    assert "Inconclusive" in report.table_markdown()
+    assert report.to_dict()["inconclusive"] == [finding]
+    # Without the test the point ratio alone blocks, as the plain four-fifths rule did.
     strict = fairness_report(
-        y, proba, 0.5, sensitive, FairnessConfig(significance_level=None), gated=["gender"]
+        proba > 0.5, proba, 0.5, sensitive, FairnessConfig(significance_level=None), ["gender"]
     )
-    assert not strict.gate_passed
-    # The same rates on 20x the rows are significant and fail.
-    big = pd.DataFrame({"gender": np.repeat(["female", "male"], 20 * n)})
-    big_proba = np.r_[
-        np.where(np.arange(20 * n) < 120, 0.9, 0.1), np.where(np.arange(20 * n) < 180, 0.9, 0.1)
-    ]
-    failed = fairness_report(
-        (big_proba > 0.5).astype(int), big_proba, 0.5, big, FairnessConfig(), gated=["gender"]
-    )
-    assert not failed.gate_passed and "p = " in failed.reasons[0]
+    assert not strict.gate_passed and not strict.inconclusive
+
+
+def test_katz_upper_bound_by_hand() -> None:
+    proba, sensitive = _selected(100, 7, 14)
+    report = fairness_report(proba > 0.5, proba, 0.5, sensitive, gated=["gender"])
+    se = math.sqrt(1 / 7 - 1 / 100 + 1 / 14 - 1 / 100)
+    expected = 0.5 * math.exp(2.3263478740408408 * se)  # one-sided 99%, one comparison
+    female = report.groups.set_index("group").loc["female"]
+    assert female["selection_ratio_upper"] == pytest.approx(expected)
+    assert math.isnan(report.groups.set_index("group").at["male", "selection_ratio_upper"])
+
+
+def test_the_bound_is_corrected_for_the_number_of_groups_compared() -> None:
+    # Group b selects 45 of 2000 against 90 of 2000 elsewhere (ratio 0.5). Against one group
+    # the 99% bound is 0.76 and fails; among seven groups (six comparisons, Bonferroni) it is
+    # 0.85: a ratio this far off among many groups happens by chance too often to block on.
+    def report_for(groups: list[str]):
+        proba = np.tile(np.where(np.arange(2000) < 90, 0.9, 0.1), len(groups))
+        proba[2000 : 2000 + 90] = np.where(np.arange(90) < 45, 0.9, 0.1)
+        sensitive = pd.DataFrame({"band": np.repeat(groups, 2000)})
+        return fairness_report(proba > 0.5, proba, 0.5, sensitive, gated=["band"])
+
+    assert not report_for(["a", "b"]).gate_passed
+    many = report_for(list("abcdefg"))
+    assert many.gate_passed
+    (finding,) = many.inconclusive
+    assert finding.startswith("band: selection-rate ratio 0.50 (b 0.022 vs a 0.045)")
+    assert "over 6 comparisons" in finding
+
+
+def test_a_group_nobody_selects_gets_a_finite_bound() -> None:
+    proba, sensitive = _selected(60, 0, 3)
+    report = fairness_report(proba > 0.5, proba, 0.5, sensitive, gated=["gender"])
+    female = report.groups.set_index("group").loc["female"]
+    assert female["selection_ratio"] == 0.0 and np.isfinite(female["selection_ratio_upper"])
+    assert female["selection_status"] == "inconclusive" and report.gate_passed
+
+
+def test_a_planted_disparity_at_the_capacity_cut_fails() -> None:
+    # Everybody clears the threshold (ratio 1), but women's scores are scaled down, so the top
+    # 400 contacted are nearly all men.
+    proba, sensitive = _world(4000)
+    proba = np.where(sensitive["gender"] == "female", proba * 0.6, proba)
+    config = FairnessConfig(capacity_k=400)
+    report = fairness_report(_labels(proba), proba, 0.0, sensitive, config, gated=["gender"])
+    assert report.attributes[0].selection_rate_ratio == 1.0
+    assert not report.gate_passed
+    (reason,) = report.reasons
+    assert reason.startswith("gender at capacity 400: selection-rate ratio 0.")
+    assert report.groups.set_index("group").at["female", "capacity_status"] == "disparity"
+    assert report.as_metrics()["fairness.gender.capacity_selection_rate_ratio"] < 0.8
 
 
 def _base_rate_world(n: int = 4_000) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
