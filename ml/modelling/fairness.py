@@ -39,6 +39,7 @@ from scipy.stats import norm, spearmanr
 from scipy.stats.contingency import association
 
 from ml.data.contract import PROTECTED_COLUMNS
+from ml.data.flat_tables import PROTECTED_PREFIX
 from ml.modelling.model_card import markdown_table
 
 UNKNOWN = "unknown"
@@ -379,6 +380,27 @@ def protected_groups(
             "age_band": np.where(plausible, labels[band_index], UNKNOWN),
         }
     )
+
+
+def declared_protected_groups(rows: pd.DataFrame, numeric_groups: int = 4) -> pd.DataFrame:
+    """Audit groups from the ``protected_*`` columns a flat-table mapping declared.
+
+    Args:
+        rows: Rows of a flat table (``ml.data.flat_tables``), e.g. a model's holdout.
+        numeric_groups: A numeric column with more than ten values is audited in this many
+            quantile groups (an age in years is not a group of its own per year).
+
+    Returns:
+        One column per declared protected column, named without the prefix, positionally aligned
+        with ``rows``; no columns when the mapping declared none (nothing to audit).
+    """
+    columns = {}
+    for name in (c for c in rows.columns if c.startswith(PROTECTED_PREFIX)):
+        column = rows[name]
+        if pd.api.types.is_numeric_dtype(column) and column.nunique() > 10:
+            column = pd.qcut(column, numeric_groups, duplicates="drop").astype(str)
+        columns[name.removeprefix(PROTECTED_PREFIX)] = column.astype(object).to_numpy()
+    return pd.DataFrame(columns, index=range(len(rows)))
 
 
 def fairness_report(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import date, datetime
 from pathlib import Path
@@ -15,6 +16,8 @@ import pytest
 from ml.data.contract import FLAT_TABLES, LEADS_TABLE
 from ml.data.flat_tables import load_flat_table, read_flat_table
 from ml.data.mapping import load_source_mapping
+from ml.modelling.registry import Training
+from ml.models.lead_scoring import pipeline as lead_pipeline
 from ml.models.lead_scoring.model import (
     GRADES,
     LABEL_COLUMN,
@@ -239,3 +242,56 @@ def test_model_without_dates_uses_a_stratified_holdout(
 def test_grade_cut_offs_are_validated() -> None:
     with pytest.raises(ValueError, match="grade cut-offs"):
         LeadConfig(grade_a=40, grade_b=50)
+
+
+def _train_with_gender(
+    tmp_path: Path, gender: np.ndarray | Callable[[pd.DataFrame], np.ndarray] | None
+) -> Training:
+    export = generate_leads(1_500, seed=11, start=START, end=END)
+    mapping = SYNTHETIC_MAPPING.read_text()
+    if gender is not None:
+        export["Gender"] = gender(export) if callable(gender) else gender
+        mapping += "  protected: [Gender]\n"
+    (tmp_path / "mapping.yaml").write_text(mapping)
+    export.to_csv(tmp_path / "leads.csv", index=False)
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    try:
+        leads_mapping = load_source_mapping(tmp_path / "mapping.yaml", FLAT_TABLES)["leads"]
+        load_flat_table(con, leads_mapping, tmp_path, tmp_path / "q", now=AS_OF)
+        table = read_flat_table(con, LEADS_TABLE)
+    finally:
+        con.close()
+    return lead_pipeline.train(table, FAST, tmp_path / "plots")
+
+
+def test_declared_protected_column_is_audited_at_grade_a_and_capacity(tmp_path: Path) -> None:
+    gender = np.random.default_rng(3).choice(["f", "m"], 1_500)
+    training = _train_with_gender(tmp_path, gender)
+    report = training.candidate.json_artifacts["fairness_report.json"]
+    assert isinstance(report, dict)
+    assert {row["attribute"] for row in report["groups"]} == {"gender"}
+    assert report["config"]["capacity_k"] >= 1  # the capacity cut is audited too
+    assert {"selection_status", "capacity_status"} <= set(report["groups"][0])
+    assert training.summary["fairness_gate"] == "passed", report["reasons"]
+    assert "fairness.gate_passed" in training.candidate.metrics
+    assert training.candidate.card.fairness_gate is not None
+    assert training.candidate.decide(None, None).promote
+
+
+def test_a_planted_disparity_in_lead_selection_blocks_promotion(tmp_path: Path) -> None:
+    # Gender follows conversion: a model that never sees gender still grades one gender A.
+    training = _train_with_gender(
+        tmp_path, lambda e: np.where(e["Became a Customer Date"].notna(), "f", "m")
+    )
+    assert training.summary["fairness_gate"] == "FAILED"
+    decision = training.candidate.decide(None, None)
+    assert not decision.promote
+    assert decision.gate_failures[0].startswith("fairness gate: gender")
+
+
+def test_leads_without_protected_columns_say_not_audited(tmp_path: Path) -> None:
+    training = _train_with_gender(tmp_path, None)
+    assert training.summary["fairness_gate"] == "not audited (no protected column)"
+    assert "fairness_report.json" not in training.candidate.json_artifacts
+    assert training.candidate.decide(None, None).promote

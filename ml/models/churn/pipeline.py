@@ -332,7 +332,7 @@ def _model_card(
         },
         capacity=capacity,
         fairness_table=fairness.groups if fairness is not None else None,
-        fairness_gate=FairnessGate(fairness.gate_passed, fairness.reasons)
+        fairness_gate=FairnessGate(fairness.gate_passed, fairness.reasons + fairness.inconclusive)
         if fairness is not None
         else None,
         drift=None,

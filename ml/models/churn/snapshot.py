@@ -50,6 +50,7 @@ from ml.modelling.evaluation import (
 from ml.modelling.fairness import (
     FairnessConfig,
     FairnessReport,
+    declared_protected_groups,
     fairness_report,
     proxy_check,
 )
@@ -140,13 +141,7 @@ def split_snapshot(rows: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 def protected_frame(rows: pd.DataFrame) -> pd.DataFrame:
     """The ``protected_*`` columns as audit groups: numbers with many values in quartiles."""
-    columns = {}
-    for name in (c for c in rows.columns if c.startswith(PROTECTED_PREFIX)):
-        column = rows[name]
-        if pd.api.types.is_numeric_dtype(column) and column.nunique() > 10:
-            column = pd.qcut(column, NUMERIC_GROUPS, duplicates="drop").astype(str)
-        columns[name.removeprefix(PROTECTED_PREFIX)] = column.astype(object).to_numpy()
-    return pd.DataFrame(columns)
+    return declared_protected_groups(rows, NUMERIC_GROUPS)
 
 
 def _logit(p: np.ndarray) -> np.ndarray:
@@ -333,7 +328,7 @@ def _model_card(
         },
         capacity=capacity,
         fairness_table=fairness.groups if fairness is not None else None,
-        fairness_gate=FairnessGate(fairness.gate_passed, fairness.reasons)
+        fairness_gate=FairnessGate(fairness.gate_passed, fairness.reasons + fairness.inconclusive)
         if fairness is not None
         else None,
         known_limits=tuple(limits),

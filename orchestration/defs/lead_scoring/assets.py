@@ -7,6 +7,7 @@ import dagster as dg
 from ml.core.warehouse import connect
 from ml.data.contract import LEADS_TABLE
 from ml.data.flat_tables import read_flat_table
+from ml.modelling.fairness import FairnessConfig
 from ml.modelling.registry import load_champion, register
 from ml.models.lead_scoring import pipeline as leads
 from ml.models.lead_scoring.model import LEAD_BOOSTING, LeadConfig
@@ -34,7 +35,8 @@ def lead_scoring_model(context: dg.AssetExecutionContext, crm: CrmSettings) -> d
     """CatBoost conversion model on every mapped column and custom attribute of the export.
 
     Evaluated on the newest 20% of labelled leads (stratified when the export has no dates);
-    champion when its holdout ROC AUC is at least the champion's on the same leads.
+    champion when its holdout ROC AUC is at least the champion's on the same leads and, when the
+    mapping declares protected columns, the fairness gate on who is graded A passes.
     """
     settings = crm.get()
     if (skip := skip_without_inputs(settings, leads.NEEDS)) is not None:
@@ -45,6 +47,9 @@ def lead_scoring_model(context: dg.AssetExecutionContext, crm: CrmSettings) -> d
         table,
         LeadConfig(boosting=LEAD_BOOSTING.with_threads(settings.threads)),
         plots_dir=settings.reports_dir / leads.MODEL_NAME / context.run_id,
+        fairness=FairnessConfig(
+            min_selection_rate_ratio=settings.fairness_min_selection_rate_ratio
+        ),
     )
     registration = register(registry(settings), training.candidate)
     return dg.MaterializeResult(metadata=training_metadata(training, registration))
