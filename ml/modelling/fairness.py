@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Collection
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from itertools import pairwise
 from typing import Any, Literal
 
@@ -401,6 +401,51 @@ def declared_protected_groups(rows: pd.DataFrame, numeric_groups: int = 4) -> pd
             column = pd.qcut(column, numeric_groups, duplicates="drop").astype(str)
         columns[name.removeprefix(PROTECTED_PREFIX)] = column.astype(object).to_numpy()
     return pd.DataFrame(columns, index=range(len(rows)))
+
+
+def audit_customer_selection(
+    rows: pd.DataFrame,
+    customers: pd.DataFrame,
+    config: FairnessConfig | None = None,
+    top_fraction: float = 0.1,
+) -> FairnessReport:
+    """Who a model selects among customers, by gender and age band (``marts.customers``).
+
+    For models that act on every customer they score (an offer, a treatment) and whose only
+    cut is capacity: at threshold 0 everybody is selected (ratio 1, nothing to gate), and the
+    gate is the four-fifths rule at the capacity cut, the ``capacity_k`` highest-scored
+    customers (default ``ceil(top_fraction * customers)``, the top decile lift is read at).
+
+    Args:
+        rows: One row per customer: ``customer_id``, ``as_of_date``, ``score`` in [0, 1] (what
+            ranks customers for the cut) and ``outcome`` (0/1, for TPR and calibration columns).
+        customers: ``customer_id``, ``gender``, ``birth_year`` (protected; audit only).
+        config: Settings; ``capacity_k`` ``None`` takes the top fraction.
+        top_fraction: Share of customers in the capacity cut when ``capacity_k`` is unset.
+
+    Returns:
+        The report, gated on gender and age band.
+
+    Raises:
+        ValueError: If a customer appears twice in ``rows``.
+    """
+    config = config or FairnessConfig()
+    if rows["customer_id"].duplicated().any():
+        raise ValueError("audit rows must be one per customer")
+    if config.capacity_k is None:
+        config = replace(config, capacity_k=max(1, math.ceil(top_fraction * len(rows))))
+    as_of_year = pd.Timestamp(rows["as_of_date"].max()).year
+    groups = protected_groups(customers, as_of_year, config)
+    sensitive = rows[["customer_id"]].merge(
+        groups, on="customer_id", how="left", validate="one_to_one"
+    )[list(PROTECTED_ATTRIBUTES)]
+    return fairness_report(
+        rows["outcome"].to_numpy(dtype=int),
+        rows["score"].to_numpy(dtype=float),
+        0.0,
+        sensitive,
+        config,
+    )
 
 
 def fairness_report(

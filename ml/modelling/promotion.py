@@ -18,7 +18,7 @@ The first version of a model has no champion to compare with: the gates alone de
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Protocol
 
 import numpy as np
@@ -254,6 +254,18 @@ def decide_by_metric(
     )
     reason = f"promoted: {comparison}" if passed else f"kept as challenger: {comparison}"
     return PromotionDecision(passed, reason, (term,), (), champion_version, rows)
+
+
+def with_gate(decision: PromotionDecision, gate_failures: tuple[str, ...]) -> PromotionDecision:
+    """``decision`` kept as challenger when a blocking gate failed (e.g. the fairness gate)."""
+    if not gate_failures:
+        return decision
+    return replace(
+        decision,
+        promote=False,
+        reason="kept as challenger: blocked by " + "; ".join(gate_failures),
+        gate_failures=gate_failures,
+    )
 
 
 def refitted_every_run(metric: str, score: float, *, rows: int) -> PromotionDecision:

@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from datetime import date
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from ml.models.next_product import pipeline
 from ml.models.next_product.model import (
     LABEL,
     NEXT_PRODUCT_BOOSTING,
@@ -108,3 +110,36 @@ def test_training_needs_two_dates_and_both_classes() -> None:
         train_next_product_model(one_date, FAST)
     with pytest.raises(ValueError, match="both purchases and non-purchases"):
         train_next_product_model(labelled.assign(**{LABEL: False}), FAST)
+
+
+def _customers(labelled: pd.DataFrame, gender: np.ndarray) -> pd.DataFrame:
+    ids = labelled["customer_id"].drop_duplicates().to_numpy()
+    birth_year = np.random.default_rng(5).integers(1950, 2000, len(ids))
+    return pd.DataFrame({"customer_id": ids, "gender": gender, "birth_year": birth_year})
+
+
+def test_who_is_offered_at_capacity_is_audited_and_gates_promotion(tmp_path: Path) -> None:
+    labelled = _candidates()
+    ids = labelled["customer_id"].drop_duplicates()
+    fair = _customers(labelled, np.random.default_rng(4).choice(["f", "m"], len(ids)))
+    training = pipeline.train(labelled, FAST, tmp_path / "fair", customers=fair)
+    report = training.candidate.json_artifacts["fairness_report.json"]
+    assert isinstance(report, dict)
+    assert report["config"]["capacity_k"] == 30  # top decile of the 300 holdout customers
+    assert {row["attribute"] for row in report["groups"]} == {"gender", "age_band"}
+    assert training.summary["fairness_gate"] == "passed", report["reasons"]
+    assert training.candidate.decide(None, None).promote
+    # Women are planted on the basic plans, whose offers are weak: the capacity goes to men.
+    newest = labelled.loc[labelled["as_of_date"] == labelled["as_of_date"].max()]
+    premium = newest.drop_duplicates("customer_id").set_index("customer_id")["plan"] == "premium"
+    unfair = _customers(labelled, np.where(premium.reindex(ids).to_numpy(), "m", "f"))
+    blocked = pipeline.train(labelled, FAST, tmp_path / "unfair", customers=unfair)
+    decision = blocked.candidate.decide(None, None)
+    assert not decision.promote
+    assert decision.gate_failures[0].startswith("fairness gate: gender at capacity 30")
+
+
+def test_without_customers_the_offers_are_not_audited(tmp_path: Path) -> None:
+    training = pipeline.train(_candidates(), FAST, tmp_path)
+    assert training.summary["fairness_gate"] == "not audited"
+    assert "fairness_report.json" not in training.candidate.json_artifacts

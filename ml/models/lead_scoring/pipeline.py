@@ -23,7 +23,7 @@ from ml.modelling.fairness import (
 )
 from ml.modelling.flat_outcome import feature_table, holdout_split, plot_flat_model
 from ml.modelling.model_card import FairnessGate, ModelCard
-from ml.modelling.promotion import PromotionDecision, decide_by_metric
+from ml.modelling.promotion import PromotionDecision, decide_by_metric, with_gate
 from ml.modelling.registry import Candidate, Training
 from ml.models.lead_scoring.model import (
     CONVERSION,
@@ -115,16 +115,11 @@ def train(
             if champion is not None
             else None
         )
-        decision = decide_by_metric(
-            "roc_auc", new_auc, before, rows=len(holdout), champion_version=version
-        )
-        if not gate_failures:
-            return decision
-        return replace(
-            decision,
-            promote=False,
-            reason="kept as challenger: blocked by " + "; ".join(gate_failures),
-            gate_failures=gate_failures,
+        return with_gate(
+            decide_by_metric(
+                "roc_auc", new_auc, before, rows=len(holdout), champion_version=version
+            ),
+            gate_failures,
         )
 
     metrics = model.holdout.as_metrics()

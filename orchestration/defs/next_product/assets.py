@@ -3,9 +3,10 @@
 import dagster as dg
 
 from ml.core.warehouse import connect
+from ml.modelling.fairness import FairnessConfig
 from ml.modelling.registry import load_champion, register
 from ml.models.next_product import pipeline as next_product
-from ml.models.next_product.data import read_product_candidates
+from ml.models.next_product.data import read_audit_customers, read_product_candidates
 from ml.models.next_product.model import NEXT_PRODUCT_BOOSTING, NextProductConfig
 from ml.serving.tables import publish, serving_table
 from orchestration.lib import keys
@@ -31,7 +32,8 @@ PRODUCT_LABELS = keys.mart("product_purchase_labels")
 )
 def next_product_model(context: dg.AssetExecutionContext, crm: CrmSettings) -> dg.MaterializeResult:
     """CatBoost propensity to buy a category within 90 days, out of time on the newest date;
-    champion when its holdout ROC AUC is at least the champion's on the same rows."""
+    champion when its holdout ROC AUC is at least the champion's on the same rows and the
+    fairness gate on who is offered at capacity passes."""
     settings = crm.get()
     if (skip := skip_without_inputs(settings, next_product.NEEDS)) is not None:
         return skip
@@ -40,8 +42,16 @@ def next_product_model(context: dg.AssetExecutionContext, crm: CrmSettings) -> d
         labelled = read_product_candidates(
             con, labelled=True, last_as_of_dates=config.training_as_of_dates
         )
+        customers = read_audit_customers(con)
     training = next_product.train(
-        labelled, config, plots_dir=settings.reports_dir / next_product.MODEL_NAME / context.run_id
+        labelled,
+        config,
+        plots_dir=settings.reports_dir / next_product.MODEL_NAME / context.run_id,
+        customers=customers,
+        fairness=FairnessConfig(
+            min_selection_rate_ratio=settings.fairness_min_selection_rate_ratio,
+            capacity_k=settings.capacity_top_k,
+        ),
     )
     registration = register(registry(settings), training.candidate)
     return dg.MaterializeResult(metadata=training_metadata(training, registration))
