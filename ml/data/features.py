@@ -164,3 +164,9 @@ def read_reference_features(
     if max_rows is not None:
         params.update(n=int(max_rows), seed=int(seed))
     return con.execute(sql, params).df()
+
+
+def read_audit_customers(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """``customer_id`` and the protected attributes (``birth_year``, ``gender``) of
+    ``marts.customers``, for a fairness audit of who a model selects only: never features."""
+    return con.sql("select customer_id, birth_year, gender from marts.customers").df()

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from ml.modelling.uplift import UPLIFT_BOOSTING, UpliftConfig
+from ml.models.retention_uplift import pipeline
 from ml.models.retention_uplift.model import (
     UPLIFT_COLUMNS,
     CampaignUpliftConfig,
@@ -115,3 +116,35 @@ def test_one_campaign_is_not_enough() -> None:
     sends = _sends()
     with pytest.raises(ValueError, match="at least two campaigns"):
         train_campaign_uplift(sends.loc[sends["campaign_id"] == "retention-2025-01"], FAST)
+
+
+def _gender_of(sends: pd.DataFrame, planted: bool) -> pd.DataFrame:
+    ids = sends["customer_id"].drop_duplicates()
+    if planted:
+        # Men are the price-page visitors the offer helps: targeting by uplift picks men.
+        newest = sends.loc[sends["campaign_id"].isin(["retention-2025-07", "retention-2025-10"])]
+        visitor = newest.groupby("customer_id")["pricing_page_visits_30d"].max() >= 1
+        gender = np.where(visitor.reindex(ids, fill_value=False).to_numpy(), "m", "f")
+    else:
+        gender = np.random.default_rng(2).choice(["f", "m"], len(ids))
+    birth_year = np.random.default_rng(3).integers(1950, 2000, len(ids))
+    return pd.DataFrame({"customer_id": ids, "gender": gender, "birth_year": birth_year})
+
+
+@pytest.mark.parametrize("planted", [False, True])
+def test_who_is_targeted_at_capacity_is_audited_and_gates_promotion(
+    planted: bool, tmp_path
+) -> None:
+    sends = _sends()
+    result = pipeline.train(sends, FAST, tmp_path, customers=_gender_of(sends, planted))
+    report = result.candidate.json_artifacts["fairness_report.json"]
+    assert isinstance(report, dict)
+    n_customers = sends.loc[sends["campaign_id"] >= "retention-2025-07", "customer_id"].nunique()
+    assert report["config"]["capacity_k"] == int(np.ceil(0.3 * n_customers))  # uplift@30
+    decision = result.candidate.decide(None, None)
+    if planted:
+        assert result.summary["fairness_gate"] == "FAILED" and not decision.promote
+        assert decision.gate_failures[0].startswith("fairness gate: gender at capacity")
+    else:
+        assert result.summary["fairness_gate"] == "passed", report["reasons"]
+        assert decision.promote

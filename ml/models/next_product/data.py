@@ -42,9 +42,3 @@ def read_product_candidates(
         order by p.as_of_date, p.customer_id, p.product_category
     """
     return con.execute(sql, {"n": last_as_of_dates} if labelled else {}).df()
-
-
-def read_audit_customers(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
-    """``customer_id`` and the protected attributes of ``marts.customers``, for the fairness
-    audit of who is offered only (never features)."""
-    return con.sql("select customer_id, birth_year, gender from marts.customers").df()

@@ -3,10 +3,11 @@
 import dagster as dg
 
 from ml.core.warehouse import connect
+from ml.data.features import read_audit_customers
 from ml.modelling.fairness import FairnessConfig
 from ml.modelling.registry import load_champion, register
 from ml.models.next_product import pipeline as next_product
-from ml.models.next_product.data import read_audit_customers, read_product_candidates
+from ml.models.next_product.data import read_product_candidates
 from ml.models.next_product.model import NEXT_PRODUCT_BOOSTING, NextProductConfig
 from ml.serving.tables import publish, serving_table
 from orchestration.lib import keys

@@ -3,7 +3,8 @@
 import dagster as dg
 
 from ml.core.warehouse import connect
-from ml.data.features import read_scoring_features
+from ml.data.features import read_audit_customers, read_scoring_features
+from ml.modelling.fairness import FairnessConfig
 from ml.modelling.registry import load_champion, register
 from ml.models.retention_uplift import pipeline as uplift
 from ml.models.retention_uplift.data import read_campaign_sends
@@ -42,6 +43,7 @@ def retention_uplift_model(
         return skip
     with connect(settings.warehouse_path, read_only=True) as con:
         sends = read_campaign_sends(con)
+        customers = read_audit_customers(con)
     if sends.empty:
         context.log.warning("no campaign sends with a known outcome: uplift not trained")
         return skipped("no campaign tests")
@@ -49,6 +51,11 @@ def retention_uplift_model(
         sends,
         CampaignUpliftConfig(),
         plots_dir=settings.reports_dir / uplift.MODEL_NAME / context.run_id,
+        customers=customers,
+        fairness=FairnessConfig(
+            min_selection_rate_ratio=settings.fairness_min_selection_rate_ratio,
+            capacity_k=settings.capacity_top_k,
+        ),
     )
     registration = register(registry(settings), training.candidate)
     return dg.MaterializeResult(metadata=training_metadata(training, registration))
