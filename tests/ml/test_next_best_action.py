@@ -15,6 +15,7 @@ from ml.models.next_best_action.model import (
     choose_actions,
     expected_gains,
 )
+from ml.models.next_best_action.pipeline import audit_actions
 
 SETTINGS = ActionSettings()
 
@@ -116,3 +117,31 @@ def test_settings_are_validated() -> None:
         ActionSettings(margin=1.5)
     with pytest.raises(ValueError, match="cost_retention_call"):
         ActionSettings(cost_retention_call=-1)
+
+
+def test_who_receives_an_action_is_audited_by_gender_and_age_band() -> None:
+    n = 400
+    customers = pd.DataFrame(
+        {
+            "customer_id": [f"C{i}" for i in range(n)],
+            "gender": np.repeat(["f", "m"], n // 2),
+            "birth_year": np.tile([1960, 1990], n // 2),
+        }
+    )
+    # Women get an action one time in ten, men half the time: a real disparity on 400 rows.
+    acted = np.r_[np.arange(n // 2) % 10 == 0, np.arange(n // 2) % 2 == 0]
+    actions = pd.DataFrame(
+        {
+            "customer_id": customers["customer_id"],
+            "as_of_date": date(2026, 1, 1),
+            "action": np.where(acted, "retention_call", "no_action"),
+        }
+    )
+    report = audit_actions(actions, customers)
+    assert not report.gate_passed
+    assert report.reasons[0].startswith("gender: selection-rate ratio 0.20 (f 0.100 vs m 0.500)")
+    fair = audit_actions(
+        actions.assign(action=np.where(np.arange(n) % 3 == 0, "retention_call", "no_action")),
+        customers,
+    )
+    assert fair.gate_passed, fair.reasons

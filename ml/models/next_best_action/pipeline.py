@@ -11,13 +11,27 @@ is an audit row with its reason.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
+import numpy as np
 import pandas as pd
 
 from ml.data.sources import Needs
+from ml.modelling.fairness import (
+    PROTECTED_ATTRIBUTES,
+    FairnessConfig,
+    FairnessReport,
+    fairness_report,
+    protected_groups,
+)
 from ml.models.next_best_action.contact_policy import FrequencyCap, audit_rows, decide_contacts
 from ml.models.next_best_action.data import DecisionInputs
-from ml.models.next_best_action.model import ActionSettings, choose_actions, expected_gains
+from ml.models.next_best_action.model import (
+    NO_ACTION,
+    ActionSettings,
+    choose_actions,
+    expected_gains,
+)
 
 NEEDS = Needs(
     "next_best_action",
@@ -38,3 +52,33 @@ def score(
     actions = choose_actions(scores, settings, decision.allowed)
     audit = audit_rows(expected_gains(scores, settings), decision, actions, settings.min_gain)
     return actions, audit
+
+
+def audit_actions(
+    actions: pd.DataFrame, customers: pd.DataFrame, config: FairnessConfig | None = None
+) -> FairnessReport:
+    """Who receives an action (anything but no action), by gender and age band.
+
+    There is no model to promote and no outcome yet, so the report is a record of the decision,
+    not a promotion gate: ``gate_passed`` says whether the tested four-fifths rule holds for
+    receiving any action; the TPR and calibration columns are empty or meaningless (no labels).
+
+    Args:
+        actions: ``score``'s actions: ``customer_id``, ``as_of_date``, ``action``.
+        customers: ``customer_id``, ``gender``, ``birth_year`` of ``marts.customers``.
+        config: Settings; its ``capacity_k`` is ignored (the policy has no capacity cut).
+    """
+    config = config or FairnessConfig()
+    as_of_year = pd.Timestamp(actions["as_of_date"].max()).year
+    groups = protected_groups(customers, as_of_year, config)
+    sensitive = actions[["customer_id"]].merge(
+        groups, on="customer_id", how="left", validate="one_to_one"
+    )[list(PROTECTED_ATTRIBUTES)]
+    acted = (actions["action"] != NO_ACTION).to_numpy(dtype=float)
+    return fairness_report(
+        np.zeros(len(actions), dtype=int),
+        acted,
+        0.5,
+        sensitive,
+        replace(config, capacity_k=None),
+    )

@@ -7,6 +7,8 @@ import dagster as dg
 from pydantic import Field
 
 from ml.core.warehouse import connect
+from ml.data.features import read_audit_customers
+from ml.modelling.fairness import FairnessConfig
 from ml.models.next_best_action import pipeline as next_best_action
 from ml.models.next_best_action.contact_policy import caps_from_settings
 from ml.models.next_best_action.data import read_decision_inputs
@@ -87,6 +89,11 @@ def next_best_actions(
     with connect(settings.warehouse_path, threads=settings.threads) as con:
         inputs = read_decision_inputs(con, [cap.period_days for cap in caps])
         actions, audit = next_best_action.score(inputs, action_settings, caps)
+        fairness = next_best_action.audit_actions(
+            actions,
+            read_audit_customers(con),
+            FairnessConfig(min_selection_rate_ratio=settings.fairness_min_selection_rate_ratio),
+        )
         as_of = actions["as_of_date"].iloc[0]
         published = [
             publish(con, ACTIONS, actions, settings.exports_dir),
@@ -99,6 +106,8 @@ def next_best_actions(
             actions,
             expected_gain_eur=float(actions["expected_gain_eur"].sum()),
             settings=dg.MetadataValue.json(asdict(action_settings)),
+            fairness_gate="passed" if fairness.gate_passed else "FAILED (reported, not blocking)",
+            fairness=dg.MetadataValue.md(fairness.table_markdown()),
         ),
     )
     yield dg.MaterializeResult(
