@@ -691,8 +691,8 @@ def four_fifths(
     selected = np.rint(rates * n_rows)
     x_ref, n_ref = selected[reference], n_rows[reference]
     ratio = rates / rates[reference]
-    # Haldane: a zero cell (nobody selected, or everybody not) makes the log ratio infinite.
-    zero = (selected == 0) | (selected == n_rows)
+    # Haldane: nobody selected makes the log ratio infinite; 0.5 in each cell keeps it finite.
+    zero = selected == 0
     x = np.where(zero, selected + 0.5, selected)
     rows = np.where(zero, n_rows + 1.0, n_rows)
     with np.errstate(divide="ignore", invalid="ignore"):
