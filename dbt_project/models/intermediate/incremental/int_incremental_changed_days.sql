@@ -89,7 +89,13 @@ keys_on_changed_days as (
 
     select event_id
     from raw_events
+{%- if state_relation('event_days') is none %}
+    -- the first build: every day is changed, so no copy lies on another day (at 1M customers
+    -- looking would join 50M events with themselves)
+    where false
+{%- else %}
     where activity_date in (select activity_date from raw_changed_days)
+{%- endif %}
 {%- if previous_events is not none %}
 
     union
