@@ -53,7 +53,9 @@ aggregated as (
             where customer_orders.ordered_at >= customers_active.as_of_date - interval '90 day'
             and customer_orders.status is distinct from 'refunded'
         ) as orders_90d,
-        sum(customer_orders.amount) filter (
+        -- an exact sum (to 6 decimals): a sum of doubles depends on the order rows arrive in,
+        -- so an incremental run and a rebuild would differ in the last bits
+        sum(cast(customer_orders.amount as decimal(38, 6))) filter (
             where customer_orders.ordered_at >= customers_active.as_of_date - interval '90 day'
         ) as order_value_90d,
         max(customer_orders.ordered_at) filter (
