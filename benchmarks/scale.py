@@ -589,6 +589,9 @@ def _incremental_day(
     delivery = held["file"]
     shutil.move(delivery, settings.source_dir / "events" / delivery.name)
     daily_selection = [key for key in selection or [] if key.to_user_string() != "models/churn"]
+    # The steps have the same names every day: start each day's peaks afresh.
+    sampler.peaks_kb.clear()
+    sampler.spill_peaks.clear()
     clock = StepClock(console=console, sampler=sampler)
     clock._say(f"incremental day: {held['events']:,} new events of {held['day']}")
     run_id = str(uuid.uuid4())
