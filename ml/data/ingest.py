@@ -625,7 +625,7 @@ def ingest_table(
         if mapping.exclude_rows:
             selected.append(f"{_exclusion_expr(mapping, read.source_types)} as {_EXCLUDED}")
         con.execute(
-            f"create temp {'table' if mapping.rewrites_values else 'view'} {quote_ident(mapped)} "
+            f"create temp {'view' if mapping.is_default else 'table'} {quote_ident(mapped)} "
             f"as select {read.positions}"
             + "".join(f", {s}" for s in selected)
             + f" from {quote_ident(src)}"

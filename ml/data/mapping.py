@@ -173,23 +173,6 @@ class TableMapping:
         return self.path is None
 
     @property
-    def rewrites_values(self) -> bool:
-        """Values are mapped, parsed or generated: expressions worth computing once.
-
-        A section that only names the file, renames columns or lists missing-value tokens is
-        read through a view, like a file without a section, instead of being copied first: a
-        daily delivery mapped as ``events: {file: "events/*.parquet"}`` would otherwise copy
-        every event on a full reload.
-        """
-        return bool(
-            self.values
-            or self.date_formats
-            or self.sentinels
-            or self.generate_id
-            or self.exclude_rows
-        )
-
-    @property
     def named_columns(self) -> tuple[str, ...]:
         """Every source column the mapping names, in mapping order."""
         flag = (self.flag.column,) if self.flag else ()
