@@ -37,6 +37,7 @@ SCORE_COLUMNS = [
     "model_name",
     "model_version",
     "churn_reason_factors",
+    "features_fingerprint",
 ]
 
 
