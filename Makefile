@@ -17,7 +17,7 @@ BIN := $(VENV)/bin
 DBT_MANIFEST := dbt_project/target/manifest.json
 DBT_SOURCES := $(shell find dbt_project -path dbt_project/target -prune -o -type f \( -name '*.sql' -o -name '*.yml' -o -name '*.csv' \) -print)
 
-.PHONY: run ui ui-check browser test lint format clean env bench bench-quality bench-scale rollback
+.PHONY: run ui ui-check browser test test-distributed lint format clean env bench bench-quality bench-scale rollback
 
 env: $(VENV)/.synced
 
@@ -67,9 +67,15 @@ browser:
 	fi; \
 	rm -f "$$log"
 
-## test: the whole test suite; no root needed (the UI test is skipped until `make browser` has run)
+## test: the whole test suite but the distributed tier; no root needed (the UI test is skipped
+## until `make browser` has run)
 test: env $(DBT_MANIFEST)
-	$(BIN)/pytest -n 2 --dist loadgroup
+	$(BIN)/pytest -n 2 --dist loadgroup -m "not distributed"
+
+## test-distributed: the slow tier, tests/distributed: the dbt project on Spark, a run over Celery
+## workers (CI runs it after make test)
+test-distributed: env $(DBT_MANIFEST)
+	$(BIN)/pytest -n 2 --dist loadgroup -m distributed
 
 ## bench: wall time, peak memory and time per step of the pipeline (benchmarks/results/)
 bench: env $(DBT_MANIFEST)
