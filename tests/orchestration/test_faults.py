@@ -179,3 +179,51 @@ def test_rerunning_the_publish_of_the_same_day_adds_no_history_rows(pipeline_run
         result = dg.materialize([postgres_tables], resources={"crm": CrmSettings()})
     assert result.success
     assert history() == before
+
+
+def _materialized_metadata(result: dg.ExecuteInProcessResult) -> dict[str, object]:
+    (event,) = result.get_asset_materialization_events()
+    return {
+        k: getattr(v, "value", v)
+        for k, v in event.materialization.metadata.items()  # type: ignore[union-attr]
+    }
+
+
+def test_a_daily_rerun_rescores_only_the_customers_whose_features_changed(
+    home: Settings, monkeypatch
+) -> None:
+    before = _table(home)
+    newest = before["as_of_date"].max()
+    with duckdb.connect(str(home.warehouse_path)) as con:
+        # Three customers of the scored (newest) snapshot; older snapshots are not scored.
+        changed = [
+            row[0]
+            for row in con.execute(
+                "update marts.customer_features set logins_30d = logins_30d + 7 "
+                "where as_of_date = $newest and customer_id in (select customer_id "
+                "from marts.customer_features where as_of_date = $newest "
+                "order by customer_id limit 3) returning customer_id",
+                {"newest": newest},
+            ).fetchall()
+        ]
+    assert len(changed) == 3
+    result = dg.materialize([customer_scores], resources={"crm": CrmSettings()})
+    assert result.success
+    metadata = _materialized_metadata(result)
+    assert metadata["rescored_rows"] == 3
+    after = _table(home)
+    today = after[after["as_of_date"] == newest].set_index("customer_id")
+    old = before[before["as_of_date"] == newest].set_index("customer_id")
+    moved = today["scored_at"] != old.loc[today.index, "scored_at"]
+    assert sorted(today.index[moved]) == sorted(changed)
+    assert metadata["kept_rows"] == len(today) - 3
+
+    # A full refresh scores everyone, and gives the probabilities the kept rows hold.
+    monkeypatch.setenv("CRM_FULL_REFRESH", "true")
+    result = dg.materialize([customer_scores], resources={"crm": CrmSettings()})
+    assert _materialized_metadata(result)["rescored_rows"] == len(today)
+    full = _table(home)
+    full = full[full["as_of_date"] == newest].set_index("customer_id")
+    pd.testing.assert_series_equal(
+        full["churn_probability"], today.loc[full.index, "churn_probability"]
+    )
