@@ -573,29 +573,20 @@ def _compare_with_full_rebuild(settings: Any, console: TextIO) -> dict[str, Any]
     }
 
 
-def _incremental_day(
-    args: argparse.Namespace,
-    settings: Any,
+def _run_job(
     job: Any,
+    clock: StepClock,
+    log_path: Path,
     selection: list[Any] | None,
-    held: dict[str, Any],
-    sampler: MemorySampler,
-    parity: bool,
-) -> dict[str, Any]:
-    """Deliver the held-back day as a new file and run the daily path: no training."""
+    run_config: dict[str, Any] | None = None,
+) -> tuple[Any, float, dict[str, dict[str, Any]]]:
+    """Execute ``job`` in process, its log in ``log_path``, the step times in ``clock``.
+
+    Returns the result, the wall seconds and each materialized asset's metadata.
+    """
     import dagster as dg
 
-    console = sys.stdout
-    delivery = held["file"]
-    shutil.move(delivery, settings.source_dir / "events" / delivery.name)
-    daily_selection = [key for key in selection or [] if key.to_user_string() != "models/churn"]
-    # The steps have the same names every day: start each day's peaks afresh.
-    sampler.peaks_kb.clear()
-    sampler.spill_peaks.clear()
-    clock = StepClock(console=console, sampler=sampler)
-    clock._say(f"incremental day: {held['events']:,} new events of {held['day']}")
     run_id = str(uuid.uuid4())
-    log_path = settings.logs_dir / f"scale-{args.customers}-{held['day']}.log"
     with (
         dg.DagsterInstance.get() as instance,
         log_path.open("w") as log,
@@ -606,12 +597,42 @@ def _incremental_day(
         began = time.time()
         result = job.execute_in_process(
             instance=instance,
-            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
-            asset_selection=daily_selection,
+            run_config=run_config or {"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+            asset_selection=selection,
             run_id=run_id,
             raise_on_error=False,
         )
         seconds = time.time() - began
+        metadata = {
+            event.materialization.asset_key.to_user_string(): {
+                k: getattr(v, "value", v) for k, v in event.materialization.metadata.items()
+            }
+            for event in result.get_asset_materialization_events()
+        }
+    return result, seconds, metadata
+
+
+def _incremental_day(
+    args: argparse.Namespace,
+    settings: Any,
+    job: Any,
+    selection: list[Any] | None,
+    held: dict[str, Any],
+    sampler: MemorySampler,
+    parity: bool,
+) -> dict[str, Any]:
+    """Deliver the held-back day as a new file and run the daily path: no training."""
+    console = sys.stdout
+    delivery = held["file"]
+    shutil.move(delivery, settings.source_dir / "events" / delivery.name)
+    daily_selection = [key for key in selection or [] if key.to_user_string() != "models/churn"]
+    # The steps have the same names every day: start each day's peaks afresh.
+    sampler.peaks_kb.clear()
+    sampler.spill_peaks.clear()
+    clock = StepClock(console=console, sampler=sampler)
+    clock._say(f"incremental day: {held['events']:,} new events of {held['day']}")
+    log_path = settings.logs_dir / f"scale-{args.customers}-{held['day']}.log"
+    result, seconds, _ = _run_job(job, clock, log_path, daily_selection)
     if not result.success:
         raise SystemExit(f"the incremental day failed; see {log_path}")
     import duckdb
@@ -658,7 +679,7 @@ def run_worker(args: argparse.Namespace) -> dict[str, Any]:
     began = time.time()
     with MemorySampler() as sampler:
         sampler.switch("import")
-        import dagster as dg
+        import dagster  # noqa: F401  (imported here so the "import" stage measures it)
 
         from ml.core.settings import Settings
         from orchestration.definitions import defs as load_defs
@@ -680,29 +701,7 @@ def run_worker(args: argparse.Namespace) -> dict[str, Any]:
         log_path = settings.logs_dir / f"scale-{args.customers}.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
         clock._say(f"{args.customers:,} customers in {settings.home}; log {log_path}")
-        run_id = str(uuid.uuid4())
-        with (
-            dg.DagsterInstance.get() as instance,
-            log_path.open("w") as log,
-            contextlib.redirect_stdout(log),
-            contextlib.redirect_stderr(log),
-        ):
-            instance.add_event_listener(run_id, clock.on_event)
-            job_began = time.time()
-            result = job.execute_in_process(
-                instance=instance,
-                run_config=run_config,
-                asset_selection=selection,
-                run_id=run_id,
-                raise_on_error=False,
-            )
-            job_s = time.time() - job_began
-            metadata = {
-                event.materialization.asset_key.to_user_string(): {
-                    k: getattr(v, "value", v) for k, v in event.materialization.metadata.items()
-                }
-                for event in result.get_asset_materialization_events()
-            }
+        result, job_s, metadata = _run_job(job, clock, log_path, selection, run_config)
         if not result.success:
             failed = [e.step_key for e in result.all_events if e.is_step_failure]
             raise SystemExit(f"the pipeline failed in {failed}; see {log_path}")
