@@ -13,7 +13,7 @@ import pytest
 
 from ml.core.postgres import PostgresTarget
 from ml.core.warehouse import connect
-from ml.data.erasure import erase_from_parquet_files, erase_from_warehouse
+from ml.data.erasure import erase_from_parquet_files, erase_from_postgres, erase_from_warehouse
 from ml.serving.changes import SCORE_CHANGES, score_changes
 from ml.serving.publishing import publish_to_postgres
 from ml.serving.tables import publish, serving_table
@@ -281,3 +281,6 @@ def test_postgresql_gets_every_publish_of_the_feed_indexed(
             "score_changes_publish_id_idx",
         ]
     pg.close()
+    # Erasure reaches the published feed too: both publishes' rows of the person go.
+    removed = erase_from_postgres(target, ["C-2"])
+    assert removed["postgres:crm_signals.score_changes"] == 2
