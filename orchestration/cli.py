@@ -102,7 +102,10 @@ def _export_changes(args: argparse.Namespace) -> int:
         except ValueError as error:
             print(str(error), file=sys.stderr)
             return 1
-    print(f"publishes: {', '.join(export.publishes) or 'none newer than ' + str(args.since)}")
+    if not export.publishes:
+        print(f"no publish after {args.since}: header-only files")
+    for publish_id, published_at in export.publishes:
+        print(f"publish {publish_id}  published_at {published_at.isoformat()}Z")
     for file in export.files:
         print(f"{file.path}  {file.entity_type}  {file.rows} rows  {file.bytes} bytes")
     for job in export.jobs:
@@ -154,7 +157,8 @@ def parser() -> argparse.ArgumentParser:
     export.add_argument("--out", required=True, type=Path, help="folder for the files")
     export.add_argument(
         "--since",
-        help="export every publish after this publish id (default: only the newest publish)",
+        help="export every publish after this publish id or published_at time (UTC) "
+        "(default: only the newest publish)",
     )
     export.add_argument(
         "--fields", type=Path, help="field mapping YAML (default ml/serving/crm_fields.yml)"

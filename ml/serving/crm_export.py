@@ -28,6 +28,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -175,36 +176,46 @@ class CrmExport:
     """What :func:`export_changes` wrote.
 
     Attributes:
-        publishes: The feed publishes the rows come from, oldest first.
+        publishes: The feed publishes the rows come from, oldest first, with their time.
         files: The CSV files, per entity type in order.
         jobs: Salesforce only: the job-create request bodies written next to the files.
     """
 
-    publishes: list[str]
+    publishes: list[tuple[str, datetime]]
     files: list[CrmFile]
     jobs: list[Path]
 
 
-def _publishes(con: duckdb.DuckDBPyConnection, since: str | None) -> list[str]:
-    """The publishes to export: the newest, or every one after ``since``."""
+def _publishes(con: duckdb.DuckDBPyConnection, since: str | None) -> list[tuple[str, datetime]]:
+    """The publishes to export, oldest first: the newest, or every one after ``since`` (a
+    publish id, or a time: the ``published_at`` a sync stored)."""
     if SCORE_CHANGES.name not in base_tables(con, SERVING_SCHEMA):
         raise ValueError(
             "serving.score_changes does not exist yet: run the pipeline (make run) first"
         )
     feed = qualified(SERVING_SCHEMA, SCORE_CHANGES.name)
     # A publish with no changes has no rows, so the feed's own publish ids are the ones to know.
-    runs = con.execute(
-        f"select publish_id, max(published_at) as at from {feed} group by 1 order by 2, 1"
-    ).fetchall()
-    ids = [str(r[0]) for r in runs]
+    runs = [
+        (str(publish_id), at)
+        for publish_id, at in con.execute(
+            f"select publish_id, max(published_at) as at from {feed} group by 1 order by 2, 1"
+        ).fetchall()
+    ]
     if since is None:
-        return ids[-1:]
-    if since not in ids:
-        raise ValueError(
-            f"publish {since!r} is not in serving.score_changes (it holds only publishes that "
-            f"changed something); newest: {', '.join(ids[-5:]) or 'none'}"
-        )
-    return ids[ids.index(since) + 1 :]
+        return runs[-1:]
+    try:
+        # A time works even when erasure emptied the publish a sync remembers.
+        after = datetime.fromisoformat(since.removesuffix("Z"))
+    except ValueError:
+        ids = [publish_id for publish_id, _ in runs]
+        if since not in ids:
+            raise ValueError(
+                f"publish {since!r} is not in serving.score_changes (it holds only publishes "
+                f"that changed something; pass its published_at instead); newest: "
+                f"{', '.join(ids[-5:]) or 'none'}"
+            ) from None
+        return runs[ids.index(since) + 1 :]
+    return [(publish_id, at) for publish_id, at in runs if at > after]
 
 
 def _value_sql(column: str, duck_type: str, crm: CrmFormat) -> str:
@@ -333,7 +344,8 @@ def export_changes(
         out_dir: Folder for the files (created; earlier files of the same objects are removed,
             so no part of an earlier export is left to be uploaded again).
         fields: The field mapping (:func:`load_crm_fields`).
-        since: Export every publish after this one (newest row per entity); None: the newest.
+        since: Export every publish after this one (a publish id or a ``published_at`` time;
+            the newest row per entity); None: the newest publish.
 
     Returns:
         The files written (a header-only file per entity when nothing changed).
@@ -342,12 +354,13 @@ def export_changes(
         ValueError: No feed yet, an unknown ``since``, or a row longer than a file may be.
     """
     publishes = _publishes(con, since)
+    publish_ids = [publish_id for publish_id, _ in publishes]
     limits: FormatFields = getattr(fields, crm)
     out_dir.mkdir(parents=True, exist_ok=True)
     files: list[CrmFile] = []
     jobs: list[Path] = []
     for entity, target in _objects(limits).items():
-        files += _write_entity(con, target, entity, crm, limits, publishes, out_dir)
+        files += _write_entity(con, target, entity, crm, limits, publish_ids, out_dir)
         if crm == "salesforce":
             job = out_dir / f"{target.object}-{entity}.job.json"
             job.write_text(

@@ -114,7 +114,7 @@ def test_salesforce_upsert_files_follow_bulk_api_2_rules(
 ) -> None:
     out = tmp_path / "sf"
     export = export_changes(con, "salesforce", out, load_crm_fields(), since="run-1")
-    assert export.publishes == ["run-2"]
+    assert export.publishes == [("run-2", SECOND_AT)]
     files = {f.path.name: f for f in export.files}
     assert set(files) == {"Contact-customer-001.csv", "Lead-lead-001.csv"}
     raw, rows = _read(out / "Contact-customer-001.csv")
@@ -151,7 +151,7 @@ def test_by_default_the_newest_publish_is_exported(
     con: duckdb.DuckDBPyConnection, tmp_path: Path
 ) -> None:
     export = export_changes(con, "salesforce", tmp_path / "sf", load_crm_fields())
-    assert export.publishes == ["run-2"]
+    assert export.publishes == [("run-2", SECOND_AT)]
     assert [(f.path.name, f.rows) for f in export.files] == [
         ("Contact-customer-001.csv", 1),
         ("Lead-lead-001.csv", 1),
@@ -172,7 +172,12 @@ def test_a_catch_up_export_takes_the_newest_row_of_each_entity(
     )
     _since_the_start(con)
     export = export_changes(con, "salesforce", tmp_path / "sf", load_crm_fields(), since="run-0")
-    assert export.publishes == ["run-1", "run-2"]
+    assert export.publishes == [("run-1", FIRST_AT), ("run-2", SECOND_AT)]
+    # A sync may remember the time instead (a publish id vanishes when erasure empties it).
+    by_time = export_changes(
+        con, "salesforce", tmp_path / "t", load_crm_fields(), "2026-09-01T06:00:05.250Z"
+    )
+    assert by_time.publishes == [("run-2", SECOND_AT)]
     _, rows = _read(tmp_path / "sf" / "Contact-customer-001.csv")
     by_id = {r["CRM_Signals_Id__c"]: r for r in rows}
     assert len(rows) == 40  # one row per customer, not one per publish
