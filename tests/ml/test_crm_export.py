@@ -23,8 +23,10 @@ import pytest
 from ml.core.warehouse import connect
 from ml.serving.changes import SCORE_CHANGES
 from ml.serving.crm_export import (
+    FORMATS,
     CrmFields,
     CrmFieldsError,
+    CrmFormat,
     export_changes,
     load_crm_fields,
 )
@@ -32,6 +34,7 @@ from ml.serving.tables import publish
 
 FIRST_AT = datetime(2026, 9, 1, 6, 0, 5, 250000)
 SECOND_AT = datetime(2026, 9, 2, 6, 0)
+BEFORE_BOTH = "2026-08-01T00:00:00Z"  # --since as a time: every publish of the fixture
 # What CSV must carry intact: a comma, quotes, a line break, non-ASCII letters and the euro sign.
 AWKWARD = 'raises risk: 3 tickets, "urgent"\nlogins fell; Müller pays € 40'
 
@@ -92,14 +95,6 @@ def _read(path: Path) -> tuple[bytes, list[dict[str, str]]]:
     raw = path.read_bytes()
     text = raw.decode("utf-8")  # strict: fails on anything but UTF-8
     return raw, list(csv.DictReader(io.StringIO(text, newline="")))
-
-
-def _since_the_start(con: duckdb.DuckDBPyConnection) -> None:
-    """An empty earlier publish, so that since='run-0' exports both real ones."""
-    con.execute(
-        "insert into serving.score_changes (publish_id, published_at) values ('run-0', ?)",
-        [datetime(2026, 8, 1)],
-    )
 
 
 def _fields(**limits: int) -> CrmFields:
@@ -170,14 +165,17 @@ def test_a_catch_up_export_takes_the_newest_row_of_each_entity(
         "update serving.score_changes set new_action = null, probability = 0.00001 "
         "where publish_id = 'run-2'"
     )
-    _since_the_start(con)
-    export = export_changes(con, "salesforce", tmp_path / "sf", load_crm_fields(), since="run-0")
+    export = export_changes(con, "salesforce", tmp_path / "sf", load_crm_fields(), BEFORE_BOTH)
     assert export.publishes == [("run-1", FIRST_AT), ("run-2", SECOND_AT)]
-    # A sync may remember the time instead (a publish id vanishes when erasure empties it).
+    # A time is after or at a publish, as an id is (a publish id vanishes when erasure empties it).
     by_time = export_changes(
         con, "salesforce", tmp_path / "t", load_crm_fields(), "2026-09-01T06:00:05.250Z"
     )
-    assert by_time.publishes == [("run-2", SECOND_AT)]
+    assert (
+        by_time.publishes
+        == export_changes(con, "salesforce", tmp_path / "i", load_crm_fields(), "run-1").publishes
+        == [("run-2", SECOND_AT)]
+    )
     _, rows = _read(tmp_path / "sf" / "Contact-customer-001.csv")
     by_id = {r["CRM_Signals_Id__c"]: r for r in rows}
     assert len(rows) == 40  # one row per customer, not one per publish
@@ -217,13 +215,12 @@ def test_hubspot_import_files_have_property_names_dates_and_empty_cells(
     assert rows[0]["next_best_action"] == ""  # an empty cell leaves the property as it is
 
 
-@pytest.mark.parametrize("crm", ["salesforce", "hubspot"])
+@pytest.mark.parametrize("crm", FORMATS)
 def test_a_file_limit_splits_the_export_into_files_that_each_keep_it(
-    con: duckdb.DuckDBPyConnection, tmp_path: Path, crm: str
+    con: duckdb.DuckDBPyConnection, tmp_path: Path, crm: CrmFormat
 ) -> None:
     limit = 2_000
-    _since_the_start(con)
-    export = export_changes(con, crm, tmp_path / crm, _fields(max_file_bytes=limit), since="run-0")  # type: ignore[arg-type]
+    export = export_changes(con, crm, tmp_path / crm, _fields(max_file_bytes=limit), BEFORE_BOTH)
     customer_files = [f for f in export.files if f.entity_type == "customer"]
     assert len(customer_files) > 2
     ids: list[str] = []
@@ -237,13 +234,12 @@ def test_a_file_limit_splits_the_export_into_files_that_each_keep_it(
         ids += [next(iter(r.values())) for r in rows]
     assert ids == [f"C-{i:03d}" for i in range(40)]  # every row once, in order
     # A smaller export into the same folder leaves no part of the bigger one behind.
-    export_changes(con, crm, tmp_path / crm, _fields(max_file_bytes=limit))  # type: ignore[arg-type]
+    export_changes(con, crm, tmp_path / crm, _fields(max_file_bytes=limit))
     assert len(list((tmp_path / crm).glob("*-customer-*.csv"))) == 1
 
 
 def test_a_row_limit_splits_too(con: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
-    _since_the_start(con)
-    export = export_changes(con, "hubspot", tmp_path / "hs", _fields(max_rows=15), since="run-0")
+    export = export_changes(con, "hubspot", tmp_path / "hs", _fields(max_rows=15), BEFORE_BOTH)
     counts = [f.rows for f in export.files if f.entity_type == "customer"]
     assert counts == [15, 15, 10]
 
@@ -269,33 +265,34 @@ def test_an_unknown_publish_names_the_known_ones(
 
 
 @pytest.mark.parametrize(
-    ("change", "message"),
+    ("key", "value", "message"),
     [
         (
             ("salesforce", "customer", "fields", "risk_band"),
+            "Risk__c",
             r"salesforce.customer: unknown feed columns \['risk_band'\]",
         ),
         (
-            ("hubspot", "lead", "id_field", "Lead-Id"),
+            ("hubspot", "lead", "id_field"),
+            "Lead-Id",
             r"hubspot.lead: \['Lead-Id'\] are not hubspot field names",
         ),
-        (("salesforce", "lead", "fields", "new_reason"), r"CRM field names used twice"),
-        (("hubspot", "max_rows", None, 0), r"hubspot.max_rows: Input should be greater than 0"),
+        (
+            ("salesforce", "lead", "fields", "probability"),
+            "Lead_Score_Reason__c",
+            r"salesforce.lead: CRM field names used twice: \['Lead_Score_Reason__c'\]",
+        ),
+        (("hubspot", "max_rows"), 0, r"hubspot.max_rows: Input should be greater than 0"),
     ],
 )
 def test_a_wrong_field_mapping_names_the_file_and_the_field(
-    tmp_path: Path, change: tuple, message: str
+    tmp_path: Path, key: tuple[str, ...], value: object, message: str
 ) -> None:
     data = load_crm_fields().model_dump()
-    crm, key, sub, value = change
-    if key == "max_rows":
-        data[crm][key] = value
-    elif sub == "fields" and value == "new_reason":
-        data[crm][key]["fields"]["probability"] = data[crm][key]["fields"]["new_reason"]
-    elif sub == "fields":
-        data[crm][key]["fields"][value] = "Risk__c"
-    else:
-        data[crm][key][sub] = value
+    section = data
+    for part in key[:-1]:
+        section = section[part]
+    section[key[-1]] = value
     path = tmp_path / "crm_fields.yml"
     path.write_text(json.dumps(data))  # JSON is YAML
     with pytest.raises(CrmFieldsError, match=message) as caught:
