@@ -3,11 +3,14 @@
     crm-signals run [--source DIR] [--mapping FILE] [--job retraining_job|scoring_job]
     crm-signals check-source DIR [--mapping FILE]
     crm-signals evaluate DIR [--mapping FILE] [--folds 5] [--output DIR]
+    crm-signals export-changes --format salesforce|hubspot --out DIR [--since ID] [--fields FILE]
 
 ``run`` runs a job of the pipeline (``make run`` is ``crm-signals run``); ``check-source`` loads
 a folder into a scratch database and says what each table and model would get; ``evaluate``
 says how good the models are on the folder's data. Without ``--mapping``, a folder's own
-``mapping.yaml`` is used when it has one.
+``mapping.yaml`` is used when it has one. ``export-changes`` writes the change feed
+(``serving.score_changes``) as Salesforce Bulk API 2.0 upsert or HubSpot import CSV files
+(docs/change-feed.md).
 """
 
 from __future__ import annotations
@@ -80,6 +83,36 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0 if report.evaluations else 1
 
 
+def _export_changes(args: argparse.Namespace) -> int:
+    from ml.core.warehouse import connect
+    from ml.serving.crm_export import CrmFieldsError, export_changes, load_crm_fields
+
+    settings = Settings()
+    try:
+        fields = load_crm_fields(args.fields) if args.fields else load_crm_fields()
+    except CrmFieldsError as error:
+        print(f"the field mapping cannot be used: {error}", file=sys.stderr)
+        return 2
+    if not settings.warehouse_path.is_file():
+        print(f"no warehouse at {settings.warehouse_path}: run the pipeline first", file=sys.stderr)
+        return 1
+    with connect(settings.warehouse_path, read_only=True, threads=settings.threads) as con:
+        try:
+            export = export_changes(con, args.format, args.out, fields, since=args.since)
+        except ValueError as error:
+            print(str(error), file=sys.stderr)
+            return 1
+    if not export.publishes:
+        print(f"no publish after {args.since}: header-only files")
+    for publish_id, published_at in export.publishes:
+        print(f"publish {publish_id}  published_at {published_at.isoformat()}Z")
+    for file in export.files:
+        print(f"{file.path}  {file.entity_type}  {file.rows} rows  {file.bytes} bytes")
+    for job in export.jobs:
+        print(f"{job}  (body of the Bulk API 2.0 job-create request)")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     main_parser = argparse.ArgumentParser(
         prog="crm-signals", description=__doc__.split("\n")[0] if __doc__ else None
@@ -115,6 +148,22 @@ def parser() -> argparse.ArgumentParser:
         "--output", type=Path, help="report folder (default CRM_HOME/reports/evaluation/<folder>)"
     )
     evaluate.set_defaults(handler=_evaluate)
+
+    export = commands.add_parser(
+        "export-changes",
+        help="write the change feed as Salesforce upsert or HubSpot import CSV files",
+    )
+    export.add_argument("--format", required=True, choices=["salesforce", "hubspot"])
+    export.add_argument("--out", required=True, type=Path, help="folder for the files")
+    export.add_argument(
+        "--since",
+        help="export every publish after this publish id or published_at time (UTC) "
+        "(default: only the newest publish)",
+    )
+    export.add_argument(
+        "--fields", type=Path, help="field mapping YAML (default ml/serving/crm_fields.yml)"
+    )
+    export.set_defaults(handler=_export_changes)
     return main_parser
 
 

@@ -5,8 +5,9 @@ wants a server. When ``CRM_POSTGRES_URL`` is set, every run copies the serving t
 PostgreSQL schema (``CRM_POSTGRES_SCHEMA``, default ``crm_signals``):
 
 * ``<schema>.<table>``: the newest snapshot of each DuckDB ``serving`` table (the rows of its
-  newest ``as_of_date``; a table without one, such as ``lead_scores``, whole). One row per
-  customer is what a CRM field sync needs; the DuckDB tables keep every as-of date.
+  newest ``as_of_date``; a table without one, such as ``lead_scores``, whole; the change feed
+  ``score_changes`` whole, every publish). One row per customer is what a CRM field sync needs;
+  the DuckDB tables keep every as-of date.
 * ``<schema>.score_history``: every score of every run, in long form (entity, score name, score,
   as-of date, model version, run id). A rerun of the same as-of date and model version replaces
   its rows, so history never holds duplicates.
@@ -133,9 +134,10 @@ def _pg_type(duckdb_type: str) -> str:
 
 def newest_snapshot_sql(table: ServingTable) -> str:
     """SQL selecting the rows a reader of ``table`` wants now: its newest as-of date (a table
-    replaced whole: all of it)."""
+    replaced whole: all of it; the change feed: every publish, so a sync that missed some can
+    catch up)."""
     source = qualified(SERVING_SCHEMA, table.name)
-    if table.replaces == "whole":
+    if table.replaces in ("whole", "publish_id"):
         return f"select * from {source}"
     return f"select * from {source} where as_of_date = (select max(as_of_date) from {source})"
 

@@ -55,7 +55,8 @@ class ServingTable:
         model: The registered model whose scores the table holds, or None.
         history: The score kept in ``score_history``, or None.
         replaces: ``as_of_date``: a publish replaces the rows of its as-of date and keeps the
-            others; ``whole``: a publish replaces the table.
+            others; ``whole``: a publish replaces the table; ``publish_id``: a publish adds its
+            rows and keeps every earlier publish's (a rerun of the same publish replaces its own).
         latest_view: A view with the newest row per first key, or None.
         counted_by: A column whose value counts the asset shows (e.g. the risk band).
         ranked_by: A column whose highest rows the asset shows.
@@ -67,7 +68,7 @@ class ServingTable:
     columns: tuple[tuple[str, str], ...]
     model: str | None = None
     history: HistoryScore | None = None
-    replaces: Literal["as_of_date", "whole"] = "as_of_date"
+    replaces: Literal["as_of_date", "whole", "publish_id"] = "as_of_date"
     latest_view: str | None = None
     counted_by: str | None = None
     ranked_by: str | None = None
@@ -245,6 +246,35 @@ SERVING_TABLES: tuple[ServingTable, ...] = (
         counted_by="grade",
         ranked_by="score",
     ),
+    ServingTable(
+        name="score_changes",
+        grain="one row per customer or lead whose band, grade, next best action or reason "
+        "changed, per publish (every row of the first publish)",
+        keys=("publish_id", "customer_id", "lead_id"),
+        columns=(
+            ("publish_id", "VARCHAR"),
+            ("published_at", "TIMESTAMP"),
+            ("entity_type", "VARCHAR"),
+            # Customers and leads in separate id columns: erasure deletes a person's rows by
+            # customer_id in every table, so their feed history goes with their scores.
+            _CUSTOMER,
+            ("lead_id", "VARCHAR"),
+            ("change", "VARCHAR"),
+            ("changed_fields", "VARCHAR"),
+            ("old_risk_band", "VARCHAR"),
+            ("new_risk_band", "VARCHAR"),
+            ("old_grade", "VARCHAR"),
+            ("new_grade", "VARCHAR"),
+            ("old_action", "VARCHAR"),
+            ("new_action", "VARCHAR"),
+            ("old_reason", "VARCHAR"),
+            ("new_reason", "VARCHAR"),
+            ("probability", "DOUBLE"),
+            ("model_version", "VARCHAR"),
+        ),
+        replaces="publish_id",
+        counted_by="change",
+    ),
 )
 
 _BY_NAME = {table.name: table for table in SERVING_TABLES}
@@ -285,7 +315,7 @@ class Published:
     Attributes:
         table: The table.
         rows: Rows written.
-        as_of_date: The as-of date replaced, or None for a whole-table publish.
+        as_of_date: The as-of date replaced, or None for a table not replaced per as-of date.
         parquet: The Parquet export.
     """
 
@@ -325,6 +355,7 @@ def publish(
     rows: pd.DataFrame,
     exports_dir: Path,
     as_of_date: date | None = None,
+    publish_id: str | None = None,
 ) -> Published:
     """Write ``rows`` to ``serving.<table>`` in one transaction and export it to Parquet.
 
@@ -335,11 +366,13 @@ def publish(
         exports_dir: Folder of the Parquet exports.
         as_of_date: For a table replaced per as-of date, the date replaced; by default the one
             date the rows hold (pass it when the rows may be none, e.g. an empty audit).
+        publish_id: For a table replaced per publish, the publish whose rows these are; by
+            default the one the rows hold (pass it when the rows may be none: nothing changed).
 
     Raises:
         ValueError: The rows do not fit the table's columns, or (for a table replaced per as-of
-            date) hold no or several as-of dates, or another date than ``as_of_date``; nothing is
-            written.
+            date or per publish) hold no or several as-of dates or publish ids, or another than
+            the one passed; nothing is written.
     """
     rows = conform(table, rows)
     as_of: date | None = None
@@ -359,6 +392,23 @@ def publish(
             table.name,
             replace_where="as_of_date = ?",
             replace_params=[as_of],
+            column_types=dict(table.columns),
+        )
+    elif table.replaces == "publish_id":
+        ids = {str(i) for i in rows["publish_id"].dropna().unique()}
+        if publish_id is not None:
+            ids.add(publish_id)
+        if len(ids) != 1:
+            raise ValueError(
+                f"rows for {table.qualified_name} must hold one publish id, got {sorted(ids)}"
+            )
+        written = publish_table(
+            con,
+            rows,
+            SERVING_SCHEMA,
+            table.name,
+            replace_where="publish_id = ?",
+            replace_params=[ids.pop()],
             column_types=dict(table.columns),
         )
     else:

@@ -48,8 +48,8 @@ def test_every_table_is_declared_once_with_keys_among_its_columns() -> None:
             assert table.model is not None, table.name
             assert table.history.score_column in table.column_names, table.name
             assert "model_version" in table.column_names, table.name
-        if table.replaces == "as_of_date":
-            assert "as_of_date" in table.column_names, table.name
+        if table.replaces in ("as_of_date", "publish_id"):
+            assert table.replaces in table.column_names, table.name
 
 
 def test_conform_orders_columns_and_names_what_does_not_fit() -> None:

@@ -1,15 +1,47 @@
-"""Publishing: the serving tables to PostgreSQL for CRMs and BI tools (when configured)."""
+"""Publishing: the change feed for CRM syncs, and the serving tables to PostgreSQL for CRMs and
+BI tools (when configured)."""
 
 from datetime import UTC, datetime
 
 import dagster as dg
 
 from ml.core.warehouse import connect
+from ml.serving.changes import SCORE_CHANGES, score_changes, watched_tables
 from ml.serving.publishing import publish_to_postgres
-from ml.serving.tables import SERVING_TABLES
+from ml.serving.tables import SERVING_TABLES, publish
 from orchestration.lib import keys
-from orchestration.lib.metadata import table_of
+from orchestration.lib.metadata import counts, published_metadata, skipped, table_of
 from orchestration.resources import CrmSettings
+
+
+@dg.asset(
+    key=keys.serving(SCORE_CHANGES.name),
+    group_name="publish",
+    kinds={"duckdb", "parquet"},
+    # Every table whose values the feed watches: a run where one of them failed writes no feed,
+    # and the next good run compares against the last feed that was written.
+    deps=[keys.serving(name) for name in ("customer_scores", "next_best_actions", "lead_scores")],
+    description=f"serving.{SCORE_CHANGES.name}: {SCORE_CHANGES.grain}.",
+)
+def score_changes_feed(context: dg.AssetExecutionContext, crm: CrmSettings) -> dg.MaterializeResult:
+    """The customers and leads whose risk band, grade, next best action or reason changed since
+    the previous publish, with old and new values (docs/change-feed.md)."""
+    settings = crm.get()
+    with connect(settings.warehouse_path, threads=settings.threads) as con:
+        if not watched_tables(con):
+            return skipped("no customer or lead scores published yet: nothing to compare")
+        rows = score_changes(con, context.run_id, datetime.now(UTC).replace(tzinfo=None))
+        published = publish(
+            con, SCORE_CHANGES, rows, settings.exports_dir, publish_id=context.run_id
+        )
+    return dg.MaterializeResult(
+        metadata=published_metadata(
+            published,
+            rows,
+            rows_by_entity_type=counts(rows["entity_type"]),
+            rows_by_changed_fields=counts(rows["changed_fields"]),
+        )
+    )
 
 
 @dg.asset(
