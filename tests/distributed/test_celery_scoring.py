@@ -137,8 +137,6 @@ def workers(scored_state: ScoredState, tmp_path: Path) -> Iterator[Workers]:
         **scored_state.env,
         "CRM_CELERY_BROKER": BROKER,
         "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
-        # The workers import orchestration.definitions to run a step.
-        "PYTHONPATH": str(REPOSITORY),
         # The bucket steps sleep before scoring, so a worker can be killed mid-bucket.
         BUCKET_DELAY_VARIABLE: "4",
     }
