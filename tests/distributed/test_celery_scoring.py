@@ -39,6 +39,8 @@ CELERY_YAML = REPOSITORY / "docs" / "deploy" / "celery.yaml"
 JOB = "churn_celery_scoring_job"
 BUCKET_STEP = "churn_bucket_scores"
 BIN = Path(sys.executable).parent
+# A run takes about 2 minutes on a loaded 2-core machine.
+RUN_TIMEOUT_SECONDS = 600
 NEWEST_SCORES = (
     "select * exclude (scored_at) from serving.customer_scores "
     "where as_of_date = (select max(as_of_date) from serving.customer_scores) order by customer_id"
@@ -140,20 +142,20 @@ def workers(scored_state: ScoredState, tmp_path: Path) -> Iterator[Workers]:
         # The bucket steps sleep before scoring, so a worker can be killed mid-bucket.
         BUCKET_DELAY_VARIABLE: "4",
     }
-    processes = {
-        name: subprocess.Popen(
-            [
-                *(str(BIN / "dagster-celery"), "worker", "start", "-A", "dagster_celery.app"),
-                *("-y", str(config_path), "-q", queue, "-n", name, "--", "--concurrency=1"),
-            ],
-            cwd=REPOSITORY,
-            env=env,
-            stdout=(tmp_path / f"{name}.log").open("wb"),
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        for name in ("w1", "w2")
-    }
+    processes: dict[str, subprocess.Popen[bytes]] = {}
+    for name in ("w1", "w2"):
+        with (tmp_path / f"{name}.log").open("wb") as log:
+            processes[name] = subprocess.Popen(
+                [
+                    *(str(BIN / "dagster-celery"), "worker", "start", "-A", "dagster_celery.app"),
+                    *("-y", str(config_path), "-q", queue, "-n", name, "--", "--concurrency=1"),
+                ],
+                cwd=REPOSITORY,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
     try:
         _wait_until_listening(list(processes))
         yield Workers(queue, config_path, processes)
@@ -226,7 +228,13 @@ def _bucket_pids(instance: dg.DagsterInstance, run_id: str) -> dict[str, int]:
 
 
 def _finish(run: subprocess.Popen[str]) -> None:
-    output = run.communicate(timeout=600)[0]
+    try:
+        output = run.communicate(timeout=RUN_TIMEOUT_SECONDS)[0]
+    except subprocess.TimeoutExpired:
+        # A step whose Celery task was lost (without acks_late, a killed worker's) never ends.
+        os.killpg(run.pid, signal.SIGKILL)
+        output = run.communicate()[0]
+        pytest.fail(f"the run did not end in {RUN_TIMEOUT_SECONDS} s: {output[-4000:]}")
     assert run.returncode == 0, output[-4000:]
 
 
