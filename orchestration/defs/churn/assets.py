@@ -4,6 +4,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 
 import dagster as dg
+import pandas as pd
 from pydantic import Field
 
 from ml.core.settings import Settings
@@ -20,7 +21,7 @@ from ml.models.churn.data import read_training_inputs, read_typical_values
 from ml.models.churn.model import CHURN_BOOSTING, TrainingConfig
 from ml.models.churn.scoring import RiskBands, validate_scores
 from ml.serving.partitioning import bucket_keys, collect_bucket_scores, write_bucket_scores
-from ml.serving.tables import publish, read_published, serving_table
+from ml.serving.tables import Published, publish, read_published, serving_table
 from orchestration.lib import keys
 from orchestration.lib.metadata import (
     TRAINING_TAG,
@@ -34,6 +35,8 @@ from orchestration.resources import CrmSettings, registry
 _TRAINING = TrainingConfig()
 _PROMOTION = PromotionRule()
 CUSTOMER_SCORES = serving_table("customer_scores")
+# A bucket step that starts while a writer holds the DuckDB file cannot open it read-only.
+BUCKET_RETRY = dg.RetryPolicy(max_retries=3, delay=30, backoff=dg.Backoff.EXPONENTIAL)
 
 
 class ChurnTrainingSettings(dg.Config):
@@ -161,8 +164,7 @@ def churn_snapshot_model(
     kinds={"parquet"},
     partitions_def=dg.StaticPartitionsDefinition(bucket_keys()),
     deps=[keys.model(churn.MODEL_NAME), keys.CUSTOMER_FEATURES, keys.ERASURE],
-    # A bucket run that starts while a writer holds the DuckDB file cannot open it read-only.
-    retry_policy=dg.RetryPolicy(max_retries=3, delay=30, backoff=dg.Backoff.EXPONENTIAL),
+    retry_policy=BUCKET_RETRY,
 )
 def churn_buckets(context: dg.AssetExecutionContext, crm: CrmSettings) -> dg.MaterializeResult:
     """Churn scores of one customer bucket (a stable hash of the id), for scaled-out scoring.
@@ -174,7 +176,16 @@ def churn_buckets(context: dg.AssetExecutionContext, crm: CrmSettings) -> dg.Mat
     settings = crm.get()
     if (skip := skip_without_inputs(settings, churn.NEEDS)) is not None:
         return skip
-    bucket = CustomerBucket(int(context.partition_key))
+    return dg.MaterializeResult(
+        metadata=score_bucket(settings, CustomerBucket(int(context.partition_key)))
+    )
+
+
+def score_bucket(settings: Settings, bucket: CustomerBucket) -> "dict[str, dg.RawMetadataValue]":
+    """Score one bucket with the champion into its Parquet file; the metadata to show.
+
+    Shared by the partitioned asset (a run per bucket) and the Celery job (a step per bucket).
+    """
     with connect(settings.warehouse_path, read_only=True, threads=settings.threads) as con:
         features = read_scoring_features(con, bucket=bucket)
         typical = read_typical_values(con)
@@ -183,15 +194,13 @@ def churn_buckets(context: dg.AssetExecutionContext, crm: CrmSettings) -> dg.Mat
         model, version, features, datetime.now(UTC), typical=typical, shap_mode=settings.shap_mode
     )
     path = write_bucket_scores(scores, settings.bucket_scores_dir, bucket.index)
-    return dg.MaterializeResult(
-        metadata={
-            "dagster/row_count": len(scores),
-            "path": dg.MetadataValue.path(str(path)),
-            "as_of_date": str(scores["as_of_date"].iloc[0]),
-            "model_version": version,
-            "shap_mode": settings.shap_mode,
-        }
-    )
+    return {
+        "dagster/row_count": len(scores),
+        "path": dg.MetadataValue.path(str(path)),
+        "as_of_date": str(scores["as_of_date"].iloc[0]),
+        "model_version": version,
+        "shap_mode": settings.shap_mode,
+    }
 
 
 class CustomerScoresSettings(dg.Config):
@@ -231,44 +240,59 @@ def customer_scores(config: CustomerScoresSettings, crm: CrmSettings) -> dg.Mate
         if snapshot_missing is not None:
             return skipped(f"{event_missing}; {snapshot_missing}")
         return _snapshot_scores(settings)
+    if config.from_buckets:
+        return dg.MaterializeResult(metadata=publish_buckets(settings))
     with connect(settings.warehouse_path, threads=settings.threads) as con:
         features = read_scoring_features(con)
-        if config.from_buckets:
-            scores = collect_bucket_scores(
-                settings.bucket_scores_dir,
-                as_of_date=features["as_of_date"].iloc[0].date(),
-                model_version=champion_version(registry(settings), churn.MODEL_NAME) or "none",
-                expected_rows=len(features),
-            )
-            validate_scores(scores)
-            rescored = len(scores)
-        else:
-            model, version = load_champion(registry(settings), churn.MODEL_NAME)
-            # Customers whose features did not change since their last score keep it.
-            as_of = features["as_of_date"].iloc[0].date() if len(features) else None
-            previous = (
-                read_published(con, CUSTOMER_SCORES, as_of)
-                if as_of is not None and not settings.full_refresh
-                else None
-            )
-            changed = churn.score_changed(
-                model,
-                version,
-                features,
-                previous,
-                datetime.now(UTC),
-                shap_mode=settings.shap_mode,
-            )
-            scores, rescored = changed.scores, changed.rescored
+        model, version = load_champion(registry(settings), churn.MODEL_NAME)
+        # Customers whose features did not change since their last score keep it.
+        as_of = features["as_of_date"].iloc[0].date() if len(features) else None
+        previous = (
+            read_published(con, CUSTOMER_SCORES, as_of)
+            if as_of is not None and not settings.full_refresh
+            else None
+        )
+        changed = churn.score_changed(
+            model,
+            version,
+            features,
+            previous,
+            datetime.now(UTC),
+            shap_mode=settings.shap_mode,
+        )
+        scores, rescored = changed.scores, changed.rescored
         published = publish(con, CUSTOMER_SCORES, scores, settings.exports_dir)
+    return dg.MaterializeResult(metadata=_scores_metadata(settings, published, scores, rescored))
+
+
+def publish_buckets(settings: Settings) -> "dict[str, dg.RawMetadataValue]":
+    """Publish the bucket files as serving.customer_scores once they form one complete scoring
+    (every bucket, the newest snapshot, the champion); the metadata to show.
+
+    Shared by ``from_buckets`` here and the publish step of the Celery job.
+    """
+    with connect(settings.warehouse_path, threads=settings.threads) as con:
+        features = read_scoring_features(con)
+        scores = collect_bucket_scores(
+            settings.bucket_scores_dir,
+            as_of_date=features["as_of_date"].iloc[0].date(),
+            model_version=champion_version(registry(settings), churn.MODEL_NAME) or "none",
+            expected_rows=len(features),
+        )
+        validate_scores(scores)
+        published = publish(con, CUSTOMER_SCORES, scores, settings.exports_dir)
+    return _scores_metadata(settings, published, scores, rescored=len(scores))
+
+
+def _scores_metadata(
+    settings: Settings, published: Published, scores: pd.DataFrame, rescored: int
+) -> "dict[str, dg.RawMetadataValue]":
     # Which SHAP computation made the drivers (a backfill's buckets ran with the same settings).
-    return dg.MaterializeResult(
-        metadata={
-            **published_metadata(published, scores, shap_mode=settings.shap_mode),
-            "rescored_rows": rescored,
-            "kept_rows": len(scores) - rescored,
-        }
-    )
+    return {
+        **published_metadata(published, scores, shap_mode=settings.shap_mode),
+        "rescored_rows": rescored,
+        "kept_rows": len(scores) - rescored,
+    }
 
 
 def _snapshot_scores(settings: Settings) -> dg.MaterializeResult:
