@@ -3,11 +3,13 @@
     crm-signals run [--source DIR] [--mapping FILE] [--job retraining_job|scoring_job]
     crm-signals check-source DIR [--mapping FILE]
     crm-signals evaluate DIR [--mapping FILE] [--folds 5] [--output DIR]
+    crm-signals serve [--host 127.0.0.1] [--port 8000] [--workers 1] [--new-key NAME]
 
 ``run`` runs a job of the pipeline (``make run`` is ``crm-signals run``); ``check-source`` loads
 a folder into a scratch database and says what each table and model would get; ``evaluate``
-says how good the models are on the folder's data. Without ``--mapping``, a folder's own
-``mapping.yaml`` is used when it has one.
+says how good the models are on the folder's data; ``serve`` runs the real-time scoring service
+(``make serve``; docs/serving-api.md). Without ``--mapping``, a folder's own ``mapping.yaml`` is
+used when it has one.
 """
 
 from __future__ import annotations
@@ -80,6 +82,41 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0 if report.evaluations else 1
 
 
+def _serve(args: argparse.Namespace) -> int:
+    from ml.serving.api.security import (
+        ApiKeys,
+        KeyConfigError,
+        check_can_listen,
+        hash_key,
+        new_key,
+    )
+
+    if args.new_key is not None:
+        key = new_key()
+        print(f"API key for {args.new_key} (give it to the caller; it is not stored): {key}")
+        print(f"add to CRM_API_KEY_HASHES or CRM_API_KEYS_FILE: {args.new_key}:{hash_key(key)}")
+        return 0
+    try:
+        check_can_listen(args.host, ApiKeys.from_settings(Settings()))
+    except KeyConfigError as error:
+        print(f"crm-signals serve: {error}", file=sys.stderr)
+        return 2
+    import uvicorn  # only this command needs the server
+
+    uvicorn.run(
+        "ml.serving.api.app:app_from_environment",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        # uvicorn's access log prints every path, and paths carry customer ids: the service
+        # logs each request itself, by route template (ml.serving.api.app.Guard).
+        access_log=False,
+        log_level="info",
+    )
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     main_parser = argparse.ArgumentParser(
         prog="crm-signals", description=__doc__.split("\n")[0] if __doc__ else None
@@ -115,6 +152,17 @@ def parser() -> argparse.ArgumentParser:
         "--output", type=Path, help="report folder (default CRM_HOME/reports/evaluation/<folder>)"
     )
     evaluate.set_defaults(handler=_evaluate)
+
+    serve = commands.add_parser(
+        "serve", help="the real-time scoring service (make serve; docs/serving-api.md)"
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=int, default=1, help="server processes")
+    serve.add_argument(
+        "--new-key", metavar="NAME", help="print a new API key and its hash line, and exit"
+    )
+    serve.set_defaults(handler=_serve)
     return main_parser
 
 
