@@ -102,7 +102,19 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"crm-signals serve: {error}", file=sys.stderr)
         return 2
     import uvicorn  # only this command needs the server
+    from uvicorn.config import LOGGING_CONFIG
 
+    # The service's own loggers (one line per request, model loads) through uvicorn's handler.
+    log_config = {
+        **LOGGING_CONFIG,
+        "loggers": {
+            **LOGGING_CONFIG["loggers"],
+            **{
+                name: {"handlers": ["default"], "level": "INFO", "propagate": False}
+                for name in ("crm_signals", "ml.serving")
+            },
+        },
+    }
     uvicorn.run(
         "ml.serving.api.app:app_from_environment",
         factory=True,
@@ -112,6 +124,7 @@ def _serve(args: argparse.Namespace) -> int:
         # uvicorn's access log prints every path, and paths carry customer ids: the service
         # logs each request itself, by route template (ml.serving.api.app.Guard).
         access_log=False,
+        log_config=log_config,
         log_level="info",
     )
     return 0

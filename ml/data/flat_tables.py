@@ -755,7 +755,8 @@ def _clean_and_check(
         check_lines, failing = _problem_lines(con, clean, file_name, checks, read.where)
         problems += check_lines
     else:
-        # Per-row reasons only: every check goes into the reason, no scan for the report.
+        # Per-row reasons only: every check goes into the reason, no scan for the report. A
+        # check that does not apply to a row (a null value) is null there, not true.
         failing = checks
     bad = " or ".join(c.predicate for c in failing) or "false"
     reason = (
@@ -922,14 +923,22 @@ def check_flat_records(
             where=f"cast({ROW} - 1 as varchar)",
         )
         checked = _clean_and_check(con, mapping, read, clean, now, attribute_types, report=False)
-        rows = con.execute(
-            f"select {ROW} - 1 as record, {checked.typed_select(table)} "
-            f"from {quote_ident(clean)} where not ({checked.bad}) order by {ROW}"
+        # The reasons are asked for only when a record breaks a check: their SQL (every check's
+        # reason) is the slow part of the checks, and most records break none.
+        typed = con.execute(
+            f"select {ROW} - 1 as record, coalesce({checked.bad}, false) as _bad, "
+            f"{checked.typed_select(table)} from {quote_ident(clean)} order by {ROW}"
         ).df()
-        rejected = con.execute(
-            f"select {ROW} - 1 as record, {checked.reason} as reason "
-            f"from {quote_ident(clean)} where {checked.bad} order by {ROW}"
-        ).df()
+        bad = typed.pop("_bad").to_numpy(dtype=bool)
+        rejected = pd.DataFrame(
+            {"record": pd.Series(dtype="int64"), "reason": pd.Series(dtype=object)}
+        )
+        if bad.any():
+            rejected = con.execute(
+                f"select {ROW} - 1 as record, {checked.reason} as reason "
+                f"from {quote_ident(clean)} where coalesce({checked.bad}, false) order by {ROW}"
+            ).df()
+        rows = typed.loc[~bad].reset_index(drop=True)
     return CheckedRecords(rows, rejected)
 
 
