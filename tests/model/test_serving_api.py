@@ -166,7 +166,9 @@ def test_schema_errors_name_the_field(
     assert missing.status_code == 422
     fields = {e["field"] for e in missing.json()["errors"]}
     assert {"customer_ids", "ids"} <= fields
-    too_many = client.post("/v1/customers/score/batch", json={"customer_ids": ["x"] * 1001})
+    too_many = client.post(
+        "/v1/customers/score/batch", json={"customer_ids": [f"C-{i}" for i in range(1001)]}
+    )
     assert too_many.status_code == 422
     assert too_many.json()["errors"][0]["field"] == "customer_ids"
 

@@ -21,7 +21,12 @@ class Driver(BaseModel):
     feature: str
     value: Any
     contribution: float
-    direction: Literal["raises", "lowers"] | None = None
+
+
+class LeadDriver(Driver):
+    """A lead's driver, with which way it pushes."""
+
+    direction: Literal["raises", "lowers"]
 
 
 class LeadScore(BaseModel):
@@ -31,7 +36,7 @@ class LeadScore(BaseModel):
     conversion_probability: float = Field(description="Calibrated probability of converting.")
     score: int = Field(description="round(100 x conversion_probability), 0-100.")
     grade: Literal["A", "B", "C", "D"]
-    top_drivers: list[Driver]
+    top_drivers: list[LeadDriver]
     reason: str = Field(description="The reason in words.")
     model_name: str
     model_version: str
