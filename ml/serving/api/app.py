@@ -27,6 +27,7 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from pydantic import BaseModel
 
 from ml.core.settings import Settings
 from ml.data.sources import load_mappings
@@ -193,41 +194,11 @@ class Service:
         )
 
 
-def _lead_answers(frame: pd.DataFrame) -> list[dict[Any, Any]]:
-    rows = frame[
-        [
-            "lead_id",
-            "conversion_probability",
-            "score",
-            "grade",
-            "top_drivers",
-            "reason",
-            "model_name",
-            "model_version",
-        ]
-    ].to_dict("records")
+def _answers(frame: pd.DataFrame, schema: type[BaseModel], drivers: str) -> list[dict[Any, Any]]:
+    """The rows of a scored frame as answers of ``schema``, the JSON drivers parsed."""
+    rows = frame[[f for f in schema.model_fields if f in frame.columns]].to_dict("records")
     for row in rows:  # the answer's rows, at most serve_max_batch
-        row["top_drivers"] = drivers_of(row["top_drivers"])
-        row["score"] = int(row["score"])
-    return rows
-
-
-def _customer_answers(frame: pd.DataFrame, overrides: dict[str, Scalar]) -> list[dict[Any, Any]]:
-    rows = frame[
-        [
-            "customer_id",
-            "as_of_date",
-            "churn_probability",
-            "churn_risk_band",
-            "churn_top_drivers",
-            "churn_reason",
-            "model_name",
-            "model_version",
-        ]
-    ].to_dict("records")
-    for row in rows:
-        row["churn_top_drivers"] = drivers_of(row["churn_top_drivers"])
-        row["overrides"] = overrides
+        row[drivers] = drivers_of(row[drivers])
     return rows
 
 
@@ -317,7 +288,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         scored = service.leads.score(champion, records)
         rejected = scored.rejected.rename(columns={"record": "index"}).to_dict("records")
         return schemas.LeadBatchAnswer.model_validate(
-            {"scores": _lead_answers(scored.scores), "rejected": rejected}
+            {
+                "scores": _answers(scored.scores, schemas.LeadScore, "top_drivers"),
+                "rejected": rejected,
+            }
         )
 
     @app.post("/v1/leads/score", response_model=schemas.LeadScore, tags=["leads"])
@@ -354,7 +328,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         scores = score_customers(
             champion, snapshot, ids, overrides, shap_mode=service.settings.shap_mode
         )
-        return _customer_answers(scores, dict(overrides or {}))
+        answers = _answers(scores, schemas.CustomerScore, "churn_top_drivers")
+        return [{**answer, "overrides": dict(overrides or {})} for answer in answers]
 
     @app.get(
         "/v1/customers/{customer_id}/score",
