@@ -159,6 +159,12 @@ def test_schema_errors_name_the_field(
     not_a_count = client.post("/v1/leads/score", json={**record, "Marketing Emails Opened": "x"})
     assert not_a_count.status_code == 422
     assert not_a_count.json()["errors"][0]["field"] == "lead.email_opens"
+    personal = client.post("/v1/leads/score", json={**record, "Industry": "ann@example.org"})
+    assert personal.status_code == 422  # the mapping's safety net: e-mails are personal data
+    assert personal.json()["errors"][0]["field"] == "leads.Industry"
+    assert "/" not in personal.json()["errors"][0]["message"]  # no path of the server
+    # A lead with its id only is scored: what it leaves out reads as empty cells of the export.
+    assert client.post("/v1/leads/score", json={"Lead ID": "L-ONLY-ID"}).status_code == 200
     nested = client.post("/v1/leads/score", json={**record, "Country": {"a": 1}})
     assert nested.status_code == 422
     assert any("Country" in e["field"] for e in nested.json()["errors"])

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -102,8 +103,8 @@ class LeadScorer:
                 if not self.known(model, name):
                     raise PayloadError(
                         f"leads.{i}.{name}",
-                        "unknown field: not a column of the lead export's mapping "
-                        "(docs/serving-api.md lists them)",
+                        "unknown field: neither a column of the lead export's mapping nor one "
+                        "the lead model uses",
                     )
         columns = list(dict.fromkeys([*named, *(n for r in records for n in r)]))
         frame = pd.DataFrame(
@@ -116,11 +117,17 @@ class LeadScorer:
             with self._lock:
                 checked = check_flat_records(self._con, self.mapping, frame, attribute_types)
         except MappingError as error:
-            raise PayloadError(f"leads.{error.args[0] if error.args else ''}", str(error)) from None
-        scores = score_leads(model, checked.rows, model_version=champion.version)
-        order = checked.rows[["record", "lead_id"]].assign(
-            lead_id=lambda f: f["lead_id"].astype(str)
+            # The mapping's message starts with the mapping file's path: not for callers.
+            message = str(error).split(f"{self.mapping.table.name}: ", 1)[-1]
+            column = re.search(r"column '([^']*)'", message)
+            raise PayloadError(f"leads.{column.group(1) if column else ''}", message) from None
+        # An attribute the model uses and the payload leaves out is not filled in, as an empty
+        # cell of the export is.
+        rows = checked.rows.reindex(
+            columns=[*checked.rows.columns, *(a for a in attribute_types if a not in checked.rows)]
         )
+        scores = score_leads(model, rows, model_version=champion.version)
+        order = rows[["record", "lead_id"]].assign(lead_id=lambda f: f["lead_id"].astype(str))
         scores = order.merge(scores, on="lead_id", how="left").sort_values("record")
         scores.insert(1, "model_name", champion.name)
         return ScoredLeads(scores.reset_index(drop=True), checked.rejected)
