@@ -17,7 +17,7 @@ BIN := $(VENV)/bin
 DBT_MANIFEST := dbt_project/target/manifest.json
 DBT_SOURCES := $(shell find dbt_project -path dbt_project/target -prune -o -type f \( -name '*.sql' -o -name '*.yml' -o -name '*.csv' \) -print)
 
-.PHONY: run ui ui-check browser test test-distributed lint format clean env bench bench-quality bench-scale rollback
+.PHONY: run serve ui ui-check browser test test-distributed lint format clean env bench bench-quality bench-scale bench-serving rollback
 
 env: $(VENV)/.synced
 
@@ -37,6 +37,11 @@ $(DAGSTER_HOME)/dagster.yaml: orchestration/dagster.yaml
 ## run: generate the synthetic CRM (or read CRM_SOURCE), run the whole pipeline, print a summary
 run: env $(DBT_MANIFEST) $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/crm-signals run
+
+## serve: the real-time scoring service on http://127.0.0.1:8000 from the champions and the newest
+## features of make run (docs/serving-api.md); SERVE_ARGS="--host 0.0.0.0 --workers 2" needs API keys
+serve: env
+	$(BIN)/crm-signals serve $(SERVE_ARGS)
 
 ## ui: the Dagster UI on http://127.0.0.1:3000 (asset graph, checks, schedules, sensor)
 ui: env $(DBT_MANIFEST) $(DAGSTER_HOME)/dagster.yaml
@@ -88,6 +93,12 @@ bench-quality: env
 ## bench-scale: the pipeline at 1M customers (CRM_BENCH_CUSTOMERS), wall time and peak memory per stage
 bench-scale: env $(DBT_MANIFEST)
 	$(BIN)/python benchmarks/scale.py $(BENCH_ARGS)
+
+## bench-serving: load test of the scoring service on the state of make run (runs it when missing):
+## p99 of one lead and one customer, a batch of 1,000 leads, 500 requests/s for 60 s, memory
+## (benchmarks/results/serving.json); needs wrk (apt-get install wrk)
+bench-serving: env $(DBT_MANIFEST) $(DAGSTER_HOME)/dagster.yaml
+	$(BIN)/python benchmarks/serving_load.py $(BENCH_ARGS)
 
 ## rollback: make an earlier model version champion again: make rollback MODEL=churn VERSION=3 REASON="..."
 rollback: env

@@ -4,13 +4,15 @@
     crm-signals check-source DIR [--mapping FILE]
     crm-signals evaluate DIR [--mapping FILE] [--folds 5] [--output DIR]
     crm-signals export-changes --format salesforce|hubspot --out DIR [--since ID] [--fields FILE]
+    crm-signals serve [--host 127.0.0.1] [--port 8000] [--workers 1] [--new-key NAME]
 
 ``run`` runs a job of the pipeline (``make run`` is ``crm-signals run``); ``check-source`` loads
 a folder into a scratch database and says what each table and model would get; ``evaluate``
 says how good the models are on the folder's data. Without ``--mapping``, a folder's own
 ``mapping.yaml`` is used when it has one. ``export-changes`` writes the change feed
 (``serving.score_changes``) as Salesforce Bulk API 2.0 upsert or HubSpot import CSV files
-(docs/change-feed.md).
+(docs/change-feed.md); ``serve`` runs the real-time scoring service (``make serve``;
+docs/serving-api.md).
 """
 
 from __future__ import annotations
@@ -113,6 +115,54 @@ def _export_changes(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve(args: argparse.Namespace) -> int:
+    from ml.serving.api.security import (
+        ApiKeys,
+        KeyConfigError,
+        check_can_listen,
+        hash_key,
+        new_key,
+    )
+
+    if args.new_key is not None:
+        key = new_key()
+        print(f"API key for {args.new_key} (give it to the caller; it is not stored): {key}")
+        print(f"add to CRM_API_KEY_HASHES or CRM_API_KEYS_FILE: {args.new_key}:{hash_key(key)}")
+        return 0
+    try:
+        check_can_listen(args.host, ApiKeys.from_settings(Settings()))
+    except KeyConfigError as error:
+        print(f"crm-signals serve: {error}", file=sys.stderr)
+        return 2
+    import uvicorn  # only this command needs the server
+    from uvicorn.config import LOGGING_CONFIG
+
+    # The service's own loggers (one line per request, model loads) through uvicorn's handler.
+    log_config = {
+        **LOGGING_CONFIG,
+        "loggers": {
+            **LOGGING_CONFIG["loggers"],
+            **{
+                name: {"handlers": ["default"], "level": "INFO", "propagate": False}
+                for name in ("crm_signals", "ml.serving")
+            },
+        },
+    }
+    uvicorn.run(
+        "ml.serving.api.app:app_from_environment",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        # uvicorn's access log prints every path, and paths carry customer ids: the service
+        # logs each request itself, by route template (ml.serving.api.app.Guard).
+        access_log=False,
+        log_config=log_config,
+        log_level="info",
+    )
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     main_parser = argparse.ArgumentParser(
         prog="crm-signals", description=__doc__.split("\n")[0] if __doc__ else None
@@ -164,6 +214,17 @@ def parser() -> argparse.ArgumentParser:
         "--fields", type=Path, help="field mapping YAML (default ml/serving/crm_fields.yml)"
     )
     export.set_defaults(handler=_export_changes)
+
+    serve = commands.add_parser(
+        "serve", help="the real-time scoring service (make serve; docs/serving-api.md)"
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=int, default=1, help="server processes")
+    serve.add_argument(
+        "--new-key", metavar="NAME", help="print a new API key and its hash line, and exit"
+    )
+    serve.set_defaults(handler=_serve)
     return main_parser
 
 

@@ -181,6 +181,34 @@ class Settings(BaseSettings):
     retrain_cooldown_hours: float = Field(
         default=24.0, ge=0, description="At most one drift-triggered retraining per this period."
     )
+    api_key_hashes: SecretStr | None = Field(
+        default=None,
+        description="API keys of the scoring service, stored hashed: comma-separated "
+        "'<name>:<sha256 hex of the key>' (`crm-signals serve --hash-key` prints one). Unset and "
+        "no api_keys_file: the service starts on loopback only, without keys.",
+    )
+    api_keys_file: Path | None = Field(
+        default=None,
+        description="A secret file of the service's API key hashes, one '<name>:<sha256 hex>' "
+        "per line (read as well as api_key_hashes).",
+    )
+    serve_rate_limit: int = Field(
+        default=3000,
+        ge=1,
+        description="Requests per minute one API key may make to one service process.",
+    )
+    serve_max_body_bytes: int = Field(
+        default=2_000_000, ge=1_000, description="Largest request body the service reads."
+    )
+    serve_max_batch: int = Field(
+        default=1000, ge=1, description="Most records one batch request of the service scores."
+    )
+    serve_champion_ttl_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        description="How long the service trusts its answer to 'which version is champion' "
+        "before asking the registry again (a new champion is served within this time).",
+    )
 
     @field_validator("home", mode="after")
     @classmethod

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -25,6 +26,29 @@ _TYPE_NORMALISATION = {
     '"NULL"': "VARCHAR",
     "NULL": "VARCHAR",
 }
+
+
+_SCRATCH = threading.local()
+
+
+@contextlib.contextmanager
+def frame_query(name: str, frame: pd.DataFrame) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A private in-memory DuckDB connection of the calling thread with ``frame`` registered as
+    ``name``, for SQL over a data frame (e.g. building JSON per row).
+
+    The connection is opened once per thread and kept: opening one costs about 100 ms on a
+    loaded 2-core machine (measured), which a request of the scoring service cannot pay.
+    """
+    con = getattr(_SCRATCH, "con", None)
+    if con is None:
+        con = duckdb.connect()
+        con.execute("SET TimeZone = 'UTC'")
+        _SCRATCH.con = con
+    con.register(name, frame)
+    try:
+        yield con
+    finally:
+        con.unregister(name)
 
 
 def quote_ident(name: str) -> str:

@@ -111,6 +111,47 @@ def pending_requests(con: duckdb.DuckDBPyConnection, erasure_dir: Path) -> pd.Da
     ).df()
 
 
+def erased_customer_ids(
+    con: duckdb.DuckDBPyConnection, erasure_dir: Path, salt: str, customer_ids: Sequence[str]
+) -> frozenset[str]:
+    """Which of ``customer_ids`` must never be scored: a pending erasure request resolves to
+    them, or their id (a flat snapshot's record id) hashes to a tombstone.
+
+    A carried-out request has removed the person from the warehouse already; this catches the
+    requests that arrived since the last run, for readers (the scoring service) that must not
+    wait for it. ``con`` may be read-only.
+    """
+    erased: set[str] = set()
+    has_requests = fetch_row(
+        con,
+        "select count(*) from information_schema.tables "
+        "where table_schema = 'raw' and table_name = 'erasure_requests'",
+    )[0]
+    if has_requests:
+        pending = pending_requests(con, erasure_dir)
+        if not pending.empty:
+            subjects = erasure_subjects(con, pending)
+            erased |= set(subjects["customer_id"].dropna().astype(str))
+            erased |= set(subjects["customer_record_id"].dropna().astype(str))
+    tombstones = read_parquet_or_empty(
+        Path(erasure_dir) / TOMBSTONES_FILE, {"record_key_hash": "VARCHAR"}
+    )
+    if len(tombstones) and len(customer_ids):
+        set_salt_variable(con, salt)
+        con.register("_served_ids", pd.DataFrame({"customer_id": list(customer_ids)}, dtype=object))
+        con.register("_tombstones", tombstones[["record_key_hash"]].astype(str))
+        try:
+            rows = con.execute(
+                f"select customer_id from _served_ids where {keyed_hash_sql('customer_id')} "
+                "in (select record_key_hash from _tombstones)"
+            ).fetchall()
+        finally:
+            con.unregister("_served_ids")
+            con.unregister("_tombstones")
+        erased |= {str(r[0]) for r in rows}
+    return frozenset(erased)
+
+
 def erasure_subjects(con: duckdb.DuckDBPyConnection, requests: pd.DataFrame) -> pd.DataFrame:
     """Every record of each requested person: ``request_id, customer_record_id, customer_id``.
 

@@ -30,6 +30,7 @@ numbers (the column stays a number, and the message names the count and examples
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -328,6 +329,32 @@ def _attribute_types(
     return inferred, not_numbers
 
 
+def _fixed_attribute_types(
+    con: duckdb.DuckDBPyConnection,
+    clean: str,
+    plan: _Plan,
+    clean_types: dict[str, str],
+    types: Mapping[str, str],
+) -> tuple[dict[str, str], dict[str, int]]:
+    """The attributes ``types`` names, with those types; a number attribute's values that do not
+    read as numbers are counted (and quarantined, as a load does)."""
+    kept = {t: types[t] for t in plan.attributes if t in types}
+    text_numbers = [
+        t
+        for t, kind in kept.items()
+        if kind == "DOUBLE" and clean_types[plan.attributes[t]] == "VARCHAR"
+    ]
+    if not text_numbers:
+        return kept, {}
+    aggregates = ", ".join(
+        f"count({quote_ident(plan.attributes[t])}) - "
+        f"count(try_cast({quote_ident(plan.attributes[t])} as double))"
+        for t in text_numbers
+    )
+    row = fetch_row(con, f"select {aggregates} from {quote_ident(clean)}")
+    return kept, {t: int(n) for t, n in zip(text_numbers, row, strict=True) if n}
+
+
 def _attribute_expr(clean_column: str, clean_type: str, target_type: str) -> str:
     ref = quote_ident(clean_column)
     if target_type == "DOUBLE":
@@ -596,14 +623,55 @@ def _drop_erased(
     return erased
 
 
-def _load(
+@dataclass(frozen=True)
+class _Checked:
+    """A read export cleaned by its mapping into a temp table, with its checks run.
+
+    ``typed`` and the attribute expressions select the typed row from the clean table; ``bad`` is
+    SQL true for a row that breaks the contract and ``reason`` the SQL of why (null otherwise).
+    """
+
+    plan: _Plan
+    typed: dict[str, str]
+    attribute_types: dict[str, str]
+    clean_types: dict[str, str]
+    problems: list[str]
+    failing: list[_Check]
+    bad: str
+    reason: str
+    malformed: int
+
+    def typed_select(self, table: Table) -> str:
+        """The select list of the typed contract columns and attributes of the clean table."""
+        key = table.key
+        return ", ".join(
+            [
+                f"{self.typed[c.name] if c.name != key else key} as {quote_ident(c.name)}"
+                for c in table.columns
+            ]
+            + [
+                f"{_attribute_expr(self.plan.attributes[n], self.clean_types[self.plan.attributes[n]], t)} "
+                f"as {quote_ident(n)}"
+                for n, t in self.attribute_types.items()
+            ]
+        )
+
+
+def _clean_and_check(
     con: duckdb.DuckDBPyConnection,
     mapping: TableMapping,
     read: SourceRead,
     clean: str,
-    quarantine_dir: Path,
     now: datetime,
-) -> FlatLoadResult:
+    attribute_types: Mapping[str, str] | None = None,
+    report: bool = True,
+) -> _Checked:
+    """Apply the mapping to the read rows (into temp table ``clean``) and run every check.
+
+    ``attribute_types`` fixes the attributes' types (a trained model's, for rows scored on their
+    own) instead of inferring them from the rows; attributes it does not name are left out.
+    ``report`` adds a problem line per failing check (one more scan; a load's report).
+    """
     table, file_name, src = mapping.table, read.name, read.src
     contract = {c.name: c for c in table.columns}
     key = table.key
@@ -656,7 +724,12 @@ def _load(
     outcome = next((o for o in table.outcome_columns if o in plan.contract), None)
     if flag and outcome:
         typed[flag] = f"({typed[outcome]} is not null)"
-    attribute_types, not_numbers = _attribute_types(con, clean, plan, clean_types)
+    if attribute_types is None:
+        attribute_types, not_numbers = _attribute_types(con, clean, plan, clean_types)
+    else:
+        attribute_types, not_numbers = _fixed_attribute_types(
+            con, clean, plan, clean_types, attribute_types
+        )
 
     problems: list[str] = []
     unmapped = [n for n in contract if n not in plan.contract and n not in (flag, key)]
@@ -678,8 +751,13 @@ def _load(
             f"quarantined (lines {row_list(lines, n_malformed)})"
         )
     checks = _checks(table, plan, typed, clean_types, attribute_types, not_numbers, now)
-    check_lines, failing = _problem_lines(con, clean, file_name, checks, read.where)
-    problems += check_lines
+    if report:
+        check_lines, failing = _problem_lines(con, clean, file_name, checks, read.where)
+        problems += check_lines
+    else:
+        # Per-row reasons only: every check goes into the reason, no scan for the report. A
+        # check that does not apply to a row (a null value) is null there, not true.
+        failing = checks
     bad = " or ".join(c.predicate for c in failing) or "false"
     reason = (
         "nullif(concat_ws('; ', "
@@ -688,19 +766,28 @@ def _load(
         if failing
         else "cast(null as varchar)"
     )
+    return _Checked(
+        plan, typed, dict(attribute_types), clean_types, problems, failing, bad, reason, n_malformed
+    )
 
+
+def _load(
+    con: duckdb.DuckDBPyConnection,
+    mapping: TableMapping,
+    read: SourceRead,
+    clean: str,
+    quarantine_dir: Path,
+    now: datetime,
+) -> FlatLoadResult:
+    table, src = mapping.table, read.src
+    checked = _clean_and_check(con, mapping, read, clean, now)
+    plan, attribute_types, problems = checked.plan, checked.attribute_types, checked.problems
+    bad, reason, n_malformed = checked.bad, checked.reason, checked.malformed
     column_defs = ", ".join(
-        [f"{quote_ident(n)} {c.type}" for n, c in contract.items()]
+        [f"{quote_ident(c.name)} {c.type}" for c in table.columns]
         + [f"{quote_ident(n)} {t}" for n, t in attribute_types.items()]
     )
-    typed_select = ", ".join(
-        [f"{typed[n] if n != key else key} as {quote_ident(n)}" for n in contract]
-        + [
-            f"{_attribute_expr(plan.attributes[n], clean_types[plan.attributes[n]], t)} "
-            f"as {quote_ident(n)}"
-            for n, t in attribute_types.items()
-        ]
-    )
+    typed_select = checked.typed_select(table)
     # Quarantined rows keep the file's text of the columns the load uses (never pii), so a
     # person can fix them at the source; malformed lines keep their raw text only when the
     # mapping declares no pii (the raw line would carry it).
@@ -764,6 +851,95 @@ def _load(
         protected=tuple(n for n in attribute_types if n.startswith(PROTECTED_PREFIX)),
         dropped=(*mapping.drop, *mapping.pii),
     )
+
+
+@dataclass(frozen=True)
+class CheckedRecords:
+    """Records checked against a flat table's mapping and contract, nothing written.
+
+    Attributes:
+        rows: The typed rows that pass, as ``raw.<table>`` holds them (contract columns, then
+            the attributes), with ``record`` (position of the input record, 0-based).
+        rejected: ``record`` and ``reason`` of every record that breaks the contract, in the
+            words of the quarantine (``"lead_id: required value missing"``).
+    """
+
+    rows: pd.DataFrame
+    rejected: pd.DataFrame
+
+
+def check_flat_records(
+    con: duckdb.DuckDBPyConnection,
+    mapping: TableMapping,
+    records: pd.DataFrame,
+    attribute_types: Mapping[str, str],
+    now: datetime | None = None,
+) -> CheckedRecords:
+    """Apply a flat export's mapping and contract checks to records given in memory.
+
+    The same renames, value maps, casts and checks as :func:`load_flat_table`, on records that
+    arrive one request at a time (the scoring service) instead of in a file, with the
+    attributes typed as ``attribute_types`` says (a trained model's) rather than inferred from
+    a handful of records. Nothing is written: temp tables of ``con`` are dropped afterwards.
+
+    Args:
+        con: A DuckDB connection for temp tables (an in-memory one will do), session time zone
+            UTC.
+        mapping: The table's mapping.
+        records: One row per record, columns named as in the export, values as text (as a CSV
+            reads them); every column the mapping names must be there (null when not given).
+        attribute_types: Attribute column (``attr_<name>``) -> DOUBLE, BOOLEAN or VARCHAR;
+            attributes not named are not read.
+        now: Dates after this are "in the future" (default: the current UTC time).
+
+    Raises:
+        MappingError: A column looks personal, protected or like the outcome (as in a load).
+    """
+    now = now or datetime.now(UTC)
+    if now.tzinfo is not None:
+        now = now.astimezone(UTC).replace(tzinfo=None)
+    table = mapping.table
+    with temp_names(con, "records", "rejects", "clean") as (src, rejects, clean):
+        frame = records.astype("string").reset_index(drop=True)
+        frame[ROW] = pd.RangeIndex(1, len(frame) + 1, dtype="int64")
+        con.register("_flat_records", frame)
+        try:
+            con.execute(f"create temp table {quote_ident(src)} as select * from _flat_records")
+        finally:
+            con.unregister("_flat_records")
+        con.execute(
+            f"create temp table {quote_ident(rejects)} "
+            "(line bigint, error_type varchar, csv_line varchar, file varchar)"
+        )
+        source_types = {str(c): "VARCHAR" for c in records.columns}
+        read = SourceRead(
+            files=(),
+            name="request",
+            src=src,
+            rejects=rejects,
+            malformed=0,
+            source_types=source_types,
+            positions=f"{ROW}, 'request' as {FILE}, {ROW} as {LINE}",
+            where=f"cast({ROW} - 1 as varchar)",
+        )
+        checked = _clean_and_check(con, mapping, read, clean, now, attribute_types, report=False)
+        # The reasons are asked for only when a record breaks a check: their SQL (every check's
+        # reason) is the slow part of the checks, and most records break none.
+        typed = con.execute(
+            f"select {ROW} - 1 as record, coalesce({checked.bad}, false) as _bad, "
+            f"{checked.typed_select(table)} from {quote_ident(clean)} order by {ROW}"
+        ).df()
+        bad = typed.pop("_bad").to_numpy(dtype=bool)
+        rejected = pd.DataFrame(
+            {"record": pd.Series(dtype="int64"), "reason": pd.Series(dtype=object)}
+        )
+        if bad.any():
+            rejected = con.execute(
+                f"select {ROW} - 1 as record, {checked.reason} as reason "
+                f"from {quote_ident(clean)} where coalesce({checked.bad}, false) order by {ROW}"
+            ).df()
+        rows = typed.loc[~bad].reset_index(drop=True)
+    return CheckedRecords(rows, rejected)
 
 
 def load_empty_flat_table(con: duckdb.DuckDBPyConnection, table: Table) -> None:

@@ -32,7 +32,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
-import duckdb
 import numpy as np
 import pandas as pd
 from catboost import CatBoostClassifier, Pool
@@ -40,6 +39,7 @@ from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedKFold, train_test_split
 
 from ml.core.maths import sigmoid
+from ml.core.warehouse import frame_query
 from ml.data.flat_tables import ATTRIBUTE_PREFIX
 from ml.modelling.boosting import (
     MISSING_CATEGORY,
@@ -594,8 +594,7 @@ def explain(
             "contribution": shap[rows, cols],
         }
     )
-    with duckdb.connect() as con:
-        con.register("drivers", long)
+    with frame_query("drivers", long) as con:
         agg = con.execute(_AGGREGATE_SQL).df()
 
     cited = cite_factors(shap, model.feature_names, model.outcome.concepts, rules)

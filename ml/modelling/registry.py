@@ -215,6 +215,12 @@ def _load_version(name: str, version: str) -> Any:
     return model
 
 
+def load_version(registry: Registry, name: str, version: str) -> Any:
+    """Load the model object of one registered version of ``name``."""
+    _use(registry)
+    return _load_version(name, version)
+
+
 def load_champion(registry: Registry, name: str) -> tuple[Any, str]:
     """Load the model object behind ``models:/<name>@champion`` and its version.
 
@@ -229,7 +235,7 @@ def load_champion(registry: Registry, name: str) -> tuple[Any, str]:
             "train and register a model first"
         )
     # Load by version, not by alias, so the returned version is the one actually loaded.
-    return _load_version(name, version), version
+    return load_version(registry, name, version), version
 
 
 def _finite(values: Mapping[str, float]) -> dict[str, float]:

@@ -15,11 +15,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import duckdb
 import numpy as np
 import pandas as pd
 from catboost import Pool
 
+from ml.core.warehouse import frame_query
 from ml.data.features import KEY_COLUMNS
 from ml.modelling import customer_reasons
 from ml.modelling.customer_reasons import CUSTOMER_CONCEPTS, concept_phrase, feature_phrase
@@ -250,8 +250,7 @@ def explain_scores(
             "contribution": drivers.contribution,
         }
     )
-    with duckdb.connect() as con:
-        con.register("drivers", long)
+    with frame_query("drivers", long) as con:
         agg = con.execute(_AGGREGATE_SQL).df()
 
     today = typical if typical is not None else typical_values(frame)

@@ -1,0 +1,1 @@
+"""The real-time scoring service (``crm-signals serve``; docs/serving-api.md)."""
