@@ -15,6 +15,13 @@ last nine months' sign-ups on a monthly basic plan with lower engagement).
 
 Run alone it merges its keys into ``results/quality.json`` and touches nothing else there;
 ``benchmarks/quality.py`` calls :func:`synthetic_cbpe` in its synthetic stage.
+
+    .venv/bin/python benchmarks/cbpe_synthetic.py --calibration-seeds 7 42 123
+
+runs the plain world of each seed twice, with the churn model's calibration as the pipeline
+chooses it (``auto``: a Platt map fitted on the held-out newest training date is kept only if it
+lowers the Brier score there) and with that map always kept (``sigmoid``), and writes
+``results/cbpe-calibration.json``: whether CBPE's error comes from the probabilities' calibration.
 """
 
 from __future__ import annotations
@@ -71,8 +78,9 @@ def _dbt_manifest() -> None:
         )
 
 
-def _train(home: Path) -> None:
-    """The pipeline's assets up to ``models/churn``, in process, in ``home``."""
+def _train(home: Path, calibration: str | None) -> None:
+    """The pipeline's assets up to ``models/churn``, in process, in ``home``; ``calibration``
+    overrides the churn asset's calibration setting (its default when None)."""
     import dagster as dg
 
     from orchestration.definitions import defs as load_defs
@@ -95,7 +103,14 @@ def _train(home: Path) -> None:
         result = job.execute_in_process(
             instance=instance,
             asset_selection=list(keys),
-            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+            run_config={
+                "loggers": {"console": {"config": {"log_level": "WARNING"}}},
+                **(
+                    {}
+                    if calibration is None
+                    else {"ops": {"models__churn": {"config": {"calibration": calibration}}}}
+                ),
+            },
             raise_on_error=False,
         )
     if not result.success:
@@ -143,6 +158,8 @@ def _score_and_monitor(settings: Settings) -> dict[str, Any]:
         "as_of": str(as_of),
         "rows": len(features),
         "model_version": version,
+        "calibration": model.calibration_report.method,
+        "calibration_brier": model.calibration_report.as_metrics(),
         "roc_auc": auc,
         "auc_abs_error": round(abs(auc["estimated"] - auc["realized"]), 4),
         "precision_at_capacity": pair("precision_at_capacity"),
@@ -156,7 +173,11 @@ def _score_and_monitor(settings: Settings) -> dict[str, Any]:
 
 
 def world(
-    customers: int | None, threads: int, shift: float, seed: int | None = None
+    customers: int | None,
+    threads: int,
+    shift: float,
+    seed: int | None = None,
+    calibration: str | None = None,
 ) -> dict[str, Any]:
     """Train on one synthetic world, score its validation date, estimate and realize."""
     _dbt_manifest()
@@ -173,7 +194,7 @@ def world(
             }
         ),
     ):
-        _train(Path(home))
+        _train(Path(home), calibration)
         settings = Settings()
         return {
             "customers": settings.synthetic_customers,
@@ -182,10 +203,12 @@ def world(
         } | (_score_and_monitor(settings))
 
 
-def synthetic_cbpe(customers: int | None, threads: int, seed: int | None = None) -> dict[str, Any]:
+def synthetic_cbpe(
+    customers: int | None, threads: int, seed: int | None = None, calibration: str | None = None
+) -> dict[str, Any]:
     """The ``cbpe_*`` keys of the synthetic section of ``quality.json``."""
-    plain = world(customers, threads, 0.0, seed)
-    shifted = world(customers, threads, SHIFT, seed)
+    plain = world(customers, threads, 0.0, seed, calibration)
+    shifted = world(customers, threads, SHIFT, seed, calibration)
     return {
         "cbpe_auc_abs_error": plain["auc_abs_error"],
         "cbpe_auc_abs_error_shift": shifted["auc_abs_error"],
@@ -195,6 +218,36 @@ def synthetic_cbpe(customers: int | None, threads: int, seed: int | None = None)
         and shifted["auc_abs_error"] <= TARGET_SHIFT,
         "cbpe": {"plain": plain, "shift": shifted},
     }
+
+
+CALIBRATIONS = ("auto", "sigmoid")
+
+
+def calibration_seeds(seeds: list[int], customers: int | None, threads: int) -> dict[str, Any]:
+    """The plain world of each seed under each of :data:`CALIBRATIONS`: estimated and realized
+    ROC AUC, and the calibration the churn model kept."""
+    runs = []
+    for seed in seeds:
+        for calibration in CALIBRATIONS:
+            found = world(customers, threads, 0.0, seed, calibration)
+            runs.append(
+                {
+                    "seed": seed,
+                    "calibration_setting": calibration,
+                    **{
+                        key: found[key]
+                        for key in (
+                            "calibration",
+                            "calibration_brier",
+                            "roc_auc",
+                            "auc_abs_error",
+                            "positive_rate",
+                            "brier",
+                        )
+                    },
+                }
+            )
+    return {"measured_at": datetime.now(UTC).isoformat(timespec="seconds"), "runs": runs}
 
 
 def speed(rows: int = 1_000_000) -> dict[str, Any]:
@@ -267,11 +320,34 @@ def main() -> None:
     parser.add_argument("--output", type=Path, default=None, help="JSON path (default: merge)")
     parser.add_argument("--speed", action="store_true", help="only time 1M rows (cbpe_speed)")
     parser.add_argument("--seed", type=int, default=None, help="generator seed (default 42)")
+    parser.add_argument(
+        "--calibration",
+        choices=("auto", "none", "sigmoid", "isotonic"),
+        default=None,
+        help="the churn model's calibration setting (default: the asset's)",
+    )
+    parser.add_argument(
+        "--calibration-seeds",
+        type=int,
+        nargs="+",
+        default=None,
+        help="only compare the calibration settings on these seeds (cbpe-calibration.json)",
+    )
     args = parser.parse_args()
+    if args.calibration_seeds is not None:
+        out = args.output or RESULTS_JSON.with_name("cbpe-calibration.json")
+        runs: list[dict[str, Any]] = []
+        for seed in args.calibration_seeds:  # written after each seed: a long run keeps its part
+            found = calibration_seeds([seed], args.customers, args.threads)
+            runs += found["runs"]
+            out.write_text(json.dumps(found | {"runs": runs}, indent=2) + "\n")
+            print(json.dumps(found["runs"], indent=2), flush=True)
+        return
     figures = (
         {"cbpe_speed": speed()}
         if args.speed
-        else synthetic_cbpe(args.customers, args.threads, args.seed) | {"cbpe_speed": speed()}
+        else synthetic_cbpe(args.customers, args.threads, args.seed, args.calibration)
+        | {"cbpe_speed": speed()}
     )
     if args.output is not None:
         args.output.write_text(json.dumps(figures, indent=2) + "\n")

@@ -108,6 +108,13 @@ class Settings(BaseSettings):
         description="Customers the team can act on per cycle; precision and lift are reported "
         "at this capacity.",
     )
+    lead_capacity_top_k: int = Field(
+        default=500,
+        ge=1,
+        description="Open leads sales can work per cycle: the lead model's estimated and "
+        "realized precision are reported among this many highest scores (its own setting: "
+        "sales capacity is not the retention team's).",
+    )
     fairness_min_selection_rate_ratio: float = Field(
         default=0.8,
         gt=0,

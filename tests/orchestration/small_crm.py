@@ -18,6 +18,8 @@ SMALL_CRM = {
     "CRM_SYNTHETIC_SEED": "8",
     "CRM_THREADS": "2",
     "CRM_PII_SALT": PII_SALT,
+    # Not the churn capacity (500): the lead monitoring test tells which one leads are cut at.
+    "CRM_LEAD_CAPACITY_TOP_K": "50",
 }
 
 

@@ -64,6 +64,9 @@ def test_lead_run_is_estimated(pipeline_run) -> None:  # type: ignore[no-untyped
     metadata = _metadata(pipeline_run, keys.LEAD_PERFORMANCE)
     assert 0.5 < metadata["estimated_roc_auc"] < 1.0
     assert metadata["reference_roc_auc"] > 0.5
+    # Leads are cut at the sales capacity, not the retention team's.
+    settings = pipeline_run.settings
+    assert metadata["capacity"] == settings.lead_capacity_top_k != settings.capacity_top_k
     with duckdb.connect(str(pipeline_run.settings.warehouse_path), read_only=True) as con:
         kept = con.execute("select count(*) from monitoring.lead_score_snapshots").fetchall()[0][0]
         scored = con.execute("select count(*) from serving.lead_scores").fetchall()[0][0]

@@ -193,7 +193,7 @@ def churn_performance(context: dg.AssetExecutionContext, crm: CrmSettings) -> dg
     deps=[keys.serving("lead_scores"), keys.raw("leads")],
 )
 def lead_scoring_performance(crm: CrmSettings) -> dg.MaterializeResult:
-    """The lead model's ROC AUC, precision among the top leads (CRM_CAPACITY_TOP_K) and
+    """The lead model's ROC AUC, precision among the top leads (CRM_LEAD_CAPACITY_TOP_K) and
     calibration, estimated from the open leads' scores (CBPE), overall and per source, country
     and company size; realized once every conversion window of a run has closed. Each run's
     scores are kept in monitoring.lead_score_snapshots (serving.lead_scores holds the newest)."""
@@ -203,7 +203,7 @@ def lead_scoring_performance(crm: CrmSettings) -> dg.MaterializeResult:
     now = datetime.now(UTC).replace(tzinfo=None)
     with connect(settings.warehouse_path, threads=settings.threads) as con:
         run = lead_monitoring.monitor_performance(
-            con, settings.capacity_top_k, LeadConfig().conversion_window_days, now
+            con, settings.lead_capacity_top_k, LeadConfig().conversion_window_days, now
         )
         outcome = conclude(
             con,
@@ -216,7 +216,7 @@ def lead_scoring_performance(crm: CrmSettings) -> dg.MaterializeResult:
         )
     return dg.MaterializeResult(
         metadata=performance_metadata(
-            run, settings.capacity_top_k, outcome.thresholds, outcome.realized, outcome.report
+            run, settings.lead_capacity_top_k, outcome.thresholds, outcome.realized, outcome.report
         )
         | {"reference_roc_auc": _null(outcome.evidence.reference_auc)}
         | _with_alerts(outcome)
