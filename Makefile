@@ -17,7 +17,7 @@ BIN := $(VENV)/bin
 DBT_MANIFEST := dbt_project/target/manifest.json
 DBT_SOURCES := $(shell find dbt_project -path dbt_project/target -prune -o -type f \( -name '*.sql' -o -name '*.yml' -o -name '*.csv' \) -print)
 
-.PHONY: run ui ui-check browser test test-distributed lint format clean env bench bench-quality bench-scale rollback
+.PHONY: run ui ui-check browser java test test-distributed lint format clean env bench bench-quality bench-scale rollback
 
 env: $(VENV)/.synced
 
@@ -67,6 +67,25 @@ browser:
 	fi; \
 	rm -f "$$log"
 
+JAVA := /usr/bin/java
+
+## java: Debian's Java 17 runtime (openjdk-17-jre-headless) for Spark (the dbt spark target and
+## make test-distributed), installed when missing (as root or with password-less sudo)
+java:
+	@if [ -x $(JAVA) ]; then exit 0; fi; \
+	sudo=""; if [ "$$(id -u)" != 0 ]; then sudo="sudo -n"; fi; \
+	log=$$(mktemp); \
+	echo "Installing openjdk-17-jre-headless with apt-get (for Spark)..."; \
+	if ! { $$sudo apt-get update -qq && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install \
+			-y -qq --no-install-recommends openjdk-17-jre-headless; } >"$$log" 2>&1 \
+		|| [ ! -x $(JAVA) ]; then \
+		tail -n 20 "$$log" >&2; rm -f "$$log"; \
+		echo "make java: could not install openjdk-17-jre-headless with apt-get." >&2; \
+		echo "Install it as root (apt-get install openjdk-17-jre-headless) and run make again." >&2; \
+		exit 1; \
+	fi; \
+	rm -f "$$log"
+
 ## test: the whole test suite but the distributed tier; no root needed (the UI test is skipped
 ## until `make browser` has run)
 test: env $(DBT_MANIFEST)
@@ -74,7 +93,7 @@ test: env $(DBT_MANIFEST)
 
 ## test-distributed: the slow tier, tests/distributed: the dbt project on Spark, a run over Celery
 ## workers (CI runs it after make test)
-test-distributed: env $(DBT_MANIFEST)
+test-distributed: env $(DBT_MANIFEST) java
 	$(BIN)/pytest -n 2 --dist loadgroup -m distributed
 
 ## bench: wall time, peak memory and time per step of the pipeline (benchmarks/results/)

@@ -2,7 +2,7 @@
 -- Windows are half-open and end before as_of_date:
 -- [as_of - 30d, as_of) and [as_of - 60d, as_of - 30d).
 {{ config(
-    materialized='incremental',
+    materialized=incremental_materialization(),
     incremental_strategy='replace_scope',
     scope='as_of',
     on_schema_change='fail',

@@ -1,7 +1,7 @@
 -- One row per active customer per as_of_date: orders before as_of_date. orders_90d counts
 -- purchases (refunds excluded); order_value_90d is the net amount (refunds are negative).
 {{ config(
-    materialized='incremental',
+    materialized=incremental_materialization(),
     incremental_strategy='replace_scope',
     scope='as_of',
     on_schema_change='fail',

@@ -1,6 +1,6 @@
 -- One row per active customer per as_of_date: support tickets before as_of_date.
 {{ config(
-    materialized='incremental',
+    materialized=incremental_materialization(),
     incremental_strategy='replace_scope',
     scope='as_of',
     on_schema_change='fail',
