@@ -1,26 +1,28 @@
 """The dbt build per stage on DuckDB against Spark local, at one size of the synthetic CRM.
 
     .venv/bin/python benchmarks/engines.py                        # 100k customers
-    .venv/bin/python benchmarks/engines.py --customers 1000000    # 1M (about an hour here)
+    .venv/bin/python benchmarks/engines.py --customers 1000000    # 1M
     .venv/bin/python benchmarks/engines.py --customers 300 --out /tmp/e.json   # smoke
 
 The synthetic CRM is generated once (about 50 events per person, as benchmarks/scale.py) and
-loaded into a DuckDB warehouse as the contract's raw tables. Both engines then build the same
-dbt project from those raw tables, one stage per dbt process:
+loaded into a DuckDB warehouse as the contract's raw tables. Both engines then build the whole dbt
+project from those raw tables (`dbt build`: every model, seed and test), one process per step:
 
     raw            DuckDB: the generated Parquet loaded into raw.* (typed as the contract says).
                    Spark: those raw tables written as Parquet and registered as Spark tables.
-    staging        dbt build of models/staging and the seeds, with their tests
-    intermediate   dbt build of models/intermediate, with their tests
-    marts          dbt build of models/marts, with their tests
+    build          dbt build; split into the stages staging, intermediate and marts by the
+                   nodes' own start and end times in run_results.json (a node's stage is its
+                   folder; a test belongs to the stage of the model it tests). The layers cannot
+                   be built one dbt process each: the incremental scope models of intermediate
+                   read the previous build's marts.
     export         Spark only: the marts written as Parquet for readers without Spark (the
                    pipeline's training and scoring); DuckDB's marts are read in place.
 
-Per stage: wall seconds of the dbt process (for Spark this includes starting the JVM and the
-session, reported on its own as `session_start_s`, measured by `dbt debug`), the sum of the
-nodes' own execution seconds from run_results.json, and the peak resident memory of this
-process plus every child (dbt, and the Spark JVM it starts), sampled every 0.2 s
-(benchmarks/scale.py MemorySampler). Results: benchmarks/results/engines-<customers>.json.
+Per stage: seconds (a step's wall time; a build stage's span from its first node's start to its
+last node's end, and the sum of its nodes' own seconds), and the peak resident memory of this
+process plus every child (dbt, and the Spark JVM it starts), sampled every 0.2 s, within the
+step or the stage's span. For Spark, `session_start` is `dbt debug` alone: the JVM and session
+start that every Spark step pays once. Results: benchmarks/results/engines-<customers>.json.
 """
 
 from __future__ import annotations
@@ -33,7 +35,9 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -42,7 +46,7 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results"
 sys.path.insert(0, str(ROOT))
 
-from scale import EVENT_SHARE, MemorySampler  # noqa: E402
+from scale import EVENT_SHARE, _descendants, _status_kb  # noqa: E402
 
 from ml.core.privacy import pii_salt  # noqa: E402
 from ml.core.spark import export_schema_parquet, spark_environment  # noqa: E402
@@ -50,17 +54,40 @@ from ml.data.contract import RAW_TABLES  # noqa: E402
 from ml.synthetic.config import SyntheticConfig  # noqa: E402
 from ml.synthetic.generator import generate  # noqa: E402
 
-LAYERS = {
-    "staging": ["path:models/staging", "path:seeds"],
-    "intermediate": ["path:models/intermediate"],
-    "marts": ["path:models/marts"],
-}
+LAYERS = ("staging", "intermediate", "marts")
+SAMPLE_SECONDS = 0.2
+
+
+class MemorySeries:
+    """Resident memory of this process and all its descendants, every 0.2 s, with the time."""
+
+    def __init__(self) -> None:
+        self.samples: list[tuple[float, int]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(SAMPLE_SECONDS):
+            pids = [os.getpid(), *_descendants(os.getpid())]
+            self.samples.append((time.time(), sum(_status_kb(pid, "VmRSS") for pid in pids)))
+
+    def __enter__(self) -> MemorySeries:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def peak_gb(self, start: float, end: float) -> float:
+        within = [kb for at, kb in self.samples if start <= at <= end]
+        return round(max(within, default=0) / 2**20, 3)
 
 
 def _dbt(
     arguments: list[str], target: str, env: dict[str, str], work_dir: Path, dbt_vars: dict
-) -> tuple[float, float, int]:
-    """Run dbt; return wall seconds, the nodes' summed execution seconds and the node count."""
+) -> list[dict[str, Any]]:
+    """Run dbt; return the nodes of run_results.json (none for commands without results)."""
     command = [
         str(Path(sys.executable).parent / "dbt"),
         *arguments,
@@ -79,18 +106,55 @@ def _dbt(
     ]
     results = work_dir / "target" / "run_results.json"
     results.unlink(missing_ok=True)
-    started = time.perf_counter()
     done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
-    wall = time.perf_counter() - started
     if done.returncode != 0:
         raise SystemExit(f"dbt {' '.join(arguments)} on {target} failed:\n{done.stdout[-4000:]}")
-    nodes = json.loads(results.read_text())["results"] if results.exists() else []
-    return wall, sum(n["execution_time"] for n in nodes), len(nodes)
+    return json.loads(results.read_text())["results"] if results.exists() else []
 
 
-def _build(selection: list[str]) -> list[str]:
-    # cautious: a test runs in the stage that builds the last of its parents.
-    return ["build", "--select", *selection, "--indirect-selection", "cautious"]
+def _stage_of(node: dict[str, Any], paths: dict[str, str]) -> str:
+    path = paths.get(node["unique_id"], "")
+    for layer in LAYERS:
+        if path.startswith(f"models/{layer}/") or (layer == "staging" and path.startswith("seeds")):
+            return layer
+    return "marts"  # singular tests (tests/) read the incremental state and marts: they run last
+
+
+def _build_stages(
+    nodes: list[dict[str, Any]], manifest: Path, memory: MemorySeries
+) -> dict[str, dict[str, float]]:
+    """Split one dbt build into stages by the nodes' own timings."""
+    parsed = json.loads(manifest.read_text())
+    paths = {}
+    for unique_id, node in {**parsed["nodes"], **parsed.get("unit_tests", {})}.items():
+        paths[unique_id] = node.get("original_file_path", "")
+        # A generic test's file is its model's yml: its folder is the model's stage.
+    stages = {}
+    for layer in LAYERS:
+        spans = []
+        own = 0.0
+        for node in nodes:
+            if _stage_of(node, paths) != layer:
+                continue
+            own += node["execution_time"]
+            times = [t for t in node["timing"] if t.get("started_at") and t.get("completed_at")]
+            if times:
+                spans.append(
+                    (
+                        datetime.fromisoformat(times[0]["started_at"]).timestamp(),
+                        datetime.fromisoformat(times[-1]["completed_at"]).timestamp(),
+                    )
+                )
+        if not spans:
+            continue
+        start, end = min(s for s, _ in spans), max(e for _, e in spans)
+        stages[layer] = {
+            "span_s": round(end - start, 2),
+            "nodes_s": round(own, 2),
+            "nodes": sum(1 for n in nodes if _stage_of(n, paths) == layer),
+            "peak_rss_gb": memory.peak_gb(start, end),
+        }
+    return stages
 
 
 def _load_raw_duckdb(raw_dir: Path, warehouse: Path) -> dict[str, int]:
@@ -100,18 +164,18 @@ def _load_raw_duckdb(raw_dir: Path, warehouse: Path) -> dict[str, int]:
     with duckdb.connect(str(warehouse)) as con:
         con.execute("create schema if not exists raw")
         for table in RAW_TABLES.values():
-            files = sorted(raw_dir.glob(f"{table.name}.parquet"))
-            casts = ", ".join(f"cast({c.name} as {c.type}) as {c.name}" for c in table.columns)
-            if files:
+            file = raw_dir / f"{table.name}.parquet"
+            if file.exists():
+                casts = ", ".join(f"cast({c.name} as {c.type}) as {c.name}" for c in table.columns)
                 con.execute(
                     f"create or replace table raw.{table.name} as "
                     f"select {casts} from read_parquet(?)",
-                    [str(files[0])],
+                    [str(file)],
                 )
             else:
                 columns = ", ".join(f"{c.name} {c.type}" for c in table.columns)
                 con.execute(f"create or replace table raw.{table.name} ({columns})")
-            rows[table.name] = con.execute(f"select count(*) from raw.{table.name}").fetchone()[0]
+            (rows[table.name],) = con.execute(f"select count(*) from raw.{table.name}").fetchone()
     return rows
 
 
@@ -122,55 +186,72 @@ def run(customers: int, seed: int, home: Path) -> dict[str, Any]:
         "warehouse_path": str(home / "warehouse.duckdb"),
         "max_valid_timestamp": f"{config.end_date} 23:59:59",
     }
-    salt = pii_salt(home)
-    spark_env = spark_environment(home / "spark", salt)
+    spark_env = spark_environment(home / "spark", pii_salt(home))
     duck_env = {**spark_env, "CRM_HOME": str(home), "CRM_DUCKDB_MEMORY_LIMIT": "6GB"}
     stages: dict[str, dict[str, dict[str, float]]] = {"duckdb": {}, "spark": {}}
-    with MemorySampler() as memory:
 
-        def stage(engine: str, name: str, function: Any) -> None:
-            memory.switch(f"{engine}:{name}")
-            started = time.perf_counter()
-            measured = function()
-            wall = time.perf_counter() - started
-            entry: dict[str, float] = {"wall_s": round(wall, 2)}
-            if isinstance(measured, tuple):
-                entry["nodes_s"] = round(measured[1], 2)
-                entry["nodes"] = measured[2]
+    with MemorySeries() as memory:
+
+        def step(engine: str, name: str, function: Callable[[], Any]) -> Any:
+            start = time.time()
+            outcome = function()
+            end = time.time()
+            entry = {"wall_s": round(end - start, 2), "peak_rss_gb": memory.peak_gb(start, end)}
             stages[engine][name] = entry
-            memory.switch("idle")
-            entry["peak_rss_gb"] = round(memory.peak_gb(f"{engine}:{name}"), 3)
             print(engine, name, entry, flush=True)
+            return outcome
 
-        def duckdb_dbt(arguments: list[str]) -> tuple[float, float, int]:
-            return _dbt(arguments, "duckdb", duck_env, home / "dbt-duckdb", dbt_vars)
+        def build(engine: str, env: dict[str, str]) -> None:
+            work_dir = home / f"dbt-{engine}"
+            nodes = step(engine, "build", lambda: _dbt(["build"], engine, env, work_dir, dbt_vars))
+            failed = [n["unique_id"] for n in nodes if n["status"] in ("error", "fail")]
+            if failed:
+                raise SystemExit(f"{engine}: nodes failed: {failed}")
+            stages[engine].update(
+                _build_stages(nodes, work_dir / "target" / "manifest.json", memory)
+            )
+            print(engine, {k: stages[engine][k] for k in LAYERS if k in stages[engine]}, flush=True)
 
-        def spark_dbt(arguments: list[str]) -> tuple[float, float, int]:
-            return _dbt(arguments, "spark", spark_env, home / "dbt-spark", dbt_vars)
-
-        def spark_raw() -> tuple[float, float, int]:
+        def spark_raw() -> None:
             import duckdb
 
             with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
                 export_schema_parquet(con, "raw", home / "spark-raw")
             folder = json.dumps({"folder": str(home / "spark-raw")})
-            return spark_dbt(["run-operation", "register_raw_parquet", "--args", folder])
+            _dbt(
+                ["run-operation", "register_raw_parquet", "--args", folder],
+                "spark",
+                spark_env,
+                home / "dbt-spark-operations",
+                dbt_vars,
+            )
 
-        def spark_export() -> tuple[float, float, int]:
+        def spark_export() -> None:
             arguments = json.dumps({"schemas": ["marts"], "folder": str(home / "spark-export")})
-            return spark_dbt(["run-operation", "export_parquet", "--args", arguments])
+            _dbt(
+                ["run-operation", "export_parquet", "--args", arguments],
+                "spark",
+                spark_env,
+                home / "dbt-spark-operations",
+                dbt_vars,
+            )
 
-        stage("duckdb", "raw", lambda: _load_raw_duckdb(home / "source", home / "warehouse.duckdb"))
-        for layer, selection in LAYERS.items():
-            stage("duckdb", layer, lambda s=selection: duckdb_dbt(_build(s)))
-        stage("spark", "session_start", lambda: spark_dbt(["debug"]))
-        stage("spark", "raw", spark_raw)
-        for layer, selection in LAYERS.items():
-            stage("spark", layer, lambda s=selection: spark_dbt(_build(s)))
-        stage("spark", "export", spark_export)
+        raw_rows = step(
+            "duckdb", "raw", lambda: _load_raw_duckdb(home / "source", home / "warehouse.duckdb")
+        )
+        build("duckdb", duck_env)
+        step(
+            "spark",
+            "session_start",
+            lambda: _dbt(["debug"], "spark", spark_env, home / "dbt-spark-operations", dbt_vars),
+        )
+        step("spark", "raw", spark_raw)
+        build("spark", spark_env)
+        step("spark", "export", spark_export)
     return {
         "customers": customers,
-        "raw_rows": generated.rows,
+        "raw_rows": raw_rows,
+        "generated_rows": generated.rows,
         "seed": seed,
         "event_share": EVENT_SHARE,
         "stages": stages,
@@ -186,7 +267,7 @@ def run(customers: int, seed: int, home: Path) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--customers", type=int, default=100_000)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--out", type=Path, default=None)

@@ -355,3 +355,17 @@
 {% macro spark__row_value(columns) -%}
     struct({{ columns | join(', ') }})
 {%- endmacro %}
+
+
+{% macro materialized_cte() -%}
+    {#- `with x as {{ materialized_cte() }} (...)`: compute a CTE read several times once. -#}
+    {{ return(adapter.dispatch('materialized_cte', 'crm_signals')()) }}
+{%- endmacro %}
+
+{% macro default__materialized_cte() -%}
+    materialized
+{%- endmacro %}
+
+{% macro spark__materialized_cte() -%}
+    {#- Spark has no such hint; it may compute the CTE once per reader. -#}
+{%- endmacro %}

@@ -84,3 +84,12 @@
     {%- endfor -%}
     {{ return(statements[0]) }}
 {%- endmacro %}
+
+
+{% macro spark__cast(field, type) -%}
+    {#- The contracts of the marts (models/marts/_marts__models.yml) name their column types as
+        DuckDB and PostgreSQL spell them; Spark spells text and double precision differently.
+        dbt builds a contract's declared schema with this macro. -#}
+    {%- set spark_types = {'text': 'string', 'varchar': 'string', 'double precision': 'double'} -%}
+    cast({{ field }} as {{ spark_types.get(type | lower | trim, type) }})
+{%- endmacro %}

@@ -24,9 +24,11 @@ import pytest
 
 from ml.core.privacy import pii_salt
 from ml.core.spark import (
+    SparkDbtError,
     export_schema_parquet,
     export_spark_parquet,
     register_raw_parquet,
+    run_dbt_on_spark,
     spark_environment,
 )
 
@@ -214,3 +216,17 @@ def test_hashes_match_duckdb_and_the_salt_stays_out_of_sql_and_logs(
         spark_build.work_dir.rglob("compiled/*/models/staging/base/base_crm__customers.sql")
     )
     assert "${env:CRM_PII_SALT}" in compiled.read_text()
+
+
+def test_a_spark_session_without_the_salt_fails_instead_of_hashing_unsalted(
+    spark_build: SparkBuild, tmp_path: Path
+) -> None:
+    assert spark_build.build.returncode == 0, spark_build.build.output[-5000:]
+    env = spark_environment(spark_build.work_dir.parent / "spark", spark_build.salt)
+    del env["CRM_PII_SALT"]
+    with pytest.raises(SparkDbtError, match="the PII salt is not set"):
+        run_dbt_on_spark(
+            ["show", "--inline", "select {{ keyed_hash(\"'someone@example.com'\") }} as hashed"],
+            env,
+            tmp_path,
+        )
