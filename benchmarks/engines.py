@@ -21,8 +21,8 @@ project from those raw tables (`dbt build`: every model, seed and test), one pro
 Per stage: seconds (a step's wall time; a build stage's span from its first node's start to its
 last node's end, and the sum of its nodes' own seconds), and the peak resident memory of this
 process plus every child (dbt, and the Spark JVM it starts), sampled every 0.2 s, within the
-step or the stage's span. For Spark, `session_start` is `dbt debug` alone: the JVM and session
-start that every Spark step pays once. Results: benchmarks/results/engines-<customers>.json.
+step or the stage's span. Every Spark step starts its own JVM and session (tens of seconds), inside
+its figures. Results: benchmarks/results/engines-<customers>.json.
 """
 
 from __future__ import annotations
@@ -108,7 +108,8 @@ def _dbt(
     results.unlink(missing_ok=True)
     done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
     if done.returncode != 0:
-        raise SystemExit(f"dbt {' '.join(arguments)} on {target} failed:\n{done.stdout[-4000:]}")
+        output = (done.stdout + done.stderr)[-4000:]
+        raise SystemExit(f"dbt {' '.join(arguments)} on {target} failed:\n{output}")
     return json.loads(results.read_text())["results"] if results.exists() else []
 
 
@@ -179,7 +180,9 @@ def _load_raw_duckdb(raw_dir: Path, warehouse: Path) -> dict[str, int]:
     return rows
 
 
-def run(customers: int, seed: int, home: Path) -> dict[str, Any]:
+def run(
+    customers: int, seed: int, home: Path, save: Callable[[dict[str, Any]], None]
+) -> dict[str, Any]:
     config = SyntheticConfig(customers=customers, seed=seed, event_share=EVENT_SHARE, leads=0)
     generated = generate(config, home / "source", home / "truth")
     dbt_vars = {
@@ -190,6 +193,9 @@ def run(customers: int, seed: int, home: Path) -> dict[str, Any]:
     duck_env = {**spark_env, "CRM_HOME": str(home), "CRM_DUCKDB_MEMORY_LIMIT": "6GB"}
     stages: dict[str, dict[str, dict[str, float]]] = {"duckdb": {}, "spark": {}}
 
+    def result(complete: bool) -> dict[str, Any]:
+        return _result(customers, seed, stages, generated.rows, complete)
+
     with MemorySeries() as memory:
 
         def step(engine: str, name: str, function: Callable[[], Any]) -> Any:
@@ -199,6 +205,7 @@ def run(customers: int, seed: int, home: Path) -> dict[str, Any]:
             entry = {"wall_s": round(end - start, 2), "peak_rss_gb": memory.peak_gb(start, end)}
             stages[engine][name] = entry
             print(engine, name, entry, flush=True)
+            save(result(complete=False))
             return outcome
 
         def build(engine: str, env: dict[str, str]) -> None:
@@ -236,22 +243,19 @@ def run(customers: int, seed: int, home: Path) -> dict[str, Any]:
                 dbt_vars,
             )
 
-        raw_rows = step(
-            "duckdb", "raw", lambda: _load_raw_duckdb(home / "source", home / "warehouse.duckdb")
-        )
+        step("duckdb", "raw", lambda: _load_raw_duckdb(home / "source", home / "warehouse.duckdb"))
         build("duckdb", duck_env)
-        step(
-            "spark",
-            "session_start",
-            lambda: _dbt(["debug"], "spark", spark_env, home / "dbt-spark-operations", dbt_vars),
-        )
         step("spark", "raw", spark_raw)
         build("spark", spark_env)
         step("spark", "export", spark_export)
+    return result(complete=True)
+
+
+def _result(customers: int, seed: int, stages: dict, rows: dict, complete: bool) -> dict[str, Any]:
     return {
         "customers": customers,
-        "raw_rows": raw_rows,
-        "generated_rows": generated.rows,
+        "complete": complete,
+        "raw_rows": rows,
         "seed": seed,
         "event_share": EVENT_SHARE,
         "stages": stages,
@@ -274,13 +278,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the temporary CRM_HOME")
     args = parser.parse_args(argv)
     home = Path(tempfile.mkdtemp(prefix=f"crm-engines-{args.customers}-", dir="/tmp"))
+    out = args.out or RESULTS / f"engines-{args.customers}.json"
+
+    def save(result: dict[str, Any]) -> None:
+        # After every step, so a run stopped part-way keeps what it measured ("complete": false).
+        out.write_text(json.dumps(result, indent=2, default=str) + "\n")
+
     try:
-        result = run(args.customers, args.seed, home)
+        save(run(args.customers, args.seed, home, save))
     finally:
         if not args.keep:
             shutil.rmtree(home, ignore_errors=True)
-    out = args.out or RESULTS / f"engines-{args.customers}.json"
-    out.write_text(json.dumps(result, indent=2, default=str) + "\n")
     print(f"wrote {out}")
     return 0
 

@@ -369,3 +369,17 @@
 {% macro spark__materialized_cte() -%}
     {#- Spark has no such hint; it may compute the CTE once per reader. -#}
 {%- endmacro %}
+
+
+{% macro double_type() -%}
+    {#- The 8-byte float type in a cast. -#}
+    {{ return(adapter.dispatch('double_type', 'crm_signals')()) }}
+{%- endmacro %}
+
+{% macro default__double_type() -%}
+    double precision
+{%- endmacro %}
+
+{% macro spark__double_type() -%}
+    double
+{%- endmacro %}

@@ -77,7 +77,7 @@ final as (
         customers_active.as_of_date,
         -- numerics
         cast(coalesce(aggregated.orders_90d, 0) as integer) as orders_90d,
-        cast(coalesce(aggregated.order_value_90d, 0) as double precision) as order_value_90d,
+        cast(coalesce(aggregated.order_value_90d, 0) as {{ double_type() }}) as order_value_90d,
         cast(customers_active.as_of_date - cast(aggregated.last_ordered_at as date) as integer)
             as days_since_last_order
     from customers_active
