@@ -29,10 +29,13 @@
         readers without Spark (DuckDB, pandas): the pipeline's marts, the parity test. Timestamps
         are written without a time zone (the session's is UTC), as DuckDB writes them. -#}
     {%- for schema in schemas -%}
-        {%- set relations = adapter.list_relations_without_caching(
-            api.Relation.create(schema=schema, identifier='')
-        ) -%}
-        {%- for relation in relations | sort(attribute='identifier') -%}
+        {#- SHOW TABLES lists the views too. -#}
+        {%- set names = run_query('show tables in ' ~ schema).columns['tableName'].values() -%}
+        {%- set relations = [] -%}
+        {%- for name in names | sort -%}
+            {%- do relations.append(api.Relation.create(schema=schema, identifier=name)) -%}
+        {%- endfor -%}
+        {%- for relation in relations -%}
             {%- set columns = [] -%}
             {%- for column in adapter.get_columns_in_relation(relation) -%}
                 {%- set quoted = adapter.quote(column.name) -%}
