@@ -40,6 +40,7 @@ TYPE_FAMILIES = {
     "integer": "integer",
     "bigint": "integer",
     "hugeint": "integer",
+    "ubigint": "integer",
     "double": "float",
     "boolean": "boolean",
     "date": "date",
