@@ -17,7 +17,7 @@ BIN := $(VENV)/bin
 DBT_MANIFEST := dbt_project/target/manifest.json
 DBT_SOURCES := $(shell find dbt_project -path dbt_project/target -prune -o -type f \( -name '*.sql' -o -name '*.yml' -o -name '*.csv' \) -print)
 
-.PHONY: run serve ui ui-check browser test test-distributed lint format clean env bench bench-quality bench-scale bench-serving rollback
+.PHONY: run serve ui ui-check browser java wrk test test-distributed lint format clean env bench bench-quality bench-scale bench-serving rollback
 
 env: $(VENV)/.synced
 
@@ -52,25 +52,37 @@ ui: env $(DBT_MANIFEST) $(DAGSTER_HOME)/dagster.yaml
 ui-check: env $(DBT_MANIFEST) $(DAGSTER_HOME)/dagster.yaml browser
 	$(BIN)/python -m tests.ui.ui_check
 
-CHROMIUM := /usr/bin/chromium
-CHROMEDRIVER := /usr/bin/chromedriver
+# debian_install(target, files that must exist, packages, what for): Debian packages installed
+# with apt-get when a file is missing (as root or with password-less sudo), or a clear error.
+define debian_install
+	@if $(foreach file,$(2),[ -x $(file) ] &&) true; then exit 0; fi; \
+	sudo=""; if [ "$$(id -u)" != 0 ]; then sudo="sudo -n"; fi; \
+	log=$$(mktemp); \
+	echo "Installing $(3) with apt-get ($(4))..."; \
+	if ! { $$sudo apt-get update -qq && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install \
+			-y -qq --no-install-recommends $(3); } >"$$log" 2>&1 \
+		|| ! { $(foreach file,$(2),[ -x $(file) ] &&) true; }; then \
+		tail -n 20 "$$log" >&2; rm -f "$$log"; \
+		echo "make $(1): could not install $(3) with apt-get." >&2; \
+		echo "Install as root (apt-get install $(3)) and run make again." >&2; \
+		exit 1; \
+	fi; \
+	rm -f "$$log"
+endef
 
 ## browser: Debian's chromium and chromedriver (for ui-check and the UI test), installed when missing
 ## (as root or with password-less sudo; CI runs it before make test)
 browser:
-	@if [ -x $(CHROMIUM) ] && [ -x $(CHROMEDRIVER) ]; then exit 0; fi; \
-	sudo=""; if [ "$$(id -u)" != 0 ]; then sudo="sudo -n"; fi; \
-	log=$$(mktemp); \
-	echo "Installing chromium and chromium-driver with apt-get (for make ui-check)..."; \
-	if ! { $$sudo apt-get update -qq && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install \
-			-y -qq --no-install-recommends chromium chromium-driver; } >"$$log" 2>&1 \
-		|| [ ! -x $(CHROMIUM) ] || [ ! -x $(CHROMEDRIVER) ]; then \
-		tail -n 20 "$$log" >&2; rm -f "$$log"; \
-		echo "make browser: could not install chromium and chromium-driver with apt-get." >&2; \
-		echo "Install them as root (apt-get install chromium chromium-driver) and run make again." >&2; \
-		exit 1; \
-	fi; \
-	rm -f "$$log"
+	$(call debian_install,browser,/usr/bin/chromium /usr/bin/chromedriver,chromium chromium-driver,for make ui-check)
+
+## java: Debian's Java 17 runtime (openjdk-17-jre-headless) for Spark (the dbt spark target and
+## make test-distributed), installed when missing (as root or with password-less sudo)
+java:
+	$(call debian_install,java,/usr/bin/java,openjdk-17-jre-headless,for Spark)
+
+## wrk: Debian's HTTP load generator (for make bench-serving), installed when missing
+wrk:
+	$(call debian_install,wrk,/usr/bin/wrk,wrk,for make bench-serving)
 
 ## test: the whole test suite but the distributed tier; no root needed (the UI test is skipped
 ## until `make browser` has run)
@@ -79,7 +91,7 @@ test: env $(DBT_MANIFEST)
 
 ## test-distributed: the slow tier, tests/distributed: the dbt project on Spark, a run over Celery
 ## workers (CI runs it after make test)
-test-distributed: env $(DBT_MANIFEST)
+test-distributed: env $(DBT_MANIFEST) java
 	$(BIN)/pytest -n 2 --dist loadgroup -m distributed
 
 ## bench: wall time, peak memory and time per step of the pipeline (benchmarks/results/)
@@ -96,8 +108,8 @@ bench-scale: env $(DBT_MANIFEST)
 
 ## bench-serving: load test of the scoring service on the state of make run (runs it when missing):
 ## p99 of one lead and one customer, a batch of 1,000 leads, 500 requests/s for 60 s, memory
-## (benchmarks/results/serving.json); needs wrk (apt-get install wrk)
-bench-serving: env $(DBT_MANIFEST) $(DAGSTER_HOME)/dagster.yaml
+## (benchmarks/results/serving.json); installs wrk when missing (make wrk)
+bench-serving: env $(DBT_MANIFEST) $(DAGSTER_HOME)/dagster.yaml wrk
 	$(BIN)/python benchmarks/serving_load.py $(BENCH_ARGS)
 
 ## rollback: make an earlier model version champion again: make rollback MODEL=churn VERSION=3 REASON="..."

@@ -1,9 +1,10 @@
 {#- SQL that differs between the adapters this project runs on: DuckDB (the laptop, the default) and
-    PostgreSQL (a shared server). Each macro dispatches (adapter.dispatch) to `duckdb__` and
-    `postgres__`; `default__` is portable SQL where there is one, else a compile error that names
+    PostgreSQL (a shared server) and Apache Spark (a cluster). Each macro dispatches
+    (adapter.dispatch) to `duckdb__`, `postgres__` and `spark__`; `default__` is portable SQL where there is one, else a compile error that names
     the macro a new adapter must supply (silently borrowing another dialect could change results,
     e.g. hashes). The DuckDB forms are the SQL the project used before it ran anywhere else, so a
-    DuckDB build gives the same tables. What no macro hides is listed in docs/postgres.md. -#}
+    DuckDB build gives the same tables. What no macro hides is listed in docs/postgres.md
+    and docs/spark.md. -#}
 
 {% macro dialect_missing(macro_name) -%}
     {{ exceptions.raise_compiler_error(
@@ -34,6 +35,18 @@
     current_setting('crm.pii_salt')
 {%- endmacro %}
 
+{% macro spark__pii_salt() -%}
+    {#- Spark substitutes ${env:NAME} with the driver's environment variable before it parses the
+        statement, so the salt is in no SQL text dbt writes or logs. Unset (substituted empty or
+        left as it is) or shorter than a salt may be: the query fails instead of hashing without
+        a salt. -#}
+    (case
+        when length('${env:CRM_PII_SALT}') >= 16 and '${env:CRM_PII_SALT}' not like '$%'
+            then '${env:CRM_PII_SALT}'
+        else raise_error('the PII salt is not set: CRM_PII_SALT in the Spark driver environment')
+    end)
+{%- endmacro %}
+
 
 {% macro sha256_hex(expression) -%}
     {{ return(adapter.dispatch('sha256_hex', 'crm_signals')(expression)) }}
@@ -53,6 +66,10 @@
     encode(sha256(convert_to({{ expression }}, 'UTF8')), 'hex')
 {%- endmacro %}
 
+{% macro spark__sha256_hex(expression) -%}
+    sha2({{ expression }}, 256)
+{%- endmacro %}
+
 
 {% macro regexp_full_match(expression, pattern) -%}
     {#- True when the whole of `expression` matches `pattern` (a regex without quotes). -#}
@@ -69,6 +86,12 @@
 
 {% macro duckdb__regexp_full_match(expression, pattern) -%}
     regexp_full_match({{ expression }}, '{{ pattern }}')
+{%- endmacro %}
+
+{% macro spark__regexp_full_match(expression, pattern) -%}
+    {#- Java regex. A backslash in a Spark string literal escapes the next character, so the
+        pattern's backslashes are doubled to reach the regex engine as written. -#}
+    (({{ expression }}) rlike '^(?:{{ pattern | replace('\\', '\\\\') }})$')
 {%- endmacro %}
 
 
@@ -94,6 +117,18 @@
             '[\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]', '', 'g'
         ),
         NFC
+    )
+{%- endmacro %}
+
+{% macro spark__strip_accents(expression) -%}
+    {#- Spark has no Unicode normalisation in SQL: precomposed Latin letters (Latin-1, Latin
+        Extended-A/B, Latin Extended Additional: 497 letters, generated with Python's
+        unicodedata NFD) are translated to their base letter, then combining marks left in
+        decomposed text are removed. Accented letters of other scripts (e.g. Greek tonos) keep
+        their accent here, unlike DuckDB's strip_accents (docs/spark.md). -#}
+    regexp_replace(
+        translate({{ expression }}, 'ÀÁÂÃÄÅÇÈÉÊËÌÍÎÏÑÒÓÔÕÖÙÚÛÜÝàáâãäåçèéêëìíîïñòóôõöùúûüýÿĀāĂăĄąĆćĈĉĊċČčĎďĒēĔĕĖėĘęĚěĜĝĞğĠġĢģĤĥĨĩĪīĬĭĮįİĴĵĶķĹĺĻļĽľŃńŅņŇňŌōŎŏŐőŔŕŖŗŘřŚśŜŝŞşŠšŢţŤťŨũŪūŬŭŮůŰűŲųŴŵŶŷŸŹźŻżŽžƠơƯưǍǎǏǐǑǒǓǔǕǖǗǘǙǚǛǜǞǟǠǡǢǣǦǧǨǩǪǫǬǭǮǯǰǴǵǸǹǺǻǼǽǾǿȀȁȂȃȄȅȆȇȈȉȊȋȌȍȎȏȐȑȒȓȔȕȖȗȘșȚțȞȟȦȧȨȩȪȫȬȭȮȯȰȱȲȳḀḁḂḃḄḅḆḇḈḉḊḋḌḍḎḏḐḑḒḓḔḕḖḗḘḙḚḛḜḝḞḟḠḡḢḣḤḥḦḧḨḩḪḫḬḭḮḯḰḱḲḳḴḵḶḷḸḹḺḻḼḽḾḿṀṁṂṃṄṅṆṇṈṉṊṋṌṍṎṏṐṑṒṓṔṕṖṗṘṙṚṛṜṝṞṟṠṡṢṣṤṥṦṧṨṩṪṫṬṭṮṯṰṱṲṳṴṵṶṷṸṹṺṻṼṽṾṿẀẁẂẃẄẅẆẇẈẉẊẋẌẍẎẏẐẑẒẓẔẕẖẗẘẙẛẠạẢảẤấẦầẨẩẪẫẬậẮắẰằẲẳẴẵẶặẸẹẺẻẼẽẾếỀềỂểỄễỆệỈỉỊịỌọỎỏỐốỒồỔổỖỗỘộỚớỜờỞởỠỡỢợỤụỦủỨứỪừỬửỮữỰựỲỳỴỵỶỷỸỹ', 'AAAAAACEEEEIIIINOOOOOUUUUYaaaaaaceeeeiiiinooooouuuuyyAaAaAaCcCcCcCcDdEeEeEeEeEeGgGgGgGgHhIiIiIiIiIJjKkLlLlLlNnNnNnOoOoOoRrRrRrSsSsSsSsTtTtUuUuUuUuUuUuWwYyYZzZzZzOoUuAaIiOoUuUuUuUuUuAaAaÆæGgKkOoOoƷʒjGgNnAaÆæØøAaAaEeEeIiIiOoOoRrRrUuUuSsTtHhAaEeOoOoOoOoYyAaBbBbBbCcDdDdDdDdDdEeEeEeEeEeFfGgHhHhHhHhHhIiIiKkKkKkLlLlLlLlMmMmMmNnNnNnNnOoOoOoOoPpPpRrRrRrRrSsSsSsSsSsTtTtTtTtUuUuUuUuUuVvVvWwWwWwWwWwXxXxYyZzZzZzhtwyſAaAaAaAaAaAaAaAaAaAaAaAaEeEeEeEeEeEeEeEeIiIiOoOoOoOoOoOoOoOoOoOoOoOoUuUuUuUuUuUuUuYyYyYyYy'),
+        '[\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]', ''
     )
 {%- endmacro %}
 
@@ -126,6 +161,27 @@
     {#- Several order columns compare as one struct (a null field sorts above every value). -#}
     {%- set key = order_by[0] if order_by | length == 1 else '(' ~ order_by | join(', ') ~ ')' -%}
     arg_max({{ value }}, {{ key }}){% if filter is not none %} filter (where {{ filter }}){% endif %}
+{%- endmacro %}
+
+{% macro spark__arg_max(value, order_by, filter) -%}
+    {#- max_by over a struct key; `isnull` fields first make a null column sort above every
+        value (Spark orders nulls lowest), as on DuckDB. -#}
+    {%- set conditions = ['(' ~ value ~ ') is not null'] -%}
+    {%- if order_by | length == 1 -%}
+        {%- do conditions.append('(' ~ order_by[0] ~ ') is not null') -%}
+        {%- set key = order_by[0] -%}
+    {%- else -%}
+        {%- set fields = [] -%}
+        {%- for column in order_by -%}
+            {%- do fields.append("'n" ~ loop.index ~ "', " ~ column ~ " is null") -%}
+            {%- do fields.append("'v" ~ loop.index ~ "', " ~ column) -%}
+        {%- endfor -%}
+        {%- set key = 'named_struct(' ~ fields | join(', ') ~ ')' -%}
+    {%- endif -%}
+    {%- if filter is not none -%}
+        {%- do conditions.append('(' ~ filter ~ ')') -%}
+    {%- endif -%}
+    max_by({{ value }}, {{ key }}) filter (where {{ conditions | join(' and ') }})
 {%- endmacro %}
 
 
@@ -192,7 +248,7 @@
 
 {% macro month_series(first_month, last_month) -%}
     {#- A select-list expression with one row per month from `first_month` to `last_month`
-        (both included) as timestamps; cast to date where used. -#}
+        (both included), as dates. Spark cannot wrap a generator in a cast, so the cast is here. -#}
     {{ return(adapter.dispatch('month_series', 'crm_signals')(first_month, last_month)) }}
 {%- endmacro %}
 
@@ -201,19 +257,25 @@
 {%- endmacro %}
 
 {% macro postgres__month_series(first_month, last_month) -%}
-    generate_series(
+    cast(generate_series(
         cast({{ first_month }} as timestamp), cast({{ last_month }} as timestamp), interval '1 month'
-    )
+    ) as date)
 {%- endmacro %}
 
 {% macro duckdb__month_series(first_month, last_month) -%}
-    unnest(generate_series({{ first_month }}, {{ last_month }}, interval 1 month))
+    cast(unnest(generate_series({{ first_month }}, {{ last_month }}, interval 1 month)) as date)
+{%- endmacro %}
+
+{% macro spark__month_series(first_month, last_month) -%}
+    explode(sequence(
+        cast({{ first_month }} as date), cast({{ last_month }} as date), interval 1 month
+    ))
 {%- endmacro %}
 
 
 {% macro day_series(first_day, last_day) -%}
     {#- A select-list expression with one row per day from `first_day` to `last_day` (both
-        included) as timestamps; cast to date where used. -#}
+        included), as dates. -#}
     {{ return(adapter.dispatch('day_series', 'crm_signals')(first_day, last_day)) }}
 {%- endmacro %}
 
@@ -222,11 +284,102 @@
 {%- endmacro %}
 
 {% macro postgres__day_series(first_day, last_day) -%}
-    generate_series(
+    cast(generate_series(
         cast({{ first_day }} as timestamp), cast({{ last_day }} as timestamp), interval '1 day'
-    )
+    ) as date)
 {%- endmacro %}
 
 {% macro duckdb__day_series(first_day, last_day) -%}
-    unnest(generate_series({{ first_day }}, {{ last_day }}, interval 1 day))
+    cast(unnest(generate_series({{ first_day }}, {{ last_day }}, interval 1 day)) as date)
+{%- endmacro %}
+
+{% macro spark__day_series(first_day, last_day) -%}
+    explode(sequence(cast({{ first_day }} as date), cast({{ last_day }} as date), interval 1 day))
+{%- endmacro %}
+
+
+
+{% macro text_type() -%}
+    {#- The type of a text column in a cast, e.g. cast(null as {{ text_type() }}). -#}
+    {{ return(adapter.dispatch('text_type', 'crm_signals')()) }}
+{%- endmacro %}
+
+{% macro default__text_type() -%}
+    {{ dbt.type_string() }}
+{%- endmacro %}
+
+{% macro duckdb__text_type() -%}
+    varchar
+{%- endmacro %}
+
+{% macro postgres__text_type() -%}
+    varchar
+{%- endmacro %}
+
+{% macro spark__text_type() -%}
+    {#- Spark accepts varchar only with a length. -#}
+    string
+{%- endmacro %}
+
+
+{% macro regexp_replace_all(expression, pattern, replacement) -%}
+    {#- Every match of `pattern` (a regex without quotes) in `expression` replaced. -#}
+    {{ return(adapter.dispatch('regexp_replace_all', 'crm_signals')(
+        expression, pattern, replacement
+    )) }}
+{%- endmacro %}
+
+{% macro default__regexp_replace_all(expression, pattern, replacement) -%}
+    {#- DuckDB and PostgreSQL replace the first match unless given the 'g' flag. -#}
+    regexp_replace({{ expression }}, '{{ pattern }}', '{{ replacement }}', 'g')
+{%- endmacro %}
+
+{% macro spark__regexp_replace_all(expression, pattern, replacement) -%}
+    {#- Spark's regexp_replace replaces every match; its 4th argument is a start position.
+        Backslashes doubled: see spark__regexp_full_match. -#}
+    regexp_replace(
+        {{ expression }}, '{{ pattern | replace('\\', '\\\\') }}', '{{ replacement }}'
+    )
+{%- endmacro %}
+
+
+{% macro row_value(columns) -%}
+    {#- One composite value of `columns` (a list), compared and ordered field by field. -#}
+    {{ return(adapter.dispatch('row_value', 'crm_signals')(columns)) }}
+{%- endmacro %}
+
+{% macro default__row_value(columns) -%}
+    row({{ columns | join(', ') }})
+{%- endmacro %}
+
+{% macro spark__row_value(columns) -%}
+    struct({{ columns | join(', ') }})
+{%- endmacro %}
+
+
+{% macro materialized_cte() -%}
+    {#- `with x as {{ materialized_cte() }} (...)`: compute a CTE read several times once. -#}
+    {{ return(adapter.dispatch('materialized_cte', 'crm_signals')()) }}
+{%- endmacro %}
+
+{% macro default__materialized_cte() -%}
+    materialized
+{%- endmacro %}
+
+{% macro spark__materialized_cte() -%}
+    {#- Spark has no such hint; it may compute the CTE once per reader. -#}
+{%- endmacro %}
+
+
+{% macro double_type() -%}
+    {#- The 8-byte float type in a cast. -#}
+    {{ return(adapter.dispatch('double_type', 'crm_signals')()) }}
+{%- endmacro %}
+
+{% macro default__double_type() -%}
+    double precision
+{%- endmacro %}
+
+{% macro spark__double_type() -%}
+    double
 {%- endmacro %}

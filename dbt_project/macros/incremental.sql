@@ -38,6 +38,12 @@
     hash({{ columns | join(', ') }})
 {%- endmacro %}
 
+{% macro spark__row_checksum(columns) -%}
+    {#- Spark's 64-bit xxHash; a null column is skipped, so (a, null) and (null, a) collide:
+        only the change detection of incremental runs reads it, and Spark builds are full. -#}
+    xxhash64({{ columns | join(', ') }})
+{%- endmacro %}
+
 {% macro postgres__row_checksum(columns) -%}
     ('x' || substr(md5(row({{ columns | join(', ') }})::text), 1, 16))::bit(64)::bigint
 {%- endmacro %}
@@ -87,11 +93,36 @@
 {%- endmacro %}
 
 
+{% macro incremental_materialization() -%}
+    {#- The materialization of the incremental models. On Spark's session target every build is
+        a full one (a table: is_incremental() is false there): replace_scope deletes rows, which
+        Spark's Parquet tables cannot; incremental runs on Spark need Delta Lake or Iceberg
+        tables (the thrift and Databricks targets, docs/spark.md). -#}
+    {{ return(adapter.dispatch('incremental_materialization', 'crm_signals')()) }}
+{%- endmacro %}
+
+{% macro default__incremental_materialization() -%}
+    {{ return('incremental') }}
+{%- endmacro %}
+
+{% macro spark__incremental_materialization() -%}
+    {{ return('table') }}
+{%- endmacro %}
+
+
 {% macro record_pending_scope(name) -%}
+    {{ return(adapter.dispatch('record_pending_scope', 'crm_signals')(name)) }}
+{%- endmacro %}
+
+{% macro default__record_pending_scope(name) -%}
     {#- post-hook of a scope model: keep its rows in state.<name> until a build completes. -#}
     create schema if not exists state;
     create table if not exists state.{{ name }} as select * from {{ this }} where false;
     insert into state.{{ name }} select * from {{ this }}
+{%- endmacro %}
+
+{% macro spark__record_pending_scope(name) -%}
+    {#- Nothing to keep: every Spark build is a full one (macro incremental_materialization). -#}
 {%- endmacro %}
 
 
@@ -183,6 +214,15 @@
 
 
 {% macro commit_incremental_state(results) -%}
+    {{ return(adapter.dispatch('commit_incremental_state', 'crm_signals')(results)) }}
+{%- endmacro %}
+
+{% macro spark__commit_incremental_state(results) -%}
+    {#- No state: every Spark build is a full one (macro incremental_materialization). -#}
+    {{ return('') }}
+{%- endmacro %}
+
+{% macro default__commit_incremental_state(results) -%}
     {#- on-run-end: when every incremental model and scope model built in this invocation, the
         current fingerprints become the state and the pending scope is cleared. A run that built
         only some of them (a selection, a failure) leaves the state, so the next run redoes it. -#}

@@ -18,9 +18,9 @@
         does not look like local@domain.tld is treated as missing rather than matched on. -#}
     case
         when {{ regexp_full_match(
-            "lower(regexp_replace(" ~ column ~ ", '\\s+', '', 'g'))", '[^@]+@[^@]+\\.[^@]+'
+            "lower(" ~ regexp_replace_all(column, '\\s+', '') ~ ")", '[^@]+@[^@]+\\.[^@]+'
         ) }}
-            then lower(regexp_replace({{ column }}, '\s+', '', 'g'))
+            then lower({{ regexp_replace_all(column, '\\s+', '') }})
     end
 {%- endmacro %}
 
@@ -29,9 +29,9 @@
     {#- The lookup key of seeds/country_aliases.csv: lower case, accents stripped, dots removed
         ("U.S.A." -> "usa"), white space collapsed. -#}
     nullif(
-        trim(regexp_replace(
-            lower({{ strip_accents("replace(" ~ column ~ ", '.', '')") }}), '\s+', ' ', 'g'
-        )),
+        trim({{ regexp_replace_all(
+            "lower(" ~ strip_accents("replace(" ~ column ~ ", '.', '')") ~ ")", '\\s+', ' '
+        ) }}),
         ''
     )
 {%- endmacro %}
@@ -39,7 +39,7 @@
 
 {% macro normalize_category(column) -%}
     {#- Categorical codes: trimmed, lower case, inner spaces and hyphens as underscores. -#}
-    nullif(regexp_replace(lower(trim({{ column }})), '[\s-]+', '_', 'g'), '')
+    nullif({{ regexp_replace_all('lower(trim(' ~ column ~ '))', '[\\s-]+', '_') }}, '')
 {%- endmacro %}
 
 

@@ -25,7 +25,7 @@ bounds as (
 
 calendar as (
 
-    select cast({{ day_series('first_day', 'last_day') }} as date) as activity_date
+    select {{ day_series('first_day', 'last_day') }} as activity_date
     from bounds
     where first_day is not null
 

@@ -185,6 +185,13 @@ class Settings(BaseSettings):
         description="Share of customers whose next best action changed between two runs that "
         "raises an alert.",
     )
+    engine: Literal["duckdb", "spark"] = Field(
+        default="duckdb",
+        description="Engine of the dbt build: 'duckdb' (one machine) or 'spark' (dbt-spark on a "
+        "local PySpark, docs/spark.md): the raw tables ingest wrote go to Spark as Parquet, Spark "
+        "builds every layer, and its marts, exported as Parquet, are what training and scoring "
+        "read (views of the warehouse's marts schema).",
+    )
     retrain_cooldown_hours: float = Field(
         default=24.0, ge=0, description="At most one drift-triggered retraining per this period."
     )
@@ -230,6 +237,11 @@ class Settings(BaseSettings):
     @property
     def warehouse_path(self) -> Path:
         return self.home / "warehouse.duckdb"
+
+    @property
+    def spark_home(self) -> Path:
+        """Spark's folder: warehouse, metastore, the raw and marts Parquet it reads and writes."""
+        return self.home / "spark"
 
     @property
     def mlflow_tracking_uri(self) -> str:

@@ -2,7 +2,7 @@
 -- Windows are half-open and end before as_of_date:
 -- [as_of - 30d, as_of) and [as_of - 60d, as_of - 30d).
 {{ config(
-    materialized='incremental',
+    materialized=incremental_materialization(),
     incremental_strategy='replace_scope',
     scope='as_of',
     on_schema_change='fail',
@@ -87,10 +87,10 @@ final as (
         -- numerics
         cast(coalesce(windowed.logins_30d, 0) as integer) as logins_30d,
         cast(coalesce(windowed.logins_31_60d, 0) as integer) as logins_31_60d,
-        cast(
-            (coalesce(windowed.logins_30d, 0) + 1.0) / (coalesce(windowed.logins_31_60d, 0) + 1.0)
-            as double precision
-        ) as login_trend,
+        -- Float division on every engine (Spark and PostgreSQL would divide 1.0 as decimals).
+        (cast(coalesce(windowed.logins_30d, 0) as {{ double_type() }}) + 1)
+            / (cast(coalesce(windowed.logins_31_60d, 0) as {{ double_type() }}) + 1)
+            as login_trend,
         cast(customers_active.as_of_date - last_login.last_login_date as integer)
             as days_since_last_login,
         cast(coalesce(windowed.feature_uses_30d, 0) as integer) as feature_uses_30d,

@@ -3,7 +3,7 @@
 -- features, all computed from periods that started before as_of_date. An end date on or after
 -- as_of_date is only compared with as_of_date, so its value cannot leak into a feature.
 {{ config(
-    materialized='incremental',
+    materialized=incremental_materialization(),
     incremental_strategy='replace_scope',
     scope='as_of',
     on_schema_change='fail',

@@ -48,7 +48,7 @@ month_starts as (
 grid as (
 
     select
-        cast({{ month_series('first_as_of_date', 'last_as_of_date') }} as date) as as_of_date,
+        {{ month_series('first_as_of_date', 'last_as_of_date') }} as as_of_date,
         snapshot_date
     from month_starts
     where first_as_of_date <= last_as_of_date

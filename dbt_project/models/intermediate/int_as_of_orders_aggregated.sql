@@ -1,7 +1,7 @@
 -- One row per active customer per as_of_date: orders before as_of_date. orders_90d counts
 -- purchases (refunds excluded); order_value_90d is the net amount (refunds are negative).
 {{ config(
-    materialized='incremental',
+    materialized=incremental_materialization(),
     incremental_strategy='replace_scope',
     scope='as_of',
     on_schema_change='fail',
@@ -77,7 +77,7 @@ final as (
         customers_active.as_of_date,
         -- numerics
         cast(coalesce(aggregated.orders_90d, 0) as integer) as orders_90d,
-        cast(coalesce(aggregated.order_value_90d, 0) as double precision) as order_value_90d,
+        cast(coalesce(aggregated.order_value_90d, 0) as {{ double_type() }}) as order_value_90d,
         cast(customers_active.as_of_date - cast(aggregated.last_ordered_at as date) as integer)
             as days_since_last_order
     from customers_active

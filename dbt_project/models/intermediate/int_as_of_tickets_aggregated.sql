@@ -1,6 +1,6 @@
 -- One row per active customer per as_of_date: support tickets before as_of_date.
 {{ config(
-    materialized='incremental',
+    materialized=incremental_materialization(),
     incremental_strategy='replace_scope',
     scope='as_of',
     on_schema_change='fail',
@@ -82,7 +82,7 @@ final as (
         cast(coalesce(aggregated.tickets_30d, 0) as integer) as tickets_30d,
         cast(coalesce(aggregated.tickets_90d, 0) as integer) as tickets_90d,
         cast(coalesce(aggregated.open_tickets, 0) as integer) as open_tickets,
-        cast(aggregated.avg_satisfaction_90d as double precision) as avg_satisfaction_90d
+        cast(aggregated.avg_satisfaction_90d as {{ double_type() }}) as avg_satisfaction_90d
     from customers_active
     left join aggregated
         on customers_active.customer_id = aggregated.customer_id

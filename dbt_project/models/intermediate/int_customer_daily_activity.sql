@@ -3,7 +3,7 @@
 -- the range join to the as-of grid touches ~50x fewer rows than the raw events. Incremental:
 -- the changed days, and every day of a person whose records changed.
 {{ config(
-    materialized='incremental',
+    materialized=incremental_materialization(),
     incremental_strategy='replace_scope',
     scope='activity',
     on_schema_change='fail',

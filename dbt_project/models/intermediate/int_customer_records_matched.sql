@@ -40,12 +40,12 @@ customers as (
 
     select
         customer_record_id,
-        cast(null as varchar) as email_hash,
-        cast(null as varchar) as phone_hash,
-        cast(null as varchar) as country_code,
-        cast(null as varchar) as acquisition_channel,
+        cast(null as {{ text_type() }}) as email_hash,
+        cast(null as {{ text_type() }}) as phone_hash,
+        cast(null as {{ text_type() }}) as country_code,
+        cast(null as {{ text_type() }}) as acquisition_channel,
         cast(null as integer) as birth_year,
-        cast(null as varchar) as gender,
+        cast(null as {{ text_type() }}) as gender,
         signed_up_at
     from inferred_records
 

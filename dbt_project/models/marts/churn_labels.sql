@@ -5,7 +5,7 @@
 -- on or after as_of_date, even beyond the horizon; null otherwise. label_available: the whole
 -- window is observed.
 {{ config(
-    materialized='incremental',
+    materialized=incremental_materialization(),
     incremental_strategy='replace_scope',
     scope='labels_' ~ var('churn_horizon_days'),
     on_schema_change='fail',

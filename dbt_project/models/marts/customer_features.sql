@@ -2,7 +2,7 @@
 -- uses only data strictly before as_of_date. The columns after the keys are exactly
 -- ml/data/features.py CATEGORICAL_FEATURES + NUMERIC_FEATURES, in that order.
 {{ config(
-    materialized='incremental',
+    materialized=incremental_materialization(),
     incremental_strategy='replace_scope',
     scope='as_of',
     on_schema_change='fail',

@@ -4,7 +4,7 @@
 -- observed. Refunded orders are not purchases. The purchase window is 90 days, as the column name
 -- and the offer reasons say; it is not the churn horizon (var churn_horizon_days).
 {{ config(
-    materialized='incremental',
+    materialized=incremental_materialization(),
     incremental_strategy='replace_scope',
     scope='labels_90',
     on_schema_change='fail',

@@ -22,7 +22,7 @@ previous_persons as (
 pending as (
 
     {{ previous_state('pending_customers', 'select
-        cast(null as varchar) as customer_id,
+        cast(null as ' ~ text_type() ~ ') as customer_id,
         cast(null as boolean) as identity_changed
     where false') }}
 

@@ -36,7 +36,7 @@ categories as (
 current_build as (
 
     select
-        cast('{{ definition_fingerprint() }}' as varchar) as definition,
+        cast('{{ definition_fingerprint() }}' as {{ text_type() }}) as definition,
         (select min(started_at) from subscription_periods) as first_started_at,
         (select {{ checksum_agg(['product_category']) }} from categories) as categories_checksum
 

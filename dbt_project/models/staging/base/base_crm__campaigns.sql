@@ -25,7 +25,14 @@ flagged as (
 
     select
         *,
-        row(customer_record_id, campaign_id, campaign_type, arm, outcome, sent_at) as row_content,
+        {{ row_value([
+            'customer_record_id',
+            'campaign_id',
+            'campaign_type',
+            'arm',
+            'outcome',
+            'sent_at'
+        ]) }} as row_content,
         case
             when sent_at > {{ max_valid_timestamp() }} then 'future_dated'
             when arm not in ('treatment', 'control') then 'unknown_arm'

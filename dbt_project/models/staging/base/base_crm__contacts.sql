@@ -23,7 +23,7 @@ flagged as (
 
     select
         *,
-        row(customer_record_id, channel, purpose, contacted_at) as row_content,
+        {{ row_value(['customer_record_id', 'channel', 'purpose', 'contacted_at']) }} as row_content,
         case
             when contacted_at > {{ max_valid_timestamp() }} then 'future_dated'
             when channel not in ('email', 'phone', 'sms') then 'unknown_channel'

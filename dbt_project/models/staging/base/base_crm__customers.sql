@@ -62,8 +62,8 @@ phone_parts as (
     select
         *,
         -- "+49 (0)30 ..." writes the trunk 0 in brackets next to the country code: drop it.
-        starts_with(ltrim(phone_raw), '+') as phone_has_plus,
-        regexp_replace(replace(phone_raw, '(0)', ''), '[^0-9]', '', 'g') as phone_digits
+        ltrim(phone_raw) like '+%' as phone_has_plus,
+        {{ regexp_replace_all("replace(phone_raw, '(0)', '')", '[^0-9]', '') }} as phone_digits
     from with_country
 
 ),
@@ -80,10 +80,11 @@ phone_normalized as (
         *,
         case
             when phone_has_plus then phone_digits
-            when starts_with(phone_digits, '00') then substr(phone_digits, 3)
+            when phone_digits like '00%' then substr(phone_digits, 3)
             when calling_code is not null
                 then calling_code || case
-                    when trunk_prefix is not null and starts_with(phone_digits, trunk_prefix)
+                    when trunk_prefix is not null
+                        and substr(phone_digits, 1, length(trunk_prefix)) = trunk_prefix
                         then substr(phone_digits, length(trunk_prefix) + 1)
                     else phone_digits
                 end
@@ -114,10 +115,15 @@ flagged as (
 
     select
         *,
-        row(
-            email_hash, phone_hash, country_code, birth_year, gender, acquisition_channel,
-            signed_up_at
-        ) as row_content,
+        {{ row_value([
+            'email_hash',
+            'phone_hash',
+            'country_code',
+            'birth_year',
+            'gender',
+            'acquisition_channel',
+            'signed_up_at'
+        ]) }} as row_content,
         case
             when signed_up_at > {{ max_valid_timestamp() }} then 'future_dated'
         end as invalid_reason

@@ -24,7 +24,13 @@ flagged as (
 
     select
         *,
-        row(customer_record_id, product_category, status, amount, ordered_at) as row_content,
+        {{ row_value([
+            'customer_record_id',
+            'product_category',
+            'status',
+            'amount',
+            'ordered_at'
+        ]) }} as row_content,
         case
             when ordered_at > {{ max_valid_timestamp() }} then 'future_dated'
             -- Only refunds may be negative; a negative completed order is a data error.

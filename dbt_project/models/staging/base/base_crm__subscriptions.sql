@@ -14,7 +14,8 @@ standardized as (
         trim(customer_record_id) as customer_record_id,
         {{ normalize_category('plan') }} as plan,
         -- Contract types keep their hyphens: month-to-month, one-year, two-year.
-        nullif(regexp_replace(lower(trim(contract_type)), '[\s_]+', '-', 'g'), '') as contract_type,
+        nullif({{ regexp_replace_all('lower(trim(contract_type))', '[\\s_]+', '-') }}, '')
+            as contract_type,
         monthly_price,
         started_at,
         -- An end after the valid horizon is not known yet: the period counts as running.
@@ -30,9 +31,15 @@ flagged as (
 
     select
         *,
-        row(
-            customer_record_id, plan, contract_type, monthly_price, started_at, ended_at, end_reason
-        ) as row_content,
+        {{ row_value([
+            'customer_record_id',
+            'plan',
+            'contract_type',
+            'monthly_price',
+            'started_at',
+            'ended_at',
+            'end_reason'
+        ]) }} as row_content,
         case
             when started_at > {{ max_valid_timestamp() }} then 'future_dated'
             when ended_at < started_at then 'ends_before_start'

@@ -28,9 +28,14 @@ flagged as (
 
     select
         *,
-        row(
-            customer_record_id, category, priority, satisfaction_score, opened_at, resolved_at
-        ) as row_content,
+        {{ row_value([
+            'customer_record_id',
+            'category',
+            'priority',
+            'satisfaction_score',
+            'opened_at',
+            'resolved_at'
+        ]) }} as row_content,
         case
             when opened_at > {{ max_valid_timestamp() }} then 'future_dated'
             when resolved_at < opened_at then 'resolved_before_opened'
