@@ -210,7 +210,7 @@ def score_customers(
     if missing:
         raise NotFoundError(missing[0])
     ids = pd.Index(list(customer_ids))
-    reusable = published.of(champion, snapshot) if published and not overrides else None
+    reusable = published.of(champion, snapshot) if published is not None and not overrides else None
     live = ids if reusable is None else ids[~ids.isin(reusable.index)]
     if reusable is not None and live.empty:
         return reusable.loc[ids].reset_index(drop=True)
