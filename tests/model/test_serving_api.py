@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import duckdb
@@ -30,7 +31,9 @@ from pydantic import SecretStr
 from ml.core.settings import Settings
 from ml.core.warehouse import connect
 from ml.modelling.registry import Registry, champion_version, roll_back
+from ml.models.churn.pipeline import MODEL_NAME as CHURN_MODEL
 from ml.serving.api.app import create_app
+from ml.serving.api.scoring import PublishedScores, score_customers
 from ml.serving.api.security import hash_key
 from tests.model.conftest import DefaultRun
 
@@ -96,6 +99,48 @@ def test_customer_scores_equal_the_batch_run(
     one = client.get(f"/v1/customers/{ids[0]}/score").json()
     assert one["churn_top_drivers"] == json.loads(batch["churn_top_drivers"].iloc[0])
     assert one["churn_reason"] == batch["churn_reason"].iloc[0]
+
+
+def test_customers_scored_live_equal_their_published_rows(
+    client: TestClient, published: dict[str, pd.DataFrame]
+) -> None:
+    """The service answers from a published row only where scoring now would give that row."""
+    service = client.app.state.service  # type: ignore[attr-defined]
+    champion = service.champions.get(CHURN_MODEL)
+    snapshot = service.snapshots.current()
+    batch = published["customers"].sort_values("customer_id").reset_index(drop=True)
+    ids = batch["customer_id"].astype(str).tolist()
+    reused = score_customers(champion, snapshot, ids, published=PublishedScores())
+    # The published rows themselves (their scored_at is the batch run's), in the order asked.
+    assert reused["customer_id"].tolist() == ids
+    assert reused["scored_at"].tolist() == batch["scored_at"].tolist()
+    # Scored and explained now, every row says the same.
+    live = score_customers(champion, snapshot, ids)
+    assert live["scored_at"].min() > batch["scored_at"].max()
+    for column in (
+        "customer_id",
+        "churn_probability",
+        "churn_risk_band",
+        "churn_top_drivers",
+        "churn_reason",
+        "features_fingerprint",
+    ):
+        assert live[column].tolist() == batch[column].tolist(), column
+    # Another model version published nothing: its answers are scored now.
+    other = replace(champion, version=f"{champion.version}-other")
+    fresh = score_customers(other, snapshot, ids[:3], published=PublishedScores())
+    assert fresh["model_version"].tolist() == [other.version] * 3
+    assert fresh["churn_probability"].tolist() == batch["churn_probability"].tolist()[:3]
+    # A customer whose features changed since the publish is scored now, the others reused.
+    changed = snapshot.published.copy()
+    changed.loc[ids[0], "features_fingerprint"] += 1
+    mixed = score_customers(
+        champion, replace(snapshot, published=changed), ids[:3], published=PublishedScores()
+    )
+    assert mixed["customer_id"].tolist() == ids[:3]
+    assert mixed["scored_at"].iloc[0] > batch["scored_at"].max()
+    assert mixed["scored_at"].tolist()[1:] == batch["scored_at"].tolist()[1:3]
+    assert mixed["churn_reason"].tolist() == batch["churn_reason"].tolist()[:3]
 
 
 def test_lead_scores_equal_the_batch_run(

@@ -41,6 +41,7 @@ from ml.serving.api.scoring import (
     LeadScorer,
     NotFoundError,
     PayloadError,
+    PublishedScores,
     Scalar,
     decide_action,
     drivers_of,
@@ -171,6 +172,7 @@ class Service:
     champions: Champions
     snapshots: Snapshots
     leads: LeadScorer
+    published: PublishedScores
     caps: tuple[FrequencyCap, ...]
     actions: ActionSettings
     metrics: Metrics
@@ -188,6 +190,7 @@ class Service:
             ),
             snapshots=Snapshots(settings, [c.period_days for c in caps], ttl),
             leads=LeadScorer(load_mappings(settings.mapping_path)["leads"]),
+            published=PublishedScores(),
             caps=caps,
             actions=ActionSettings(),
             metrics=Metrics(),
@@ -326,7 +329,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         request.state.model_version = f"{champion.name}:{champion.version}"
         snapshot = service.snapshots.current()
         scores = score_customers(
-            champion, snapshot, ids, overrides, shap_mode=service.settings.shap_mode
+            champion,
+            snapshot,
+            ids,
+            overrides,
+            shap_mode=service.settings.shap_mode,
+            published=service.published,
         )
         answers = _answers(scores, schemas.CustomerScore, "churn_top_drivers")
         return [{**answer, "overrides": dict(overrides or {})} for answer in answers]
@@ -381,7 +389,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         request.state.model_version = f"{champion.name}:{champion.version}"
         snapshot = service.snapshots.current()
         scores = score_customers(
-            champion, snapshot, [customer_id], shap_mode=service.settings.shap_mode
+            champion,
+            snapshot,
+            [customer_id],
+            shap_mode=service.settings.shap_mode,
+            published=service.published,
         )
         action, blocked = decide_action(scores, snapshot, service.actions, service.caps)
         row = {

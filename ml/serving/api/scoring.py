@@ -28,7 +28,7 @@ from ml.data.flat_tables import ATTRIBUTE_PREFIX, check_flat_records
 from ml.data.mapping import MappingError, TableMapping, snake_case
 from ml.models.churn import pipeline as churn
 from ml.models.churn.model import ChurnModel
-from ml.models.churn.scoring import RiskBands
+from ml.models.churn.scoring import RiskBands, feature_fingerprints, unchanged_scores
 from ml.models.lead_scoring.model import LeadModel, score_leads
 from ml.models.next_best_action import pipeline as next_best_action
 from ml.models.next_best_action.contact_policy import FrequencyCap
@@ -156,16 +156,50 @@ def _override_frame(
     return changed
 
 
+class PublishedScores:
+    """The published rows a champion would score the same now, per snapshot, kept in memory.
+
+    A daily batch run keeps a customer's published row when the same model version scored the
+    same feature values for the same as-of date (``unchanged_scores``); the service answers with
+    that row too instead of scoring and explaining again. Worked out once for the whole snapshot
+    (one vectorised fingerprint of every customer's features) when the snapshot or the champion
+    changes; a what-if, a new champion or changed features are scored live.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._key: tuple[WarehouseSnapshot, str] | None = None
+        self._rows = pd.DataFrame()
+
+    def of(self, champion: Champion, snapshot: WarehouseSnapshot) -> pd.DataFrame:
+        """The reusable published rows of ``snapshot`` for ``champion``, indexed by id."""
+        with self._lock:
+            if self._key != (snapshot, champion.version):
+                features = snapshot.features.reset_index(drop=True)
+                model: ChurnModel = champion.model
+                fingerprints = feature_fingerprints(features[list(model.feature_names)])
+                previous = snapshot.published.reset_index(drop=True)
+                keep = unchanged_scores(features, fingerprints, previous, champion.version)
+                kept = snapshot.published.loc[
+                    snapshot.published.index.isin(features.loc[keep, "customer_id"].astype(str))
+                ]
+                self._key, self._rows = (snapshot, champion.version), kept
+            return self._rows
+
+
 def score_customers(
     champion: Champion,
     snapshot: WarehouseSnapshot,
     customer_ids: Sequence[str],
     overrides: Mapping[str, Scalar] | None = None,
     shap_mode: str = "regular",
+    published: PublishedScores | None = None,
 ) -> pd.DataFrame:
     """Score customers of the snapshot by id, as the batch run scores them.
 
     ``overrides`` (feature -> value) replaces feature values first, for what-if questions.
+    Without overrides and given ``published``, a customer whose published row the champion
+    would score the same gets that row (:class:`PublishedScores`); the others are scored now.
 
     Raises:
         NotFoundError: An id is unknown, not in the newest snapshot, or erased.
@@ -175,10 +209,15 @@ def score_customers(
     missing = [i for i in customer_ids if i in snapshot.erased or i not in index]
     if missing:
         raise NotFoundError(missing[0])
-    rows = snapshot.features.loc[list(customer_ids)].reset_index(drop=True)
+    ids = pd.Index(list(customer_ids))
+    reusable = published.of(champion, snapshot) if published is not None and not overrides else None
+    live = ids if reusable is None else ids[~ids.isin(reusable.index)]
+    if reusable is not None and live.empty:
+        return reusable.loc[ids].reset_index(drop=True)
+    rows = snapshot.features.loc[live].reset_index(drop=True)
     if overrides:
         rows = _override_frame(champion.model, rows, overrides)
-    return churn.score(
+    scores = churn.score(
         champion.model,
         champion.version,
         rows,
@@ -187,6 +226,10 @@ def score_customers(
         typical=snapshot.typical,
         shap_mode=shap_mode,  # type: ignore[arg-type]
     )
+    if reusable is None or len(live) == len(ids):
+        return scores
+    both = pd.concat([reusable.loc[ids.difference(live)], scores.set_index(live)])
+    return both.loc[ids].reset_index(drop=True)
 
 
 def decide_action(

@@ -34,6 +34,7 @@ from ml.data.tombstones import TOMBSTONES_FILE
 from ml.modelling.registry import Registry, champion_version, load_version
 from ml.models.churn.data import read_typical_values
 from ml.models.next_best_action.data import DecisionInputs, read_decision_inputs
+from ml.serving.tables import read_published, serving_table
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +99,9 @@ class WarehouseSnapshot:
         typical: ``read_typical_values`` of the snapshot (what the churn reasons call typical).
         erased: Ids that must answer "not found" (``ml.data.erasure.erased_customer_ids``).
         decisions: The next best action's inputs (None before the first published scores).
+        published: The published rows of ``serving.customer_scores`` of the as-of date, indexed
+            by ``customer_id`` (empty before the first publish): a customer whose features the
+            champion already scored is answered with its row, as a daily batch run keeps it.
     """
 
     as_of_date: date
@@ -105,6 +109,7 @@ class WarehouseSnapshot:
     typical: dict[str, float]
     erased: frozenset[str]
     decisions: DecisionInputs | None
+    published: pd.DataFrame
 
 
 def _has_table(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
@@ -134,19 +139,25 @@ def read_snapshot(settings: Settings, cap_periods_days: Sequence[int]) -> Wareho
         typical = read_typical_values(con)
         ids = features["customer_id"].astype(str)
         erased = erased_customer_ids(con, settings.erasure_dir, settings.salt(), ids.tolist())
-        decisions = (
-            read_decision_inputs(con, cap_periods_days)
-            if _has_table(con, "serving", "customer_scores")
-            else None
+        as_of_date = pd.Timestamp(features["as_of_date"].iloc[0]).date()
+        scores = serving_table("customer_scores")
+        published = _has_table(con, "serving", scores.name)
+        decisions = read_decision_inputs(con, cap_periods_days) if published else None
+        rows = (
+            read_published(con, scores, as_of_date)
+            if published
+            else pd.DataFrame({name: pd.Series(dtype=object) for name in scores.column_names})
         )
     features = features.loc[~ids.isin(erased).to_numpy()]
     features = features.set_index(features["customer_id"].astype(str), drop=False)
+    rows = rows.loc[~rows["customer_id"].astype(str).isin(erased).to_numpy()]
     return WarehouseSnapshot(
-        as_of_date=pd.Timestamp(features["as_of_date"].iloc[0]).date(),
+        as_of_date=as_of_date,
         features=features,
         typical=typical,
         erased=erased,
         decisions=decisions,
+        published=rows.set_index(rows["customer_id"].astype(str), drop=False),
     )
 
 
