@@ -11,7 +11,6 @@ server answers at CRM_PG_HOST:CRM_PG_PORT (default 127.0.0.1:5432).
 
 from __future__ import annotations
 
-import decimal
 import os
 import uuid
 from collections.abc import Callable, Iterator
@@ -20,18 +19,22 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-import pandas as pd
 import psycopg2
 import pytest
 
 from ml.core.privacy import pii_salt, postgres_salt_options
 from ml.serving.publishing import copy_schema
+from tests.dbt_parity import (
+    Relations,
+    assert_relations_equal,
+    assert_same_nodes,
+    duckdb_relations,
+)
 
 HOST = os.environ.get("CRM_PG_HOST", "127.0.0.1")
 PORT = int(os.environ.get("CRM_PG_PORT", "5432"))
 USER = os.environ.get("CRM_PG_USER", "postgres")
 PASSWORD = os.environ.get("DBT_ENV_SECRET_PG_PASSWORD", "")
-LAYERS = ("staging", "intermediate", "marts")
 # The column types that must agree between the adapters, by family.
 TYPE_FAMILIES = {
     "varchar": "text",
@@ -116,41 +119,7 @@ def postgres_build(
     return PostgresBuild(postgres_database, work_dir, salt, build)
 
 
-def _normalised(value: Any) -> Any:
-    # psycopg2 gives numeric as Decimal; DuckDB gives DOUBLE as float: compare as numbers.
-    if isinstance(value, decimal.Decimal):
-        return float(value)
-    return value
-
-
-def _frame(columns: list[str], rows: list[tuple]) -> pd.DataFrame:
-    frame = pd.DataFrame([[_normalised(v) for v in row] for row in rows], columns=columns)
-    if frame.empty:
-        return frame
-    return frame.sort_values(by=columns, na_position="last", kind="mergesort").reset_index(
-        drop=True
-    )
-
-
-def _duckdb_relations(warehouse: Path) -> dict[str, tuple[list[tuple[str, str]], list[tuple]]]:
-    relations = {}
-    with duckdb.connect(str(warehouse), read_only=True) as con:
-        names = con.execute(
-            "select table_schema, table_name from information_schema.tables "
-            "where table_schema in ('staging', 'intermediate', 'marts') order by 1, 2"
-        ).fetchall()
-        for schema, table in names:
-            columns = con.execute(
-                "select column_name, lower(data_type) from information_schema.columns "
-                "where table_schema = ? and table_name = ? order by ordinal_position",
-                [schema, table],
-            ).fetchall()
-            rows = con.execute(f'select * from "{schema}"."{table}"').fetchall()
-            relations[f"{schema}.{table}"] = (columns, rows)
-    return relations
-
-
-def _postgres_relations(dbname: str) -> dict[str, tuple[list[tuple[str, str]], list[tuple]]]:
+def _postgres_relations(dbname: str) -> Relations:
     relations = {}
     con = _connect(dbname)
     try:
@@ -176,63 +145,19 @@ def _postgres_relations(dbname: str) -> dict[str, tuple[list[tuple[str, str]], l
 def test_dbt_build_on_postgres_runs_every_model_data_test_and_unit_test(
     postgres_build: PostgresBuild, dbt_build_fixtures: tuple[Path, Build]
 ) -> None:
-    build = postgres_build.build
-    assert build.returncode == 0, build.output[-5000:]
-    assert build.failures() == []
     _, duckdb_build = dbt_build_fixtures
-
-    def nodes(results: tuple[dict, ...], kind: str) -> set[str]:
-        return {r["unique_id"] for r in results if r["unique_id"].startswith(kind + ".")}
-
-    # The same models, seeds and data tests as on DuckDB: nothing is skipped on PostgreSQL.
-    for kind in ("model", "seed", "test"):
-        assert nodes(build.results, kind) == nodes(duckdb_build.results, kind), kind
-    # Unit tests too; the one whose expected hashes are DuckDB SQL runs as its PostgreSQL twin.
-    unit_tests = {
-        r["unique_id"]: r["status"]
-        for r in build.results
-        if r["unique_id"].startswith("unit_test.")
-    }
-    twin = (
-        "unit_test.crm_signals.base_crm__customers."
-        "test_customers_email_phone_country_are_standardised_postgres"
-    )
-    assert twin in unit_tests
-    assert {u.removesuffix("_postgres") for u in unit_tests} == nodes(
-        duckdb_build.results, "unit_test"
-    )
-    assert set(unit_tests.values()) == {"pass"}
+    assert_same_nodes(postgres_build.build, duckdb_build, twin_suffix="postgres")
 
 
 def test_postgres_build_equals_the_duckdb_build_row_for_row(
     postgres_build: PostgresBuild, warehouse: Path
 ) -> None:
     assert postgres_build.build.returncode == 0, postgres_build.build.output[-5000:]
-    expected = _duckdb_relations(warehouse)
-    actual = _postgres_relations(postgres_build.dbname)
-    assert sorted(actual) == sorted(expected)
-    # The fixtures must reach the marts, or equal empty tables would prove nothing.
-    for key in ("marts.customer_features", "marts.customer_identity_map", "marts.churn_labels"):
-        assert len(expected[key][1]) > 0, key
-    for name, (duck_columns, duck_rows) in expected.items():
-        pg_columns, pg_rows = actual[name]
-        assert [c for c, _ in pg_columns] == [c for c, _ in duck_columns], name
-        assert [TYPE_FAMILIES.get(t, t) for _, t in pg_columns] == [
-            TYPE_FAMILIES.get(t, t) for _, t in duck_columns
-        ], name
-        columns = [c for c, _ in duck_columns]
-        # The incremental fingerprints hash rows with each engine's own hash function
-        # (macro row_checksum): equal within an engine, never across; the rest must match.
-        kept = [i for i, c in enumerate(columns) if "checksum" not in c]
-        compared = [columns[i] for i in kept]
-        pd.testing.assert_frame_equal(
-            _frame(compared, [tuple(row[i] for i in kept) for row in pg_rows]),
-            _frame(compared, [tuple(row[i] for i in kept) for row in duck_rows]),
-            check_dtype=False,
-            check_exact=False,
-            rtol=1e-9,
-            obj=name,
-        )
+    assert_relations_equal(
+        duckdb_relations(warehouse),
+        _postgres_relations(postgres_build.dbname),
+        lambda data_type: TYPE_FAMILIES.get(data_type, data_type),
+    )
 
 
 def _compiled_base_customers(work_dir: Path) -> Path:

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-import pandas as pd
 import pytest
 
 from ml.core.privacy import pii_salt
@@ -31,8 +30,14 @@ from ml.core.spark import (
     run_dbt_on_spark,
     spark_environment,
 )
+from tests.dbt_parity import (
+    LAYERS,
+    Relations,
+    assert_relations_equal,
+    assert_same_nodes,
+    duckdb_relations,
+)
 
-LAYERS = ("staging", "intermediate", "marts")
 # The column types that must agree between the engines, by family (Spark's as DuckDB reads its
 # Parquet: string -> VARCHAR, int -> INTEGER, ...).
 TYPE_FAMILIES = {
@@ -88,36 +93,6 @@ def spark_build(
     return SparkBuild(work_dir, export_dir, salt, build)
 
 
-def _frame(columns: list[str], rows: list[tuple]) -> pd.DataFrame:
-    frame = pd.DataFrame(rows, columns=columns)
-    if frame.empty:
-        return frame
-    return frame.sort_values(by=columns, na_position="last", kind="mergesort").reset_index(
-        drop=True
-    )
-
-
-Relations = dict[str, tuple[list[tuple[str, str]], list[tuple]]]
-
-
-def _duckdb_relations(warehouse: Path) -> Relations:
-    relations = {}
-    with duckdb.connect(str(warehouse), read_only=True) as con:
-        names = con.execute(
-            "select table_schema, table_name from information_schema.tables "
-            "where table_schema in ('staging', 'intermediate', 'marts') order by 1, 2"
-        ).fetchall()
-        for schema, table in names:
-            columns = con.execute(
-                "select column_name, data_type from information_schema.columns "
-                "where table_schema = ? and table_name = ? order by ordinal_position",
-                [schema, table],
-            ).fetchall()
-            rows = con.execute(f'select * from "{schema}"."{table}"').fetchall()
-            relations[f"{schema}.{table}"] = (columns, rows)
-    return relations
-
-
 def _spark_relations(export_dir: Path) -> Relations:
     relations = {}
     with duckdb.connect() as con:
@@ -134,61 +109,17 @@ def _spark_relations(export_dir: Path) -> Relations:
 def test_dbt_build_on_spark_runs_every_model_data_test_and_unit_test(
     spark_build: SparkBuild, dbt_build_fixtures: tuple[Path, Build]
 ) -> None:
-    build = spark_build.build
-    assert build.returncode == 0, build.output[-5000:]
-    assert build.failures() == []
     _, duckdb_build = dbt_build_fixtures
-
-    def nodes(results: tuple[dict, ...], kind: str) -> set[str]:
-        return {r["unique_id"] for r in results if r["unique_id"].startswith(kind + ".")}
-
-    # The same models, seeds and data tests as on DuckDB: nothing is skipped on Spark.
-    for kind in ("model", "seed", "test"):
-        assert nodes(build.results, kind) == nodes(duckdb_build.results, kind), kind
-    # Unit tests too; the one whose expected hashes are DuckDB SQL runs as its Spark twin.
-    unit_tests = {
-        r["unique_id"]: r["status"]
-        for r in build.results
-        if r["unique_id"].startswith("unit_test.")
-    }
-    twin = (
-        "unit_test.crm_signals.base_crm__customers."
-        "test_customers_email_phone_country_are_standardised_spark"
-    )
-    assert twin in unit_tests
-    assert {u.removesuffix("_spark") for u in unit_tests} == nodes(
-        duckdb_build.results, "unit_test"
-    )
-    assert set(unit_tests.values()) == {"pass"}
+    assert_same_nodes(spark_build.build, duckdb_build, twin_suffix="spark")
 
 
 def test_spark_build_equals_the_duckdb_build_row_for_row(
     spark_build: SparkBuild, warehouse: Path
 ) -> None:
     assert spark_build.build.returncode == 0, spark_build.build.output[-5000:]
-    expected = _duckdb_relations(warehouse)
-    actual = _spark_relations(spark_build.export_dir)
-    assert sorted(actual) == sorted(expected)
-    # The fixtures must reach the marts, or equal empty tables would prove nothing.
-    for key in ("marts.customer_features", "marts.customer_identity_map", "marts.churn_labels"):
-        assert len(expected[key][1]) > 0, key
-    for name, (duck_columns, duck_rows) in expected.items():
-        spark_columns, spark_rows = actual[name]
-        assert [c for c, _ in spark_columns] == [c for c, _ in duck_columns], name
-        assert [_family(t) for _, t in spark_columns] == [_family(t) for _, t in duck_columns], name
-        columns = [c for c, _ in duck_columns]
-        # The incremental fingerprints hash rows with each engine's own hash function
-        # (macro row_checksum): equal within an engine, never across; the rest must match.
-        kept = [i for i, c in enumerate(columns) if "checksum" not in c]
-        compared = [columns[i] for i in kept]
-        pd.testing.assert_frame_equal(
-            _frame(compared, [tuple(row[i] for i in kept) for row in spark_rows]),
-            _frame(compared, [tuple(row[i] for i in kept) for row in duck_rows]),
-            check_dtype=False,
-            check_exact=False,
-            rtol=1e-9,
-            obj=name,
-        )
+    assert_relations_equal(
+        duckdb_relations(warehouse), _spark_relations(spark_build.export_dir), _family
+    )
 
 
 def test_hashes_match_duckdb_and_the_salt_stays_out_of_sql_and_logs(

@@ -12,8 +12,10 @@ from orchestration import cli, run
 def test_run_full_refresh_reaches_the_settings(
     monkeypatch: pytest.MonkeyPatch, flags: list[str], expected: bool
 ) -> None:
-    # Registered first so the variable the command sets is undone after the test.
-    monkeypatch.delenv("CRM_FULL_REFRESH", raising=False)
+    # Set through monkeypatch first, so the variable the command sets is undone after the test
+    # (delenv of an unset variable records nothing: the command's "true" then leaked into every
+    # later test of the worker, which all ran as full refreshes).
+    monkeypatch.setenv("CRM_FULL_REFRESH", "false")
     seen: list[bool] = []
 
     def job(argv: list[str]) -> int:
