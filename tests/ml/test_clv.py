@@ -20,6 +20,8 @@ import pytest
 
 from ml.modelling.boosting import BoostingParams
 from ml.models.customer_value.model import (
+    HYBRID_EXCLUDED,
+    HYBRID_RATE_FEATURES,
     NO_AMOUNTS,
     PREDICTION_COLUMNS,
     Backtest,
@@ -564,6 +566,44 @@ def test_the_hybrid_starts_from_the_baseline_forecast() -> None:
 
     for column in ("expected_purchases_12m", "expected_value_12m"):
         np.testing.assert_allclose(hybrid[column], baseline[column], rtol=1e-4)
+
+
+def test_the_hybrid_reads_rates_not_what_grows_with_a_customers_age() -> None:
+    # Trained one horizon younger than it scores: a split on T or a count learned on the young
+    # would send every older customer to its last leaf (one cohort, as on CDNOW).
+    orders, _, _ = _windowed_orders(200, seed=2, drift=False)
+    model = fit_clv(orders, pd.Timestamp("2024-07-01"), "hybrid", replace(FAST, horizon_days=91))
+
+    assert model.regressor is not None
+    names = set(model.regressor.feature_names)
+    assert names.isdisjoint(HYBRID_EXCLUDED)
+    assert set(HYBRID_RATE_FEATURES) <= names
+    design = hybrid_design(orders, CUTOFF, 91).set_index("customer_id")
+    np.testing.assert_allclose(design["purchase_rate"], design["frequency"] / design["T"])
+
+
+def test_the_hybrid_keeps_the_baselines_level_after_a_busier_training_window() -> None:
+    # Every purchase day of the training targets' window is bought again the next day: that
+    # window is about twice as busy as BG/NBD at its start foresaw. The hybrid must learn whom
+    # BG/NBD misjudges, not that one window's level: its total stays near the baseline's at the
+    # as-of date (with the level learned it is about twice the baseline's).
+    orders, _, _ = _windowed_orders(300, seed=5, drift=False)
+    as_of = pd.Timestamp("2024-07-01")
+    config = replace(FAST, horizon_days=91)
+    window = orders["ordered_at"].between(as_of - pd.Timedelta(days=90), as_of)
+    busier = pd.concat(
+        [
+            orders,
+            orders.loc[window].assign(ordered_at=lambda f: f["ordered_at"] + pd.Timedelta(days=1)),
+        ]
+    )
+    busier = busier.loc[busier["ordered_at"] <= as_of + pd.Timedelta(hours=23)]
+
+    hybrid = predict_clv(fit_clv(busier, as_of, "hybrid", config), busier)
+    baseline = predict_clv(fit_clv(busier, as_of, "bgnbd", config), busier)
+
+    ratio = hybrid["expected_purchases_12m"].sum() / baseline["expected_purchases_12m"].sum()
+    assert ratio == pytest.approx(1.0, abs=0.15)
 
 
 def test_the_hybrids_baseline_features_never_read_orders_after_their_cutoff() -> None:

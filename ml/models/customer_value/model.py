@@ -116,6 +116,23 @@ BASELINE_FEATURES = (
 )
 """The hybrid's extra features: BG/NBD + Gamma-Gamma predictions at the features' as-of date."""
 _BASELINE_VALUE_FEATURES = ("gg_expected_order_value", "bgnbd_expected_value")
+HYBRID_RATE_FEATURES = ("purchase_rate", "recency_share")
+"""Age-free forms of the RFM columns the hybrid reads instead of them (:func:`hybrid_design`)."""
+HYBRID_EXCLUDED = (
+    "frequency",
+    "recency",
+    "T",
+    "days_since_last_purchase",
+    "total_value",
+    "bgnbd_expected_purchases",
+    "bgnbd_expected_value",
+)
+"""Design columns the hybrid does not read: counts and spans that grow with a customer's age,
+and the forecasts that are its offset. Its training rows are one horizon younger than the rows it
+scores; in one cohort (CDNOW) every scored customer is older than every training customer, and a
+tree split on age learned at 14-26 weeks sends all of them to its last leaf
+(benchmarks/clv_hybrid_variants.py). BG/NBD already answers for age; the hybrid corrects the
+shape of its forecast with rates and recent activity."""
 # Floor of a BG/NBD forecast before its log is the hybrid's offset (the forecast is > 0 for
 # every known customer; the floor only guards log(0) for a value of exactly 0).
 _OFFSET_FLOOR = 1e-6
@@ -805,7 +822,8 @@ def _fit_regressor_on(
 ) -> ClvRegressor:
     if design.empty:
         raise ValueError("no customer to train the CLV regressor on")
-    names = tuple(str(c) for c in design.columns if c != "customer_id")
+    excluded = {"customer_id", *(HYBRID_EXCLUDED if offset else ())}
+    names = tuple(str(c) for c in design.columns if c not in excluded)
     cats = tuple(n for n in names if _categorical(design[n]))
     labelled = design.merge(actuals, on="customer_id", how="left", validate="one_to_one")
     x = catboost_frame(labelled, names, cats)
@@ -813,7 +831,16 @@ def _fit_regressor_on(
 
     def pool(label: np.ndarray, forecast: str) -> Pool:
         # With an offset each tree corrects the forecast (the pool's baseline is the raw start).
-        baseline = _log_forecast(labelled, forecast) if offset else None
+        if not offset:
+            return Pool(x, label=label, cat_features=list(cats))
+        # The training forecast is first scaled to the window's realised total, so the trees
+        # learn only who BG/NBD over- or under-rates, not the level it missed by in that window
+        # (5.7% on CDNOW, 17% on Online Retail): at scoring the level is the baseline's, fitted
+        # on every order up to the as-of date.
+        baseline = _log_forecast(labelled, forecast)
+        level = label.sum() / np.exp(baseline).sum()
+        if level > 0:
+            baseline = baseline + np.log(level)
         return Pool(x, label=label, cat_features=list(cats), baseline=baseline)
 
     purchases = labelled["purchases"].fillna(0).to_numpy(dtype=float)
@@ -935,8 +962,9 @@ def hybrid_design(
         baseline: A baseline fitted on the orders up to ``cutoff``; fitted here when None.
 
     Returns:
-        One row per known customer: the columns of :func:`clv_design` and
-        :data:`BASELINE_FEATURES` (without amounts, the value ones are left out).
+        One row per known customer: the columns of :func:`clv_design`,
+        :data:`HYBRID_RATE_FEATURES` and :data:`BASELINE_FEATURES` (without amounts, the value
+        ones are left out).
     """
     design = _design(transactions, cutoff, period_days, features)
     _, forecasts = baseline_features(
@@ -944,7 +972,13 @@ def hybrid_design(
     )
     if "monetary_value" not in design.columns:  # no amounts: no value forecast either
         forecasts = forecasts.drop(columns=list(_BASELINE_VALUE_FEATURES))
-    return design.merge(forecasts, on="customer_id", how="left", validate="one_to_one")
+    # T > 0 for every known customer but one whose first purchase is on the cutoff day.
+    age = design["T"].where(design["T"] > 0)
+    rates = design.assign(
+        purchase_rate=(design["frequency"] / age).fillna(0.0),
+        recency_share=(design["recency"] / age).fillna(0.0),
+    )
+    return rates.merge(forecasts, on="customer_id", how="left", validate="one_to_one")
 
 
 def fit_hybrid_regressor(
@@ -958,11 +992,15 @@ def fit_hybrid_regressor(
     The hybrid is CatBoost predicting a multiplicative correction of the BG/NBD + Gamma-Gamma
     forecast: the Poisson (purchases) and Tweedie (value) regressors start from the log of the
     baseline's forecast for the horizon (CatBoost's ``baseline`` of the pool) and see the
-    forecasts, the probability alive and the history features as inputs. With no tree it
-    predicts the baseline; each tree moves that by a factor where the history says BG/NBD is
-    wrong. The baseline of the training rows is fitted on the orders up to ``train_cutoff``
-    only (:func:`baseline_features`), and the targets are the window after it, as for
-    :func:`fit_clv_regressor`; at prediction the baseline is the one fitted at the as-of date.
+    probability alive, the Gamma-Gamma order value, the purchase rate, the recency share and
+    the spend and recent-activity features, never the counts and spans that grow with age
+    (:data:`HYBRID_EXCLUDED`). With no tree it predicts the baseline; each tree moves that by
+    a factor where the history says BG/NBD is wrong. The training forecast is scaled to the
+    window's realised total first, so the trees learn whom BG/NBD misjudges, not by how much
+    it missed in that window overall. The baseline of the training rows is fitted on the
+    orders up to ``train_cutoff`` only (:func:`baseline_features`), and the targets are the
+    window after it, as for :func:`fit_clv_regressor`; at prediction the baseline is the one
+    fitted at the as-of date.
 
     Args:
         transactions: Orders (see :func:`rfm_summary`); the window
