@@ -193,9 +193,8 @@ def test_snapshots_kept_before_grades_skip_the_grade_figure(tmp_path: Path) -> N
         con.execute(
             f"insert into {SNAPSHOTS_TABLE} select lead_id, ?, '2', p from old", [FIRST_RUN]
         )
-        new = _graded(
-            ids, rng.random(300), rng.choice(np.array(GRADES), 300), FIRST_RUN + timedelta(days=1)
-        )  # noqa: F841
+        graded = rng.choice(np.array(GRADES), 300)
+        new = _graded(ids, rng.random(300), graded, FIRST_RUN + timedelta(days=1))  # noqa: F841
         con.execute("create table serving.lead_scores as select * from new")
         found = monitor_stability(con, StabilityThresholds(), FIRST_RUN + timedelta(days=1))
         kept = con.execute(f"select count(grade) from {SNAPSHOTS_TABLE}").fetchall()[0][0]

@@ -17,8 +17,8 @@ from ml.modelling.alerts import PERFORMANCE_RULES
 from ml.modelling.performance_table import TABLE
 from ml.modelling.stability import STABILITY_TABLE
 from orchestration.definitions import defs as load_defs
-from orchestration.defs.monitoring.checks import checks
 from orchestration.defs.monitoring.assets import lead_scoring_score_stability
+from orchestration.defs.monitoring.checks import checks
 from orchestration.lib import keys
 from orchestration.resources import CrmSettings
 
