@@ -8,7 +8,8 @@ the newest export (a conversion within ``conversion_window_days`` of creation is
 training). All of it is read and joined in DuckDB.
 
 The two newest snapshots also give the score stability of the lead model: PSI of the
-probabilities and the share of leads in both runs whose grade changed (``monitoring.score_stability``).
+probabilities and the share of leads in both runs whose grade changed
+(``monitoring.score_stability``).
 """
 
 from __future__ import annotations
