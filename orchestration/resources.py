@@ -19,7 +19,7 @@ class CrmSettings(dg.ConfigurableResource):
     """The project settings (``ml.core.settings.Settings``), read once per run from ``CRM_*``.
 
     The fields override the environment; tests and the UI launchpad use them to point a run at
-    another state folder or a smaller synthetic CRM.
+    another state folder or a smaller synthetic CRM, or to try other reason rules.
     """
 
     home: str | None = None
@@ -28,6 +28,10 @@ class CrmSettings(dg.ConfigurableResource):
     synthetic_seed: int | None = None
     threads: int | None = None
     full_refresh: bool | None = None
+    reason_max_factors: int | None = None
+    reason_middle: float | None = None
+    reason_min_contribution: float | None = None
+    reason_min_share: float | None = None
 
     def get(self) -> Settings:
         overrides = {k: v for k, v in self.model_dump().items() if v is not None}

@@ -185,6 +185,29 @@ class Settings(BaseSettings):
         description="Share of customers whose next best action changed between two runs that "
         "raises an alert.",
     )
+    # The defaults are ml.modelling.reasons.ReasonRules' (core may not import modelling; a test
+    # holds them equal).
+    reason_max_factors: int = Field(
+        default=3, ge=1, description="Most factors a served reason cites (every model's reasons)."
+    )
+    reason_middle: float = Field(
+        default=0.25,
+        ge=0,
+        description="Half-width, in log-odds, of the band around the base rate where a score "
+        "counts as middle and its reason cites what raises and what lowers it.",
+    )
+    reason_min_contribution: float = Field(
+        default=0.05,
+        ge=0,
+        description="Smallest |contribution| in log-odds a factor needs to be cited in a reason.",
+    )
+    reason_min_share: float = Field(
+        default=0.1,
+        ge=0,
+        lt=1,
+        description="Smallest share of the row's total |contribution| a factor needs to be cited "
+        "in a reason.",
+    )
     engine: Literal["duckdb", "spark"] = Field(
         default="duckdb",
         description="Engine of the dbt build: 'duckdb' (one machine) or 'spark' (dbt-spark on a "

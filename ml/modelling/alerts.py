@@ -102,11 +102,19 @@ def performance_alerts(
     return found
 
 
-def stability_alerts(figures: Sequence[Stability]) -> list[Alert]:
-    """One alert per stability figure (a figure not measured passes)."""
+def stability_alerts(
+    figures: Sequence[Stability], rules: Sequence[str] = STABILITY_RULES
+) -> list[Alert]:
+    """One alert per stability rule of the model (a figure not measured passes).
+
+    Args:
+        figures: The figures of the newest pair of runs.
+        rules: The model's stability rules (a lead has no action: ``score_psi`` and
+            ``band_changed_share`` only).
+    """
     by_metric = {f.metric: f for f in figures}
     found = []
-    for rule in STABILITY_RULES:
+    for rule in rules:
         figure = by_metric.get(rule)
         if figure is None:
             found.append(Alert(rule, None, None, True, f"no {rule} measured (one run so far)"))

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import duckdb
 
-from ml.modelling.alerts import Alert, performance_alerts, stability_alerts
+from ml.modelling.alerts import STABILITY_RULES, Alert, performance_alerts, stability_alerts
 from ml.modelling.monitoring_report import MonitoringReport, write_report
 from ml.modelling.performance_table import MonitoringPass, latest_realized, read_performance
 from ml.modelling.retraining import PerformanceEvidence
@@ -73,6 +73,7 @@ def conclude(
     now: datetime,
     drift: Mapping[str, object] | None = None,
     stability: Sequence[Stability] = (),
+    stability_rules: Sequence[str] = STABILITY_RULES,
 ) -> MonitoringOutcome:
     """Judge a model's newest figures and write its report.
 
@@ -86,6 +87,7 @@ def conclude(
         now: When the pass ran.
         drift: Drift figures to show in the report.
         stability: Stability figures against the previous run.
+        stability_rules: The model's stability rules (``ml.modelling.alerts.STABILITY_RULES``).
     """
     version = run.version
     realized = latest_realized(con, model, version) if version else None
@@ -97,7 +99,7 @@ def conclude(
     )
     alerts = (
         *performance_alerts(evidence, margins.estimated, margins.realized, rate),
-        *(stability_alerts(stability) if stability else ()),
+        *(stability_alerts(stability, stability_rules) if stability else ()),
     )
     report = MonitoringReport(
         model=model,

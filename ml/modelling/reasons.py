@@ -32,6 +32,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from ml.core.settings import Settings
+
 NO_STRONG_SIGNALS = "no strong signals either way"
 SIDES: tuple[str, ...] = ("high", "middle", "low")
 
@@ -66,6 +68,17 @@ class ReasonRules:
 
 
 DEFAULT_RULES = ReasonRules()
+
+
+def reason_rules(settings: Settings) -> ReasonRules:
+    """The reason rules operators set (``CRM_REASON_MAX_FACTORS``, ``CRM_REASON_MIDDLE``,
+    ``CRM_REASON_MIN_CONTRIBUTION``, ``CRM_REASON_MIN_SHARE``)."""
+    return ReasonRules(
+        max_factors=settings.reason_max_factors,
+        middle=settings.reason_middle,
+        min_contribution=settings.reason_min_contribution,
+        min_share=settings.reason_min_share,
+    )
 
 
 @dataclass(frozen=True)

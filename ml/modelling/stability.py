@@ -7,6 +7,7 @@ bands, which the retention team sees as a different list every week; these figur
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 
@@ -176,6 +177,78 @@ def record_stability(
         )
         con.executemany(f"insert into {STABILITY_TABLE} values (?, ?, ?, ?, ?, ?, ?, ?)", rows)
     return len(rows)
+
+
+@dataclass(frozen=True)
+class RunColumns:
+    """What the rows of one scoring run call their columns.
+
+    Attributes:
+        key: The entity column (``customer_id``, ``lead_id``).
+        score: The probability the PSI is taken of.
+        band: The band or grade column, or None.
+        action: The action column, or None.
+    """
+
+    key: str
+    score: str
+    band: str | None = None
+    action: str | None = None
+
+
+@dataclass(frozen=True)
+class ScoreStability:
+    """Stability of a model's newest scoring run against the one before.
+
+    Attributes:
+        as_of_date: The newest run's as-of date.
+        previous_as_of_date: The run it is compared with.
+        figures: PSI of the scores and the changed shares the runs' columns allow.
+    """
+
+    as_of_date: date
+    previous_as_of_date: date
+    figures: tuple[Stability, ...]
+
+
+def compare_newest_runs(
+    con: duckdb.DuckDBPyConnection,
+    model: str,
+    run_dates: Sequence[date],
+    rows_of: Callable[[date], pd.DataFrame],
+    columns: RunColumns,
+    thresholds: StabilityThresholds,
+    now: datetime,
+) -> ScoreStability | None:
+    """Compare the two newest scoring runs of ``model`` and write ``monitoring.score_stability``.
+
+    Args:
+        con: Writable warehouse connection.
+        model: Registered model name (the table's ``model``).
+        run_dates: The as-of dates of its stored runs, in any order (repeats allowed).
+        rows_of: One run's rows by as-of date, with the columns ``columns`` names.
+        columns: The key, score, band and action columns of those rows.
+        thresholds: When each figure fails.
+        now: When this pass runs (written to the table).
+
+    Returns:
+        The figures, or None when fewer than two as-of dates are stored.
+    """
+    dates = sorted(set(run_dates))
+    if len(dates) < 2:
+        return None
+    previous, newest = dates[-2], dates[-1]
+    figures = stability(
+        rows_of(previous),
+        rows_of(newest),
+        thresholds,
+        key=columns.key,
+        score=columns.score,
+        band=columns.band,
+        action=columns.action,
+    )
+    record_stability(con, model, newest, previous, figures, now)
+    return ScoreStability(newest, previous, tuple(figures))
 
 
 def read_latest_stability(con: duckdb.DuckDBPyConnection, model: str) -> list[Stability]:

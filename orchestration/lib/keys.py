@@ -9,7 +9,7 @@
 * ``serving/<table>``: a serving table (``ml.serving.tables``) in DuckDB and Parquet
 * ``monitoring/<model>_drift``: drift reports
 * ``monitoring/<model>_performance``: estimated and realized performance per scoring run
-* ``monitoring/churn_score_stability``: how far the scores moved against the previous run
+* ``monitoring/<model>_score_stability``: how far the scores moved against the previous run
 * ``publish/postgres``: the serving tables in PostgreSQL
 
 Domains depend on each other's assets through these keys, never by importing each other.
@@ -24,6 +24,7 @@ CHURN_DRIFT = dg.AssetKey(["monitoring", "churn_drift"])
 CHURN_PERFORMANCE = dg.AssetKey(["monitoring", "churn_performance"])
 CHURN_STABILITY = dg.AssetKey(["monitoring", "churn_score_stability"])
 LEAD_PERFORMANCE = dg.AssetKey(["monitoring", "lead_scoring_performance"])
+LEAD_STABILITY = dg.AssetKey(["monitoring", "lead_scoring_score_stability"])
 
 
 def raw(table: str) -> dg.AssetKey:

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from ml.modelling.reasons import ReasonRules
 from ml.modelling.uplift import UPLIFT_BOOSTING, UpliftConfig
 from ml.models.retention_uplift import pipeline
 from ml.models.retention_uplift.model import (
@@ -148,3 +149,15 @@ def test_who_is_targeted_at_capacity_is_audited_and_gates_promotion(
     else:
         assert result.summary["fairness_gate"] == "passed", report["reasons"]
         assert decision.promote
+
+
+def test_reason_rules_reach_the_served_uplift_reasons(training) -> None:
+    features = make_feature_frame(customers_per_date=400, as_of_dates=(date(2026, 1, 1),), seed=6)
+    cited = {
+        rules: pipeline.score(training.model, "1", features, rules)["uplift_reason_factors"].map(
+            lambda text: len(json.loads(text)["factors"])
+        )
+        for rules in (ReasonRules(), ReasonRules(max_factors=1))
+    }
+    assert cited[ReasonRules()].max() > 1
+    assert cited[ReasonRules(max_factors=1)].max() == 1

@@ -1,5 +1,6 @@
 """Lead performance monitoring on a real DuckDB warehouse: each run's scores kept, estimated,
-and realized once every conversion window of the run has closed in a later export."""
+and realized once every conversion window of the run has closed in a later export; the score
+stability of the two newest runs."""
 
 from __future__ import annotations
 
@@ -15,7 +16,14 @@ from sklearn.metrics import roc_auc_score
 from ml.core.warehouse import connect
 from ml.modelling.performance import EstimationConfig
 from ml.modelling.performance_table import read_performance
-from ml.models.lead_scoring.monitoring import SNAPSHOTS_TABLE, monitor_performance
+from ml.modelling.stability import STABILITY_TABLE, StabilityThresholds, psi
+from ml.models.lead_scoring.model import GRADES
+from ml.models.lead_scoring.monitoring import (
+    SNAPSHOTS_TABLE,
+    STABILITY_RULES,
+    monitor_performance,
+    monitor_stability,
+)
 
 WINDOW = 30
 N = 2_000
@@ -104,3 +112,92 @@ def test_a_run_is_estimated_then_realized_when_its_windows_close(tmp_path: Path)
     assert "source=web" in set(table["segment"])
     newest = table[table["version"] == "3"]
     assert newest["realized"].isna().all() and len(newest) > 0
+
+
+def _graded(ids: list[str], p: np.ndarray, grades: np.ndarray, scored_at: datetime) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "lead_id": ids,
+            "scored_at": scored_at,
+            "conversion_probability": p,
+            "grade": grades,
+            "model_version": "2",
+        }
+    )
+
+
+def test_stability_counts_the_grade_changes_of_leads_in_both_runs(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    ids = [f"L{i:05d}" for i in range(N)]
+    p = rng.beta(1.5, 5.0, N)
+    grades = rng.choice(np.array(GRADES), N)
+    # The second run: the first 1,500 leads again, 120 of them with a planted new grade, and
+    # 500 new leads whose grades do not count (they are not in both runs).
+    again = 1_500
+    changed = rng.choice(again, 120, replace=False)
+    second_grades = grades[:again].copy()
+    second_grades[changed] = [GRADES[(GRADES.index(g) + 1) % 4] for g in grades[changed]]
+    new_ids = [f"L{N + i:05d}" for i in range(500)]
+    second = _graded(
+        ids[:again] + new_ids,
+        np.concatenate([p[:again], rng.beta(1.5, 5.0, 500)]),
+        np.concatenate([second_grades, rng.choice(np.array(GRADES), 500)]),
+        FIRST_RUN + timedelta(days=1),
+    )
+    with connect(tmp_path / "w.duckdb") as con:
+        con.execute("create schema serving")
+        first = _graded(ids, p, grades, FIRST_RUN)  # noqa: F841 (DuckDB's replacement scan)
+        con.execute("create table serving.lead_scores as select * from first")
+        assert monitor_stability(con, StabilityThresholds(), FIRST_RUN) is None
+        con.execute("create or replace table serving.lead_scores as select * from second")
+        found = monitor_stability(con, StabilityThresholds(), FIRST_RUN + timedelta(days=1))
+        stored = con.execute(
+            f"select metric, value, row_count from {STABILITY_TABLE} where model = 'lead_scoring'"
+        ).fetchall()
+    assert found is not None
+    assert (found.previous_as_of_date, found.as_of_date) == (date(2026, 5, 1), date(2026, 5, 2))
+    figures = {f.metric: f for f in found.figures}
+    assert set(figures) == set(STABILITY_RULES)
+    assert figures["band_changed_share"].value == pytest.approx(120 / again)
+    assert figures["band_changed_share"].rows == again
+    assert figures["score_psi"].value == pytest.approx(
+        psi(p, second["conversion_probability"], StabilityThresholds().bins)
+    )
+    assert {m: (v, r) for m, v, r in stored} == {
+        f.metric: (pytest.approx(f.value), f.rows) for f in found.figures
+    }
+    # 8% of the leads changed grade: over a threshold of 5%, under the default 15%.
+    assert figures["band_changed_share"].passed
+    strict = StabilityThresholds(band_changed=0.05)
+    with connect(tmp_path / "w.duckdb") as con:
+        again_found = monitor_stability(con, strict, FIRST_RUN + timedelta(days=1))
+    assert again_found is not None
+    assert not {f.metric: f for f in again_found.figures}["band_changed_share"].passed
+
+
+def test_snapshots_kept_before_grades_skip_the_grade_figure(tmp_path: Path) -> None:
+    rng = np.random.default_rng(2)
+    ids = [f"L{i:05d}" for i in range(300)]
+    with connect(tmp_path / "w.duckdb") as con:
+        con.execute("create schema serving")
+        con.execute(f"create schema {SNAPSHOTS_TABLE.split('.')[0]}")
+        # The table as it was before grades were kept, with one run in it.
+        con.execute(
+            f"create table {SNAPSHOTS_TABLE} (lead_id varchar, as_of_date date, "
+            "model_version varchar, conversion_probability double, "
+            "primary key (lead_id, as_of_date))"
+        )
+        old = pd.DataFrame(  # noqa: F841 (DuckDB's replacement scan)
+            {"lead_id": ids, "p": rng.random(300)}
+        )
+        con.execute(
+            f"insert into {SNAPSHOTS_TABLE} select lead_id, ?, '2', p from old", [FIRST_RUN]
+        )
+        graded = rng.choice(np.array(GRADES), 300)
+        new = _graded(ids, rng.random(300), graded, FIRST_RUN + timedelta(days=1))  # noqa: F841
+        con.execute("create table serving.lead_scores as select * from new")
+        found = monitor_stability(con, StabilityThresholds(), FIRST_RUN + timedelta(days=1))
+        kept = con.execute(f"select count(grade) from {SNAPSHOTS_TABLE}").fetchall()[0][0]
+    assert found is not None
+    assert [f.metric for f in found.figures] == ["score_psi"]
+    assert kept == 300

@@ -16,6 +16,7 @@ import pytest
 from ml.data.contract import FLAT_TABLES, LEADS_TABLE
 from ml.data.flat_tables import load_flat_table, read_flat_table
 from ml.data.mapping import load_source_mapping
+from ml.modelling.reasons import ReasonRules
 from ml.modelling.registry import Training
 from ml.models.lead_scoring import pipeline as lead_pipeline
 from ml.models.lead_scoring.model import (
@@ -295,3 +296,14 @@ def test_leads_without_protected_columns_say_not_audited(tmp_path: Path) -> None
     assert training.summary["fairness_gate"] == "not audited (no protected column)"
     assert "fairness_report.json" not in training.candidate.json_artifacts
     assert training.candidate.decide(None, None).promote
+
+
+def test_reason_rules_reach_the_served_lead_reasons(model: LeadModel, leads: pd.DataFrame) -> None:
+    cited = {
+        rules: lead_pipeline.score(model, "3", leads, datetime(2026, 1, 5), rules)
+        .set_index("lead_id")["reason_factors"]
+        .map(lambda text: len(json.loads(text)["factors"]))
+        for rules in (ReasonRules(), ReasonRules(max_factors=1))
+    }
+    assert cited[ReasonRules()].max() > 1
+    assert cited[ReasonRules(max_factors=1)].max() == 1

@@ -16,6 +16,7 @@ from ml.modelling.performance import estimate_segments
 from ml.modelling.performance_table import MonitoringPass, record_estimates
 from ml.modelling.retraining import PerformanceEvidence, should_retrain_on_performance
 from ml.modelling.stability import Stability
+from ml.models.lead_scoring.monitoring import STABILITY_RULES as LEAD_STABILITY_RULES
 
 NOW = datetime(2026, 9, 1, 6, tzinfo=UTC)
 DAY = timedelta(hours=24)
@@ -111,3 +112,31 @@ def test_report_is_one_self_contained_file_with_alerts(tmp_path: Path) -> None:
     assert text.count("<li>") == 3
     assert outcome.evidence.realized_auc is not None
     assert outcome.thresholds["estimated_auc_threshold"] == pytest.approx(0.96)
+
+
+def test_lead_stability_is_judged_and_reported_without_an_action(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    rows = pd.DataFrame({"probability": rng.beta(1.5, 5, 2_000)})
+    con = duckdb.connect()
+    newest = estimate_segments(rows, [], 200)
+    record_estimates(con, "lead_scoring", "2", date(2026, 9, 1), newest, NOW)
+    outcome = conclude(
+        con,
+        "lead_scoring",
+        MonitoringPass("2", date(2026, 9, 1), newest, ()),
+        reference_auc=None,
+        margins=Margins(),
+        report_path=tmp_path / "monitoring" / "lead_scoring.html",
+        now=NOW,
+        stability=[
+            Stability("score_psi", 0.01, 0.2, 1_800),
+            Stability("band_changed_share", 0.3, 0.15, 1_200),
+        ],
+        stability_rules=LEAD_STABILITY_RULES,
+    )
+    rules = {a.rule: a for a in outcome.alerts}
+    assert "action_changed_share" not in rules
+    assert rules["score_psi"].passed and not rules["band_changed_share"].passed
+    text = outcome.report.read_text()
+    assert "<td>band_changed_share</td><td>0.3" in text and "<td>1200</td>" in text
+    assert text.count("<li>") == 1  # the grade alert, nothing else

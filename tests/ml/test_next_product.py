@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from ml.modelling.reasons import ReasonRules
 from ml.models.next_product import pipeline
 from ml.models.next_product.model import (
     LABEL,
@@ -143,3 +144,19 @@ def test_without_customers_the_offers_are_not_audited(tmp_path: Path) -> None:
     training = pipeline.train(_candidates(), FAST, tmp_path)
     assert training.summary["fairness_gate"] == "not audited"
     assert "fairness_report.json" not in training.candidate.json_artifacts
+
+
+def test_reason_rules_reach_the_served_offer_reasons() -> None:
+    labelled = _candidates(seed=2)
+    training = train_next_product_model(labelled, FAST)
+    latest = labelled.loc[labelled["as_of_date"] == labelled["as_of_date"].max()].drop(
+        columns=[LABEL]
+    )
+    cited = {
+        rules: pipeline.score(training.model, "1", latest, rules)["offer_reason_factors"].map(
+            lambda text: len(json.loads(text)["factors"])
+        )
+        for rules in (ReasonRules(), ReasonRules(max_factors=1))
+    }
+    assert cited[ReasonRules()].max() > 1
+    assert cited[ReasonRules(max_factors=1)].max() == 1

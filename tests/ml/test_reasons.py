@@ -8,8 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from ml.core.settings import Settings
 from ml.modelling.customer_reasons import CUSTOMER_CONCEPTS, concept_phrase
 from ml.modelling.reasons import (
+    DEFAULT_RULES,
     NO_STRONG_SIGNALS,
     Concept,
     ReasonRules,
@@ -17,6 +19,7 @@ from ml.modelling.reasons import (
     cite_factors,
     concept_phrases,
     concepts_of,
+    reason_rules,
     write_reasons,
 )
 
@@ -210,3 +213,32 @@ def test_customer_concepts_read_their_features_together(
     typical = {"logins_30d": 4.0, "tickets_30d": 0.0, "tickets_90d": 1.0, "orders_90d": 1.0}
     (declared,) = [c for c in CUSTOMER_CONCEPTS if c.name == concept]
     assert concept_phrase(declared, values, typical).tolist() == [phrase]
+
+
+REASON_VARIABLES = (
+    "CRM_REASON_MAX_FACTORS",
+    "CRM_REASON_MIDDLE",
+    "CRM_REASON_MIN_CONTRIBUTION",
+    "CRM_REASON_MIN_SHARE",
+)
+
+
+def test_the_reason_settings_default_to_the_rules_and_parse(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in REASON_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    # ml.core may not import ml.modelling, so the defaults are written twice: held equal here.
+    assert reason_rules(Settings()) == DEFAULT_RULES
+    monkeypatch.setenv("CRM_REASON_MAX_FACTORS", "1")
+    monkeypatch.setenv("CRM_REASON_MIDDLE", "0.5")
+    monkeypatch.setenv("CRM_REASON_MIN_CONTRIBUTION", "0.1")
+    monkeypatch.setenv("CRM_REASON_MIN_SHARE", "0.2")
+    assert reason_rules(Settings()) == ReasonRules(
+        max_factors=1, middle=0.5, min_contribution=0.1, min_share=0.2
+    )
+    # Refused when read, as ReasonRules would refuse them.
+    for name, bad in (("CRM_REASON_MAX_FACTORS", "0"), ("CRM_REASON_MIN_SHARE", "1")):
+        monkeypatch.setenv(name, bad)
+        with pytest.raises(ValueError, match=name.removeprefix("CRM_").lower()):
+            Settings()

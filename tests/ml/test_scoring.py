@@ -12,6 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from ml.core.settings import Settings
+from ml.modelling.reasons import reason_rules
 from ml.models.churn.model import ChurnModel
 from ml.models.churn.scoring import RiskBands, score_customers, validate_scores
 from ml.serving.tables import serving_table
@@ -163,3 +165,32 @@ def test_a_daily_run_rescores_only_customers_whose_features_or_model_changed(
 
     # A new champion scores everyone again.
     assert score_changed(trained_model, "8", today, second.scores, later).rescored == len(today)
+
+
+def _cited(factors: pd.Series) -> pd.Series:
+    return factors.map(lambda text: len(json.loads(text)["factors"]))
+
+
+def test_reason_rules_set_in_the_environment_change_the_served_reasons(
+    trained_model: ChurnModel, feature_frame: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ml.models.churn.pipeline import score_changed
+
+    rows = feature_frame.tail(300).reset_index(drop=True)
+    monkeypatch.setenv("CRM_REASON_MAX_FACTORS", "1")
+    rules = reason_rules(Settings())
+    default = score_changed(trained_model, "7", rows, None, SCORED_AT).scores
+    one = score_customers(trained_model, rows, "churn", "7", SCORED_AT, rules=rules)
+    assert _cited(default["churn_reason_factors"]).max() > 1
+    assert _cited(one["churn_reason_factors"]).max() == 1
+    assert (default["churn_reason"] != one["churn_reason"]).any()
+    # The rules change what a reason cites, not the score or its drivers.
+    np.testing.assert_array_equal(default["churn_probability"], one["churn_probability"])
+    assert (default["churn_top_drivers"] == one["churn_top_drivers"]).all()
+    # A daily run under new rules explains every customer again, though no feature changed.
+    again = score_changed(trained_model, "7", rows, default, SCORED_AT, rules=rules)
+    assert again.rescored == len(rows)
+    assert (again.scores["churn_reason"] == one["churn_reason"]).all()
+    assert (
+        score_changed(trained_model, "7", rows, again.scores, SCORED_AT, rules=rules).rescored == 0
+    )

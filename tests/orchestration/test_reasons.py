@@ -13,7 +13,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ml.modelling.reasons import DEFAULT_RULES, NO_STRONG_SIGNALS
+from ml.modelling.reasons import DEFAULT_RULES, NO_STRONG_SIGNALS, ReasonRules, reason_rules
+from orchestration.resources import CrmSettings
 
 # (table, the score as SQL, the rule-made reason as SQL, factors, words of the two directions).
 # Offers and uplift lead with their numbers in words and then the rule-made part after "; ".
@@ -154,3 +155,13 @@ def test_churn_reasons_say_paired_features_together(pipeline_run) -> None:
     assert (reason.str.count("month-to-month") <= 1).all()
     assert (reason.str.count("contract") <= 1).all()
     assert reason.str.contains("logins (?:fell|rose) from", regex=True).any()
+
+
+def test_the_crm_resource_sets_the_reason_rules_of_a_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("MAX_FACTORS", "MIDDLE", "MIN_CONTRIBUTION", "MIN_SHARE"):
+        monkeypatch.delenv(f"CRM_REASON_{name}", raising=False)
+    assert reason_rules(CrmSettings().get()) == DEFAULT_RULES
+    # What a launchpad run config of the crm resource sets, over the environment.
+    monkeypatch.setenv("CRM_REASON_MAX_FACTORS", "2")
+    crm = CrmSettings(reason_max_factors=1, reason_min_share=0.2)
+    assert reason_rules(crm.get()) == ReasonRules(max_factors=1, min_share=0.2)

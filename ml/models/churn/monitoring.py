@@ -9,7 +9,6 @@ to the estimates the scoring run stored. All of it is read and joined in DuckDB.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import date, datetime
 
 import duckdb
@@ -17,7 +16,12 @@ import pandas as pd
 
 from ml.modelling.performance import EstimationConfig, estimate_segments
 from ml.modelling.performance_table import MonitoringPass, monitor_runs
-from ml.modelling.stability import Stability, StabilityThresholds, record_stability, stability
+from ml.modelling.stability import (
+    RunColumns,
+    ScoreStability,
+    StabilityThresholds,
+    compare_newest_runs,
+)
 from ml.models.churn.data import LABELS_TABLE
 
 MODEL_NAME = "churn"
@@ -126,22 +130,6 @@ def monitor_performance(
     )
 
 
-@dataclass(frozen=True)
-class ScoreStability:
-    """Stability of the newest churn scoring run against the one before.
-
-    Attributes:
-        as_of_date: The newest run's as-of date.
-        previous_as_of_date: The run it is compared with.
-        figures: PSI of the probabilities, share of customers whose risk band changed and,
-            when ``serving.next_best_actions`` holds both dates, whose action changed.
-    """
-
-    as_of_date: date
-    previous_as_of_date: date
-    figures: tuple[Stability, ...]
-
-
 def _run_rows(con: duckdb.DuckDBPyConnection, as_of: date, with_actions: bool) -> pd.DataFrame:
     action = ", a.action" if with_actions else ""
     join = (
@@ -160,24 +148,25 @@ def _run_rows(con: duckdb.DuckDBPyConnection, as_of: date, with_actions: bool) -
 def monitor_stability(
     con: duckdb.DuckDBPyConnection, thresholds: StabilityThresholds, now: datetime
 ) -> ScoreStability | None:
-    """Compare the two newest churn scoring runs and write ``monitoring.score_stability``.
+    """Compare the two newest churn scoring runs and write ``monitoring.score_stability``: PSI
+    of the probabilities, share of customers whose risk band changed and, when
+    ``serving.next_best_actions`` exists, whose action changed.
 
     Returns:
         The figures, or None when fewer than two as-of dates are scored.
     """
-    dates = sorted({d for _, d in scored_runs(con)})
-    if len(dates) < 2:
-        return None
-    previous, newest = dates[-2], dates[-1]
     with_actions = _has_table(con, ACTIONS_TABLE)
-    figures = stability(
-        _run_rows(con, previous, with_actions),
-        _run_rows(con, newest, with_actions),
+    return compare_newest_runs(
+        con,
+        MODEL_NAME,
+        [d for _, d in scored_runs(con)],
+        lambda as_of: _run_rows(con, as_of, with_actions),
+        RunColumns(
+            key="customer_id",
+            score="churn_probability",
+            band="churn_risk_band",
+            action="action" if with_actions else None,
+        ),
         thresholds,
-        key="customer_id",
-        score="churn_probability",
-        band="churn_risk_band",
-        action="action" if with_actions else None,
+        now,
     )
-    record_stability(con, MODEL_NAME, newest, previous, figures, now)
-    return ScoreStability(newest, previous, tuple(figures))

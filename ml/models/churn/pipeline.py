@@ -42,6 +42,7 @@ from ml.modelling.promotion import (
     PromotionRule,
     champion_rule,
 )
+from ml.modelling.reasons import DEFAULT_RULES, ReasonRules
 from ml.modelling.registry import Candidate, Training
 from ml.models.churn.data import ChurnTrainingInputs
 from ml.models.churn.explain import typical_values
@@ -348,11 +349,13 @@ def score(
     bands: RiskBands | None = None,
     typical: dict[str, float] | None = None,
     shap_mode: ShapMode = "regular",
+    rules: ReasonRules = DEFAULT_RULES,
 ) -> pd.DataFrame:
     """Score a feature snapshot and explain every row: the rows of ``serving.customer_scores``.
 
     ``typical`` is what the reasons call typical; by default the medians of ``features``.
-    ``shap_mode`` is how CatBoost computes the drivers' SHAP values (``CRM_SHAP_MODE``).
+    ``shap_mode`` is how CatBoost computes the drivers' SHAP values (``CRM_SHAP_MODE``);
+    ``rules`` what a reason may cite (``CRM_REASON_*``).
 
     Raises:
         ValueError: if the scores break the serving contract; the caller then keeps the last
@@ -367,6 +370,7 @@ def score(
         bands or RiskBands(),
         typical=typical,
         shap_mode=shap_mode,
+        rules=rules,
     )
     validate_scores(scores)
     return scores
@@ -394,15 +398,17 @@ def score_changed(
     scored_at: datetime,
     bands: RiskBands | None = None,
     shap_mode: ShapMode = "regular",
+    rules: ReasonRules = DEFAULT_RULES,
 ) -> ChangedScores:
     """Like :func:`score`, but rows scored before from the same features keep their score.
 
-    ``previous`` holds the published rows of the as-of date (None: score every row). A customer keeps
-    its row when the same model version scored the same feature values for that date
-    (``features_fingerprint``); the rest are scored and explained, with what is typical taken
-    from every row of ``features`` as :func:`score` does. The probabilities equal a full scoring's.
+    ``previous`` holds the published rows of the as-of date (None: score every row). A customer
+    keeps its row when the same model version scored the same feature values for that date and
+    explained them by the same ``rules`` (``features_fingerprint``); the rest are scored and
+    explained, with what is typical taken from every row of ``features`` as :func:`score` does.
+    The probabilities equal a full scoring's.
     """
-    fingerprints = feature_fingerprints(features[list(model.feature_names)])
+    fingerprints = feature_fingerprints(features[list(model.feature_names)], rules)
     keep = (
         np.zeros(len(features), dtype=bool)
         if previous is None
@@ -418,6 +424,7 @@ def score_changed(
         bands or RiskBands(),
         typical=typical_values(features),
         shap_mode=shap_mode,
+        rules=rules,
     )
     if previous is None or not keep.any():
         scores = fresh

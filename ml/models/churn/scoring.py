@@ -16,6 +16,7 @@ import pandas as pd
 
 from ml.data.features import KEY_COLUMNS
 from ml.modelling.explanations import ShapMode
+from ml.modelling.reasons import DEFAULT_RULES, ReasonRules
 from ml.models.churn.explain import explain_scores
 from ml.models.churn.model import ChurnModel
 
@@ -46,14 +47,19 @@ class RiskBands:
         return np.select([proba >= self.high, proba >= self.medium], ["high", "medium"], "low")
 
 
-def feature_fingerprints(features: pd.DataFrame) -> np.ndarray:
-    """A 64-bit hash of each row's feature values (``features_fingerprint``, signed).
+def feature_fingerprints(features: pd.DataFrame, rules: ReasonRules = DEFAULT_RULES) -> np.ndarray:
+    """A 64-bit hash of each row's feature values and the reason rules that explained it
+    (``features_fingerprint``, signed).
 
     Equal values give equal hashes whatever the row order, so a daily run can tell the customers
-    whose features did not change since their last score (:func:`unchanged_scores`).
+    whose features did not change since their last score (:func:`unchanged_scores`). The rules
+    are in the hash because they change the served reason without changing a feature: after an
+    operator changes them, every row is explained again.
     """
     hashed = pd.util.hash_pandas_object(features, index=False).to_numpy(dtype=np.uint64)
-    return hashed.view(np.int64)
+    # XOR with one constant per rule set keeps equal rows equal and distinct rows distinct.
+    salt = pd.util.hash_pandas_object(pd.Index([repr(rules)])).to_numpy(dtype=np.uint64)[0]
+    return (hashed ^ salt).view(np.int64)
 
 
 def unchanged_scores(
@@ -107,6 +113,7 @@ def score_customers(
     bands: RiskBands | None = None,
     typical: dict[str, float] | None = None,
     shap_mode: ShapMode = "regular",
+    rules: ReasonRules = DEFAULT_RULES,
 ) -> pd.DataFrame:
     """Score, band and explain every row of a feature frame.
 
@@ -119,6 +126,7 @@ def score_customers(
         bands: Risk band thresholds; defaults to :class:`RiskBands`.
         typical: What the reasons call typical (``ml.models.churn.explain.explain_scores``).
         shap_mode: How CatBoost computes the SHAP values of the drivers (``CRM_SHAP_MODE``).
+        rules: What a reason may cite (``CRM_REASON_*``, ``ml.modelling.reasons.reason_rules``).
 
     Returns:
         One row per input row with exactly the columns of ``serving.customer_scores``.
@@ -130,11 +138,17 @@ def score_customers(
         pool = model.pool(prepared)
         proba = model.predict_proba_of_pool(pool)
         explained = explain_scores(
-            model, frame, prepared=prepared, pool=pool, typical=typical, shap_mode=shap_mode
+            model,
+            frame,
+            prepared=prepared,
+            pool=pool,
+            typical=typical,
+            shap_mode=shap_mode,
+            rules=rules,
         )
     else:
         proba = np.empty(0)
-        explained = explain_scores(model, frame, typical=typical, shap_mode=shap_mode)
+        explained = explain_scores(model, frame, typical=typical, shap_mode=shap_mode, rules=rules)
     n = len(frame)
     scores = pd.DataFrame(
         {
@@ -148,7 +162,7 @@ def score_customers(
             "model_name": np.full(n, model_name, dtype=object),
             "model_version": np.full(n, str(model_version), dtype=object),
             "churn_reason_factors": explained["churn_reason_factors"].to_numpy(dtype=object),
-            "features_fingerprint": feature_fingerprints(frame[list(model.feature_names)]),
+            "features_fingerprint": feature_fingerprints(frame[list(model.feature_names)], rules),
         }
     )
     return scores

@@ -66,7 +66,7 @@ from ml.modelling.flat_outcome import (
 )
 from ml.modelling.model_card import FairnessGate, ModelCard, markdown_table
 from ml.modelling.promotion import PromotionRule, champion_rule
-from ml.modelling.reasons import ReasonWords
+from ml.modelling.reasons import DEFAULT_RULES, ReasonRules, ReasonWords
 from ml.modelling.registry import Candidate, Training
 from ml.models.churn.model import CHURN_BOOSTING
 from ml.models.churn.scoring import RiskBands, feature_fingerprints, validate_scores
@@ -341,8 +341,10 @@ def score(
     rows: pd.DataFrame,
     scored_at: datetime,
     bands: RiskBands | None = None,
+    rules: ReasonRules = DEFAULT_RULES,
 ) -> pd.DataFrame:
-    """The active customers of the snapshot scored and explained: ``serving.customer_scores``.
+    """The active customers of the snapshot scored and explained (reasons by ``rules``,
+    ``CRM_REASON_*``): ``serving.customer_scores``.
 
     ``as_of_date`` is the newest ``observed_at`` of the snapshot, or the scoring date when the
     export has no observation date.
@@ -355,7 +357,7 @@ def score(
     observed = pd.to_datetime(rows["observed_at"]).max() if "observed_at" in rows else pd.NaT
     as_of = (observed if pd.notna(observed) else pd.Timestamp(scored_at)).date()
     proba = model.predict_proba(active) if len(active) else np.empty(0)
-    explained = explain(model, active)
+    explained = explain(model, active, rules)
     n = len(active)
     scores = pd.DataFrame(
         {
@@ -369,7 +371,7 @@ def score(
             "model_name": np.full(n, MODEL_NAME, dtype=object),
             "model_version": np.full(n, str(version), dtype=object),
             "churn_reason_factors": explained["reason_factors"].to_numpy(dtype=object),
-            "features_fingerprint": feature_fingerprints(active[list(model.feature_names)]),
+            "features_fingerprint": feature_fingerprints(active[list(model.feature_names)], rules),
         }
     )
     validate_scores(scores)

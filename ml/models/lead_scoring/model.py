@@ -36,7 +36,7 @@ from ml.modelling.flat_outcome import (
 
 # Lead models registered before ml.modelling.flat_outcome existed pickled their Typical here.
 from ml.modelling.flat_outcome import Typical as Typical
-from ml.modelling.reasons import ReasonWords
+from ml.modelling.reasons import DEFAULT_RULES, ReasonRules, ReasonWords
 
 LABEL_COLUMN = "converted_within_window"
 CATEGORICAL_FEATURES: tuple[str, ...] = ("source", "country", "company_size", "role")
@@ -200,7 +200,10 @@ def lead_training_frame(
 
 
 def score_leads(
-    model: LeadModel, frame: pd.DataFrame, model_version: str | None = None
+    model: LeadModel,
+    frame: pd.DataFrame,
+    model_version: str | None = None,
+    rules: ReasonRules = DEFAULT_RULES,
 ) -> pd.DataFrame:
     """Score, grade and explain leads: the rows of ``serving.lead_scores``.
 
@@ -209,6 +212,7 @@ def score_leads(
         frame: Leads to score (the scoring frame of :func:`lead_training_frame`).
         model_version: Registered model version written to each row (``None`` until the caller
             registers the model).
+        rules: What a reason may cite (``CRM_REASON_*``, ``ml.modelling.reasons``).
 
     Returns:
         Exactly :data:`LEAD_SCORE_COLUMNS`: ``lead_id``, ``score`` (int 0-100, the calibrated
@@ -218,7 +222,7 @@ def score_leads(
     """
     proba = model.predict_proba(frame) if len(frame) else np.empty(0)
     score = np.rint(proba * 100).astype("int32")
-    explained = explain(model, frame)
+    explained = explain(model, frame, rules)
     scores = pd.DataFrame(
         {
             "lead_id": frame["lead_id"].astype(str).to_numpy(dtype=object),

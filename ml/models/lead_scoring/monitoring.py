@@ -6,6 +6,10 @@ The newest run gets its CBPE estimates for all open leads and per source, countr
 size; an older run is realized once every one of its leads' conversion windows has closed in
 the newest export (a conversion within ``conversion_window_days`` of creation is a 1, as in
 training). All of it is read and joined in DuckDB.
+
+The two newest snapshots also give the score stability of the lead model: PSI of the
+probabilities and the share of leads in both runs whose grade changed
+(``monitoring.score_stability``).
 """
 
 from __future__ import annotations
@@ -18,12 +22,20 @@ import pandas as pd
 from ml.core.warehouse import transaction
 from ml.modelling.performance import EstimationConfig, estimate_segments
 from ml.modelling.performance_table import SCHEMA, MonitoringPass, monitor_runs
+from ml.modelling.stability import (
+    RunColumns,
+    ScoreStability,
+    StabilityThresholds,
+    compare_newest_runs,
+)
 
 MODEL_NAME = "lead_scoring"
 SCORES_TABLE = "serving.lead_scores"
 LEADS_TABLE = "raw.leads"
 SNAPSHOTS_TABLE = f"{SCHEMA}.lead_score_snapshots"
 SEGMENT_COLUMNS: tuple[str, ...] = ("source", "country", "company_size")
+STABILITY_RULES: tuple[str, ...] = ("score_psi", "band_changed_share")
+"""The stability rules of the lead model: its band is the grade, and a lead has no action."""
 
 
 def _columns(con: duckdb.DuckDBPyConnection, qualified: str) -> set[str]:
@@ -37,8 +49,8 @@ def _columns(con: duckdb.DuckDBPyConnection, qualified: str) -> set[str]:
 
 
 def snapshot_scores(con: duckdb.DuckDBPyConnection) -> date | None:
-    """Copy the open leads' probabilities of ``serving.lead_scores`` into the snapshots, under
-    the date they were scored (a second run that day replaces that day's rows).
+    """Copy the open leads' probabilities and grades of ``serving.lead_scores`` into the
+    snapshots, under the date they were scored (a second run that day replaces that day's rows).
 
     Returns:
         The run's date, or None when no leads are scored.
@@ -46,19 +58,25 @@ def snapshot_scores(con: duckdb.DuckDBPyConnection) -> date | None:
     con.execute(f"create schema if not exists {SCHEMA}")
     con.execute(
         f"create table if not exists {SNAPSHOTS_TABLE} (lead_id varchar, as_of_date date, "
-        "model_version varchar, conversion_probability double, primary key (lead_id, as_of_date))"
+        "model_version varchar, conversion_probability double, grade varchar, "
+        "primary key (lead_id, as_of_date))"
     )
-    if not _columns(con, SCORES_TABLE):
+    # Snapshots kept before the grade was: their rows read a null grade.
+    con.execute(f"alter table {SNAPSHOTS_TABLE} add column if not exists grade varchar")
+    served = _columns(con, SCORES_TABLE)
+    if not served:
         return None
     found = con.execute(f"select max(cast(scored_at as date)) from {SCORES_TABLE}").fetchone()
     as_of = found[0] if found else None
     if as_of is None:
         return None
+    grade = "grade" if "grade" in served else "cast(null as varchar)"
     with transaction(con):
         con.execute(f"delete from {SNAPSHOTS_TABLE} where as_of_date = ?", [as_of])
         con.execute(
-            f"insert into {SNAPSHOTS_TABLE} select lead_id, ?, model_version, "
-            f"conversion_probability from {SCORES_TABLE}",
+            f"insert into {SNAPSHOTS_TABLE} (lead_id, as_of_date, model_version, "
+            f"conversion_probability, grade) select lead_id, ?, model_version, "
+            f"conversion_probability, {grade} from {SCORES_TABLE}",
             [as_of],
         )
     return as_of  # type: ignore[no-any-return]
@@ -144,3 +162,36 @@ def monitor_performance(
         )
 
     return monitor_runs(con, MODEL_NAME, scored_runs(con), figures_of, landed, now)
+
+
+def _run_grades(con: duckdb.DuckDBPyConnection, as_of: date) -> pd.DataFrame:
+    rows = con.execute(
+        f"select lead_id, conversion_probability, grade from {SNAPSHOTS_TABLE} "
+        "where as_of_date = ?",
+        [as_of],
+    ).df()
+    # A run snapshotted before grades were kept has none to compare: skip the figure rather
+    # than count every lead as changed.
+    return rows if rows["grade"].notna().any() else rows.drop(columns="grade")
+
+
+def monitor_stability(
+    con: duckdb.DuckDBPyConnection, thresholds: StabilityThresholds, now: datetime
+) -> ScoreStability | None:
+    """Snapshot the newest lead scores and compare the two newest runs: PSI of the conversion
+    probabilities and the share of leads scored in both whose grade changed
+    (``monitoring.score_stability``, model ``lead_scoring``).
+
+    Returns:
+        The figures, or None when fewer than two run dates are stored.
+    """
+    snapshot_scores(con)
+    return compare_newest_runs(
+        con,
+        MODEL_NAME,
+        [d for _, d in scored_runs(con)],
+        lambda as_of: _run_grades(con, as_of),
+        RunColumns(key="lead_id", score="conversion_probability", band="grade"),
+        thresholds,
+        now,
+    )

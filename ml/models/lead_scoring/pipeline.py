@@ -24,6 +24,7 @@ from ml.modelling.fairness import (
 from ml.modelling.flat_outcome import feature_table, holdout_split, plot_flat_model
 from ml.modelling.model_card import FairnessGate, ModelCard
 from ml.modelling.promotion import PromotionDecision, decide_by_metric, with_gate
+from ml.modelling.reasons import DEFAULT_RULES, ReasonRules
 from ml.modelling.registry import Candidate, Training
 from ml.models.lead_scoring.model import (
     CONVERSION,
@@ -184,11 +185,18 @@ def train(
     )
 
 
-def score(model: LeadModel, version: str, leads: pd.DataFrame, scored_at: datetime) -> pd.DataFrame:
-    """The open leads scored 0-100, graded, explained: the rows of ``serving.lead_scores``."""
+def score(
+    model: LeadModel,
+    version: str,
+    leads: pd.DataFrame,
+    scored_at: datetime,
+    rules: ReasonRules = DEFAULT_RULES,
+) -> pd.DataFrame:
+    """The open leads scored 0-100, graded, explained (reasons by ``rules``,
+    ``CRM_REASON_*``): the rows of ``serving.lead_scores``."""
     _, open_leads = lead_training_frame(
         leads, conversion_window_days=model.config.conversion_window_days
     )
-    scores = score_leads(model, open_leads, model_version=version)
+    scores = score_leads(model, open_leads, model_version=version, rules=rules)
     scores.insert(1, "scored_at", pd.Timestamp(scored_at))
     return scores

@@ -14,6 +14,7 @@ from ml.modelling.evaluation import plot_calibration_curve, plot_lift_chart, plo
 from ml.modelling.fairness import FairnessConfig, FairnessReport, audit_customer_selection
 from ml.modelling.model_card import FairnessGate, ModelCard
 from ml.modelling.promotion import PromotionDecision, decide_by_metric, with_gate
+from ml.modelling.reasons import DEFAULT_RULES, ReasonRules
 from ml.modelling.registry import Candidate, Training
 from ml.models.next_product.model import (
     LABEL,
@@ -157,9 +158,15 @@ def train(
     )
 
 
-def score(model: NextProductModel, version: str, candidates: pd.DataFrame) -> pd.DataFrame:
+def score(
+    model: NextProductModel,
+    version: str,
+    candidates: pd.DataFrame,
+    rules: ReasonRules = DEFAULT_RULES,
+) -> pd.DataFrame:
     """Per customer, the category not bought yet with the highest purchase probability: the rows
-    of ``serving.next_product_offers`` (empty when no customer has a candidate category)."""
-    offers = recommend(model, candidates)
+    of ``serving.next_product_offers`` (empty when no customer has a candidate category); the
+    reasons by ``rules`` (``CRM_REASON_*``)."""
+    offers = recommend(model, candidates, rules)
     offers["model_version"] = version
     return offers

@@ -13,6 +13,7 @@ from ml.modelling.boosting import flat_params
 from ml.modelling.fairness import FairnessConfig, FairnessReport, audit_customer_selection
 from ml.modelling.model_card import FairnessGate, ModelCard
 from ml.modelling.promotion import PromotionDecision, decide_by_metric, with_gate
+from ml.modelling.reasons import DEFAULT_RULES, ReasonRules
 from ml.modelling.registry import Candidate, Training
 from ml.modelling.uplift import qini_coefficient
 from ml.models.retention_uplift.model import (
@@ -163,9 +164,14 @@ def train(
     )
 
 
-def score(model: CampaignUpliftModel, version: str, features: pd.DataFrame) -> pd.DataFrame:
+def score(
+    model: CampaignUpliftModel,
+    version: str,
+    features: pd.DataFrame,
+    rules: ReasonRules = DEFAULT_RULES,
+) -> pd.DataFrame:
     """Uplift, both outcome probabilities and the response segment per customer: the rows of
-    ``serving.customer_uplift``."""
-    uplift = predict_retention_uplift(model, features)
+    ``serving.customer_uplift``; the reasons by ``rules`` (``CRM_REASON_*``)."""
+    uplift = predict_retention_uplift(model, features, rules)
     uplift["model_version"] = version
     return uplift

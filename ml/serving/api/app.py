@@ -31,6 +31,7 @@ from pydantic import BaseModel
 
 from ml.core.settings import Settings
 from ml.data.sources import load_mappings
+from ml.modelling.reasons import ReasonRules, reason_rules
 from ml.modelling.registry import Registry
 from ml.models.churn.pipeline import MODEL_NAME as CHURN_MODEL
 from ml.models.lead_scoring.pipeline import MODEL_NAME as LEAD_MODEL
@@ -176,11 +177,13 @@ class Service:
     caps: tuple[FrequencyCap, ...]
     actions: ActionSettings
     metrics: Metrics
+    rules: ReasonRules
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Service:
         caps = caps_from_settings(settings.contact_caps)
         ttl = settings.serve_champion_ttl_seconds
+        rules = reason_rules(settings)
         return cls(
             settings=settings,
             keys=ApiKeys.from_settings(settings),
@@ -189,11 +192,12 @@ class Service:
                 Registry(settings.mlflow_tracking_uri, settings.mlflow_artifacts_dir), ttl
             ),
             snapshots=Snapshots(settings, [c.period_days for c in caps], ttl),
-            leads=LeadScorer(load_mappings(settings.mapping_path)["leads"]),
-            published=PublishedScores(),
+            leads=LeadScorer(load_mappings(settings.mapping_path)["leads"], rules),
+            published=PublishedScores(rules),
             caps=caps,
             actions=ActionSettings(),
             metrics=Metrics(),
+            rules=rules,
         )
 
 
@@ -335,6 +339,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             overrides,
             shap_mode=service.settings.shap_mode,
             published=service.published,
+            rules=service.rules,
         )
         answers = _answers(scores, schemas.CustomerScore, "churn_top_drivers")
         return [{**answer, "overrides": dict(overrides or {})} for answer in answers]
@@ -394,6 +399,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             [customer_id],
             shap_mode=service.settings.shap_mode,
             published=service.published,
+            rules=service.rules,
         )
         action, blocked = decide_action(scores, snapshot, service.actions, service.caps)
         row = {

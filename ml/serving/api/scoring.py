@@ -26,6 +26,7 @@ import pandas as pd
 
 from ml.data.flat_tables import ATTRIBUTE_PREFIX, check_flat_records
 from ml.data.mapping import MappingError, TableMapping, snake_case
+from ml.modelling.reasons import DEFAULT_RULES, ReasonRules
 from ml.models.churn import pipeline as churn
 from ml.models.churn.model import ChurnModel
 from ml.models.churn.scoring import RiskBands, feature_fingerprints, unchanged_scores
@@ -73,8 +74,9 @@ class ScoredLeads:
 class LeadScorer:
     """Leads in the export's own column names through its mapping and checks, then the model."""
 
-    def __init__(self, mapping: TableMapping) -> None:
+    def __init__(self, mapping: TableMapping, rules: ReasonRules = DEFAULT_RULES) -> None:
         self.mapping = mapping
+        self.rules = rules
         # The checks run in DuckDB temp tables of a private in-memory database, one request at a
         # time (a connection is not shared between threads).
         self._con = duckdb.connect()
@@ -126,7 +128,7 @@ class LeadScorer:
         rows = checked.rows.reindex(
             columns=[*checked.rows.columns, *(a for a in attribute_types if a not in checked.rows)]
         )
-        scores = score_leads(model, rows, model_version=champion.version)
+        scores = score_leads(model, rows, model_version=champion.version, rules=self.rules)
         order = rows[["record", "lead_id"]].assign(lead_id=lambda f: f["lead_id"].astype(str))
         scores = order.merge(scores, on="lead_id", how="left").sort_values("record")
         scores.insert(1, "model_name", champion.name)
@@ -163,10 +165,12 @@ class PublishedScores:
     same feature values for the same as-of date (``unchanged_scores``); the service answers with
     that row too instead of scoring and explaining again. Worked out once for the whole snapshot
     (one vectorised fingerprint of every customer's features) when the snapshot or the champion
-    changes; a what-if, a new champion or changed features are scored live.
+    changes; a what-if, a new champion, changed features or other reason rules (``rules``, in
+    the fingerprint) are scored live.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, rules: ReasonRules = DEFAULT_RULES) -> None:
+        self.rules = rules
         self._lock = threading.Lock()
         self._key: tuple[WarehouseSnapshot, str] | None = None
         self._rows = pd.DataFrame()
@@ -177,7 +181,7 @@ class PublishedScores:
             if self._key != (snapshot, champion.version):
                 features = snapshot.features.reset_index(drop=True)
                 model: ChurnModel = champion.model
-                fingerprints = feature_fingerprints(features[list(model.feature_names)])
+                fingerprints = feature_fingerprints(features[list(model.feature_names)], self.rules)
                 previous = snapshot.published.reset_index(drop=True)
                 keep = unchanged_scores(features, fingerprints, previous, champion.version)
                 kept = snapshot.published.loc[
@@ -194,12 +198,14 @@ def score_customers(
     overrides: Mapping[str, Scalar] | None = None,
     shap_mode: str = "regular",
     published: PublishedScores | None = None,
+    rules: ReasonRules = DEFAULT_RULES,
 ) -> pd.DataFrame:
     """Score customers of the snapshot by id, as the batch run scores them.
 
     ``overrides`` (feature -> value) replaces feature values first, for what-if questions.
     Without overrides and given ``published``, a customer whose published row the champion
-    would score the same gets that row (:class:`PublishedScores`); the others are scored now.
+    would score the same gets that row (:class:`PublishedScores`); the others are scored now,
+    their reasons by ``rules`` (``CRM_REASON_*``, the rules ``published`` was built with).
 
     Raises:
         NotFoundError: An id is unknown, not in the newest snapshot, or erased.
@@ -225,6 +231,7 @@ def score_customers(
         RiskBands(),
         typical=snapshot.typical,
         shap_mode=shap_mode,  # type: ignore[arg-type]
+        rules=rules,
     )
     if reusable is None or len(live) == len(ids):
         return scores

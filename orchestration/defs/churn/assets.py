@@ -14,6 +14,7 @@ from ml.data.features import CustomerBucket, read_scoring_features
 from ml.data.flat_tables import read_flat_table
 from ml.modelling.fairness import FairnessConfig
 from ml.modelling.promotion import PromotionRule
+from ml.modelling.reasons import reason_rules
 from ml.modelling.registry import champion_version, load_champion, register
 from ml.models.churn import pipeline as churn
 from ml.models.churn import snapshot
@@ -191,7 +192,13 @@ def score_bucket(settings: Settings, bucket: CustomerBucket) -> "dict[str, dg.Ra
         typical = read_typical_values(con)
     model, version = load_champion(registry(settings), churn.MODEL_NAME)
     scores = churn.score(
-        model, version, features, datetime.now(UTC), typical=typical, shap_mode=settings.shap_mode
+        model,
+        version,
+        features,
+        datetime.now(UTC),
+        typical=typical,
+        shap_mode=settings.shap_mode,
+        rules=reason_rules(settings),
     )
     path = write_bucket_scores(scores, settings.bucket_scores_dir, bucket.index)
     return {
@@ -245,7 +252,8 @@ def customer_scores(config: CustomerScoresSettings, crm: CrmSettings) -> dg.Mate
     with connect(settings.warehouse_path, threads=settings.threads) as con:
         features = read_scoring_features(con)
         model, version = load_champion(registry(settings), churn.MODEL_NAME)
-        # Customers whose features did not change since their last score keep it.
+        # Customers whose features (and the reason rules) did not change since their last score
+        # keep it.
         as_of = features["as_of_date"].iloc[0].date() if len(features) else None
         previous = (
             read_published(con, CUSTOMER_SCORES, as_of)
@@ -259,6 +267,7 @@ def customer_scores(config: CustomerScoresSettings, crm: CrmSettings) -> dg.Mate
             previous,
             datetime.now(UTC),
             shap_mode=settings.shap_mode,
+            rules=reason_rules(settings),
         )
         scores, rescored = changed.scores, changed.rescored
         published = publish(con, CUSTOMER_SCORES, scores, settings.exports_dir)
@@ -299,7 +308,13 @@ def _snapshot_scores(settings: Settings) -> dg.MaterializeResult:
     model, version = load_champion(registry(settings), snapshot.MODEL_NAME)
     with connect(settings.warehouse_path, threads=settings.threads) as con:
         rows = read_flat_table(con, CUSTOMER_SNAPSHOT_TABLE).rows
-        scores = snapshot.score(model, version, rows, datetime.now(UTC).replace(tzinfo=None))
+        scores = snapshot.score(
+            model,
+            version,
+            rows,
+            datetime.now(UTC).replace(tzinfo=None),
+            rules=reason_rules(settings),
+        )
         published = publish(con, CUSTOMER_SCORES, scores, settings.exports_dir)
     return dg.MaterializeResult(
         metadata=published_metadata(published, scores, model=snapshot.MODEL_NAME)

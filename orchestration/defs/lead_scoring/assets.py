@@ -8,6 +8,7 @@ from ml.core.warehouse import connect
 from ml.data.contract import LEADS_TABLE
 from ml.data.flat_tables import read_flat_table
 from ml.modelling.fairness import FairnessConfig
+from ml.modelling.reasons import reason_rules
 from ml.modelling.registry import load_champion, register
 from ml.models.lead_scoring import pipeline as leads
 from ml.models.lead_scoring.model import LEAD_BOOSTING, LeadConfig
@@ -72,6 +73,12 @@ def lead_scores(crm: CrmSettings) -> dg.MaterializeResult:
     with connect(settings.warehouse_path, threads=settings.threads) as con:
         rows = read_flat_table(con, LEADS_TABLE).rows
         model, version = load_champion(registry(settings), leads.MODEL_NAME)
-        scores = leads.score(model, version, rows, datetime.now(UTC).replace(tzinfo=None))
+        scores = leads.score(
+            model,
+            version,
+            rows,
+            datetime.now(UTC).replace(tzinfo=None),
+            reason_rules(settings),
+        )
         published = publish(con, LEAD_SCORES, scores, settings.exports_dir)
     return dg.MaterializeResult(metadata=published_metadata(published, scores))

@@ -1,6 +1,8 @@
 """Monitoring: Evidently drift of the scoring features and of the scores; performance
-estimated before the labels land and realized once they have (monitoring.model_performance)."""
+estimated before the labels land and realized once they have (monitoring.model_performance);
+score stability against the previous run (monitoring.score_stability)."""
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -9,11 +11,11 @@ import dagster as dg
 from ml.core.settings import Settings
 from ml.core.warehouse import connect
 from ml.data.features import read_reference_features, read_scoring_features
-from ml.modelling.alerts import stability_alerts
+from ml.modelling.alerts import STABILITY_RULES, stability_alerts
 from ml.modelling.drift import MAX_ROWS
 from ml.modelling.monitoring import Margins, MonitoringOutcome, conclude
 from ml.modelling.registry import load_champion, version_metrics
-from ml.modelling.stability import StabilityThresholds, read_latest_stability
+from ml.modelling.stability import ScoreStability, StabilityThresholds, read_latest_stability
 from ml.models.churn import pipeline as churn
 from ml.models.churn.monitoring import monitor_performance, monitor_stability
 from ml.models.lead_scoring import monitoring as lead_monitoring
@@ -103,6 +105,38 @@ def _null(value: float | None) -> float | dg.MetadataValue:
     return dg.MetadataValue.null() if value is None else value
 
 
+def _stability_thresholds(settings: Settings) -> StabilityThresholds:
+    return StabilityThresholds(
+        psi=settings.stability_psi_threshold,
+        band_changed=settings.stability_band_changed_threshold,
+        action_changed=settings.stability_action_changed_threshold,
+    )
+
+
+def _stability_result(
+    found: ScoreStability | None, rules: Sequence[str] = STABILITY_RULES
+) -> dg.MaterializeResult:
+    # The checks read each rule's verdict here (orchestration/defs/monitoring/checks.py).
+    if found is None:
+        return dg.MaterializeResult(metadata={"compared": "one scoring run so far"})
+    return dg.MaterializeResult(
+        metadata={
+            "as_of_date": str(found.as_of_date),
+            "previous_as_of_date": str(found.previous_as_of_date),
+            **{
+                f"alert/{alert.rule}/{part}": value
+                for alert in stability_alerts(found.figures, rules)
+                for part, value in (
+                    ("passed", alert.passed),
+                    ("observed", _null(alert.observed)),
+                    ("threshold", _null(alert.threshold)),
+                    ("message", alert.message),
+                )
+            },
+        }
+    )
+
+
 @dg.asset(
     key=keys.CHURN_STABILITY,
     group_name="monitoring",
@@ -116,32 +150,31 @@ def churn_score_stability(crm: CrmSettings) -> dg.MaterializeResult:
     settings = crm.get()
     if (skip := skip_without_inputs(settings, churn.NEEDS)) is not None:
         return skip
-    thresholds = StabilityThresholds(
-        psi=settings.stability_psi_threshold,
-        band_changed=settings.stability_band_changed_threshold,
-        action_changed=settings.stability_action_changed_threshold,
-    )
     with connect(settings.warehouse_path, threads=settings.threads) as con:
-        found = monitor_stability(con, thresholds, datetime.now(UTC).replace(tzinfo=None))
-    if found is None:
-        return dg.MaterializeResult(metadata={"compared": "one scoring run so far"})
-    outcome = {a.rule: a for a in stability_alerts(found.figures)}
-    return dg.MaterializeResult(
-        metadata={
-            "as_of_date": str(found.as_of_date),
-            "previous_as_of_date": str(found.previous_as_of_date),
-            **{
-                f"alert/{rule}/{part}": value
-                for rule, alert in outcome.items()
-                for part, value in (
-                    ("passed", alert.passed),
-                    ("observed", _null(alert.observed)),
-                    ("threshold", _null(alert.threshold)),
-                    ("message", alert.message),
-                )
-            },
-        }
-    )
+        found = monitor_stability(
+            con, _stability_thresholds(settings), datetime.now(UTC).replace(tzinfo=None)
+        )
+    return _stability_result(found)
+
+
+@dg.asset(
+    key=keys.LEAD_STABILITY,
+    group_name="monitoring",
+    kinds={"duckdb"},
+    deps=[keys.serving("lead_scores")],
+)
+def lead_scoring_score_stability(crm: CrmSettings) -> dg.MaterializeResult:
+    """How far the lead scores moved against the previous scoring run: PSI of the conversion
+    probabilities and share of the leads scored in both runs whose grade changed
+    (monitoring.score_stability). Keeps the run's scores in monitoring.lead_score_snapshots."""
+    settings = crm.get()
+    if (skip := skip_without_inputs(settings, leads.NEEDS)) is not None:
+        return skip
+    with connect(settings.warehouse_path, threads=settings.threads) as con:
+        found = lead_monitoring.monitor_stability(
+            con, _stability_thresholds(settings), datetime.now(UTC).replace(tzinfo=None)
+        )
+    return _stability_result(found, lead_monitoring.STABILITY_RULES)
 
 
 @dg.asset(
@@ -190,13 +223,14 @@ def churn_performance(context: dg.AssetExecutionContext, crm: CrmSettings) -> dg
     key=keys.LEAD_PERFORMANCE,
     group_name="monitoring",
     kinds={"duckdb", "html"},
-    deps=[keys.serving("lead_scores"), keys.raw("leads")],
+    deps=[keys.serving("lead_scores"), keys.raw("leads"), keys.LEAD_STABILITY],
 )
 def lead_scoring_performance(crm: CrmSettings) -> dg.MaterializeResult:
     """The lead model's ROC AUC, precision among the top leads (CRM_LEAD_CAPACITY_TOP_K) and
     calibration, estimated from the open leads' scores (CBPE), overall and per source, country
     and company size; realized once every conversion window of a run has closed. Each run's
-    scores are kept in monitoring.lead_score_snapshots (serving.lead_scores holds the newest)."""
+    scores are kept in monitoring.lead_score_snapshots (serving.lead_scores holds the newest).
+    Writes the monitoring report, with the score stability against the previous run."""
     settings = crm.get()
     if (skip := skip_without_inputs(settings, leads.NEEDS)) is not None:
         return skip
@@ -213,6 +247,8 @@ def lead_scoring_performance(crm: CrmSettings) -> dg.MaterializeResult:
             _margins(settings),
             settings.reports_dir / "monitoring" / "lead_scoring.html",
             now,
+            stability=read_latest_stability(con, leads.MODEL_NAME),
+            stability_rules=lead_monitoring.STABILITY_RULES,
         )
     return dg.MaterializeResult(
         metadata=performance_metadata(

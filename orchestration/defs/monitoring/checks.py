@@ -9,6 +9,7 @@ does worse is still better than no scores, and the retraining sensor acts on the
 import dagster as dg
 
 from ml.modelling.alerts import PERFORMANCE_RULES, STABILITY_RULES
+from ml.models.lead_scoring.monitoring import STABILITY_RULES as LEAD_STABILITY_RULES
 from orchestration.lib import keys
 
 _DESCRIPTIONS = {
@@ -23,6 +24,13 @@ _DESCRIPTIONS = {
     "below CRM_STABILITY_BAND_CHANGED_THRESHOLD.",
     "action_changed_share": "Share of customers whose next best action changed since the "
     "previous run below CRM_STABILITY_ACTION_CHANGED_THRESHOLD.",
+}
+_LEAD_DESCRIPTIONS = {
+    **_DESCRIPTIONS,
+    "score_psi": "PSI of the lead conversion probabilities against the previous run below "
+    "CRM_STABILITY_PSI_THRESHOLD.",
+    "band_changed_share": "Share of the leads scored in both runs whose grade changed since "
+    "the previous run below CRM_STABILITY_BAND_CHANGED_THRESHOLD.",
 }
 
 
@@ -47,8 +55,10 @@ def _verdict(
     )
 
 
-def _check(asset: dg.AssetKey, prefix: str, rule: str) -> dg.AssetChecksDefinition:
-    @dg.asset_check(asset=asset, name=f"{prefix}_{rule}", description=_DESCRIPTIONS[rule])
+def _check(
+    asset: dg.AssetKey, prefix: str, rule: str, descriptions: dict[str, str] = _DESCRIPTIONS
+) -> dg.AssetChecksDefinition:
+    @dg.asset_check(asset=asset, name=f"{prefix}_{rule}", description=descriptions[rule])
     def check(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
         return _verdict(context, asset, rule)
 
@@ -62,5 +72,9 @@ def checks() -> dg.Definitions:
             *(_check(keys.CHURN_PERFORMANCE, "churn", rule) for rule in PERFORMANCE_RULES),
             *(_check(keys.LEAD_PERFORMANCE, "lead_scoring", rule) for rule in PERFORMANCE_RULES),
             *(_check(keys.CHURN_STABILITY, "churn", rule) for rule in STABILITY_RULES),
+            *(
+                _check(keys.LEAD_STABILITY, "lead_scoring", rule, _LEAD_DESCRIPTIONS)
+                for rule in LEAD_STABILITY_RULES
+            ),
         ]
     )

@@ -5,6 +5,7 @@ import dagster as dg
 from ml.core.warehouse import connect
 from ml.data.features import read_audit_customers
 from ml.modelling.fairness import FairnessConfig
+from ml.modelling.reasons import reason_rules
 from ml.modelling.registry import load_champion, register
 from ml.models.next_product import pipeline as next_product
 from ml.models.next_product.data import read_product_candidates
@@ -76,7 +77,9 @@ def next_product_offers(crm: CrmSettings) -> dg.MaterializeResult:
         return skip
     model, version = load_champion(registry(settings), next_product.MODEL_NAME)
     with connect(settings.warehouse_path, threads=settings.threads) as con:
-        offers = next_product.score(model, version, read_product_candidates(con, labelled=False))
+        offers = next_product.score(
+            model, version, read_product_candidates(con, labelled=False), reason_rules(settings)
+        )
         if offers.empty:
             return skipped("no candidate categories at the newest as-of date")
         published = publish(con, OFFERS, offers, settings.exports_dir)

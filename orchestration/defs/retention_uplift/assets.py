@@ -5,6 +5,7 @@ import dagster as dg
 from ml.core.warehouse import connect
 from ml.data.features import read_audit_customers, read_scoring_features
 from ml.modelling.fairness import FairnessConfig
+from ml.modelling.reasons import reason_rules
 from ml.modelling.registry import load_champion, register
 from ml.models.retention_uplift import pipeline as uplift
 from ml.models.retention_uplift.data import read_campaign_sends
@@ -78,6 +79,6 @@ def customer_uplift(context: dg.AssetExecutionContext, crm: CrmSettings) -> dg.M
         context.log.warning(f"{missing}; serving.customer_uplift not updated")
         return skipped(str(missing))
     with connect(settings.warehouse_path, threads=settings.threads) as con:
-        scores = uplift.score(model, version, read_scoring_features(con))
+        scores = uplift.score(model, version, read_scoring_features(con), reason_rules(settings))
         published = publish(con, CUSTOMER_UPLIFT, scores, settings.exports_dir)
     return dg.MaterializeResult(metadata=published_metadata(published, scores))
