@@ -121,7 +121,7 @@ def _score_and_monitor(settings: Settings) -> dict[str, Any]:
     """A scoring run of the validation date, then the monitoring pass; figures from the table."""
     from ml.core.warehouse import connect
     from ml.data.features import read_scoring_features
-    from ml.modelling.registry import load_champion
+    from ml.modelling.registry import load_champion, reference_probabilities
     from ml.models.churn import pipeline as churn
     from ml.models.churn.data import read_labelled_as_of_dates
     from ml.models.churn.monitoring import monitor_performance
@@ -136,7 +136,12 @@ def _score_and_monitor(settings: Settings) -> dict[str, Any]:
         scores = churn.score(model, version, features, now)
         publish(con, serving_table("customer_scores"), scores, settings.exports_dir)
         started = time.perf_counter()
-        run = monitor_performance(con, settings.capacity_top_k, now)
+        run = monitor_performance(
+            con,
+            settings.capacity_top_k,
+            now,
+            reference=reference_probabilities(registry(settings), churn.MODEL_NAME),
+        )
         seconds = time.perf_counter() - started
     figures = run.estimates.set_index(["segment", "metric"])
 
@@ -160,6 +165,14 @@ def _score_and_monitor(settings: Settings) -> dict[str, Any]:
         "model_version": version,
         "calibration": model.calibration_report.method,
         "calibration_brier": model.calibration_report.as_metrics(),
+        "reference_calibration": (
+            None
+            if model.reference_calibrator is None
+            else {
+                "coef": round(model.reference_calibrator.coef, 4),
+                "intercept": round(model.reference_calibrator.intercept, 4),
+            }
+        ),
         "roc_auc": auc,
         "auc_abs_error": round(abs(auc["estimated"] - auc["realized"]), 4),
         "precision_at_capacity": pair("precision_at_capacity"),

@@ -23,6 +23,8 @@ from typing import Any, Generic, Literal, TypeVar
 import numpy as np
 import pandas as pd
 from catboost import CatBoostClassifier, CatBoostRegressor, Pool
+from scipy.optimize import brentq
+from scipy.special import logit as log_odds
 from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import brier_score_loss
@@ -304,6 +306,37 @@ class CalibratedBooster:
     calibrator: Calibrator | None
     calibration_report: CalibrationReport
     cat_features: tuple[str, ...]
+    # A class default: models pickled before it existed have none.
+    reference_calibrator: Calibrator | None = None
+
+    def reference_probability(self, served: np.ndarray) -> np.ndarray:
+        """How often the event happens among rows this model served ``served`` for, as its
+        held-out calibration slice says: the probabilities performance estimation (CBPE)
+        trusts.
+
+        When ``auto`` calibration keeps no map, the served probabilities are the booster's own,
+        and a Platt map that did not lower the Brier score can still reshape the low tail the
+        expected ROC curve is made of: on the synthetic CRM the booster's own probabilities put
+        the estimated AUC 0.021 under the realized one (benchmarks/RESULTS.md, "Performance
+        before the labels arrive"). NannyML's CBPE likewise calibrates on its labelled
+        reference period. The map was fitted on the log-odds of the booster trained without the
+        slice; after the refit with the slice the booster's level already holds what the slice
+        says, so only the map's slope is taken and the mean of ``served`` is kept (the
+        intercept is solved for). With a kept calibrator, or no slice, ``served`` is returned.
+        """
+        served = np.asarray(served, dtype=float)
+        reference = self.reference_calibrator
+        if reference is None or len(served) == 0:
+            return served
+        log_odds_served = log_odds(np.clip(served, 1e-12, 1.0 - 1e-12))
+        if not self.calibration_report.refit_on_calibration_slice:
+            return reference.apply(log_odds_served)
+        level = float(served.mean())
+        if not 0.0 < level < 1.0:
+            return served
+        stretched = reference.coef * log_odds_served
+        intercept = brentq(lambda c: sigmoid(stretched + c).mean() - level, -50.0, 50.0)
+        return sigmoid(stretched + intercept)
 
     def prepare(self, frame: pd.DataFrame) -> pd.DataFrame:
         """The model's features in order, with the dtypes CatBoost expects."""
@@ -442,10 +475,20 @@ def fit_with_calibration(
     model = fit(rows.loc[~is_calibration].reset_index(drop=True))
     logit = model.raw_logit(calibration)
     calibrator, report = choose_calibrator(logit, labels(calibration), mode, seed)
+    reference = None
+    slice_labels = labels(calibration)
+    if calibrator is None and len(np.unique(slice_labels)) == 2:
+        # The slice's Platt map, for performance estimation only (reference_probability): the
+        # served probabilities stay the booster's. It is fitted on the held-out booster's
+        # log-odds and, after the refit below, read on the refitted booster's (the benchmark
+        # measures the pair). A map that reverses the order says nothing.
+        platt = Calibrator.fit("sigmoid", logit, slice_labels)
+        reference = platt if platt.coef > 0 else None
     if calibrator is None and refit_without_calibrator:
         # Nothing fitted depends on the calibration rows now, so they can join the training rows.
         model = fit(rows)
         report = replace(report, refit_on_calibration_slice=True)
     model.calibrator = calibrator
     model.calibration_report = report
+    model.reference_calibrator = reference
     return CalibratedFit(model, logit)

@@ -29,6 +29,9 @@ METRICS: tuple[str, ...] = ("roc_auc", "precision_at_capacity", "positive_rate",
 """The metrics estimated per run: ranking (ROC AUC), the team's hit rate among the rows it acts
 on, and calibration (the positive rate is calibration-in-the-large; Brier adds sharpness)."""
 ALL = "all"
+ReferenceProbability = Callable[[str, np.ndarray], np.ndarray]
+"""``(model version, served probabilities) -> the probabilities of the event the estimate
+trusts`` (``CalibratedBooster.reference_probability`` of that version)."""
 _DRAW_CELLS = 16_000_000  # rows x draws held at once (128 MB of float64)
 """The segment name of every row of a run."""
 
@@ -240,13 +243,22 @@ def estimate(
 
 
 def _estimate_sorted(
-    p: np.ndarray, top: np.ndarray, y: np.ndarray | None, config: EstimationConfig
+    p: np.ndarray,
+    top: np.ndarray,
+    y: np.ndarray | None,
+    config: EstimationConfig,
+    served: np.ndarray | None = None,
 ) -> list[Estimate]:
     """:func:`estimate` of rows already sorted by ascending probability (one sort per run serves
-    every segment: a segment's rows in the run's order are sorted too)."""
+    every segment: a segment's rows in the run's order are sorted too).
+
+    ``p`` is the probability of the event the estimate trusts; ``served``, when given, the
+    probability the rows were served with, in the same order (a monotone map of ``p``), whose
+    Brier score is the one estimated and realized."""
     if len(p) == 0:
         return []
-    realized = {} if y is None else _realized(y, p, top, config.min_class_rows)
+    s = p if served is None else served
+    realized = {} if y is None else _realized(y, s, top, config.min_class_rows)
 
     n, k = len(p), int(top.sum())
     expected_pos = float(p.sum())
@@ -259,15 +271,16 @@ def _estimate_sorted(
         else float("nan"),
         "precision_at_capacity": float(p[top].mean()) if with_precision else float("nan"),
         "positive_rate": expected_pos / n,
-        "brier": float(np.mean(p * (1.0 - p))),
+        # E[(s - y)^2] with y ~ Bernoulli(p): p(1 - p) + (s - p)^2.
+        "brier": float(np.mean(p * (1.0 - p) + (s - p) ** 2)),
     }
 
     ranks = _average_ranks(p)
     # Per metric the linear statistics of the labels it is built from: the rank sum of the
     # positives (ROC AUC, Mann-Whitney), the hits within the capacity, the positives, and the
     # Brier score (the sum of p**2 over the negatives and (1 - p)**2 over the positives).
-    weights = np.stack([ranks, top.astype("float64"), np.ones(n), (1.0 - p) ** 2 - p**2])
-    brier_base = float(np.sum(p**2))
+    weights = np.stack([ranks, top.astype("float64"), np.ones(n), (1.0 - s) ** 2 - s**2])
+    brier_base = float(np.sum(s**2))
 
     def metrics_of(sums: np.ndarray) -> np.ndarray:
         rank_sum, hits, n1, brier_sum = sums
@@ -307,6 +320,7 @@ def estimate_segments(
     config: EstimationConfig | None = None,
     proba_column: str = "probability",
     label_column: str | None = None,
+    reference_column: str | None = None,
 ) -> pd.DataFrame:
     """Estimates for the whole run (segment ``all``) and each segment with enough rows.
 
@@ -322,14 +336,19 @@ def estimate_segments(
         proba_column: The probability column.
         label_column: The label column, or None before labels exist. Realized figures are
             computed only when every row of the set has its label.
+        reference_column: The probability of the event as the model's held-out calibration
+            slice says (``CalibratedBooster.reference_probability``, a monotone map of the
+            served one), which the estimates then trust; the Brier score stays the served
+            probabilities'. None: the served probabilities are trusted as they are.
 
     Returns:
         Columns ``segment``, ``metric``, ``estimated``, ``realized``, ``interval_low``,
         ``interval_high``, ``rows``; one row per segment and metric.
     """
     config = config or EstimationConfig()
-    p = _proba(rows[proba_column])
-    top = capacity_mask(p, capacity) if len(p) else np.zeros(0, dtype=bool)
+    served = _proba(rows[proba_column])
+    p = served if reference_column is None else _proba(rows[reference_column])
+    top = capacity_mask(served, capacity) if len(p) else np.zeros(0, dtype=bool)
     labelled = None
     if label_column is not None:
         y = pd.to_numeric(rows[label_column], errors="coerce").to_numpy(dtype="float64")
@@ -337,15 +356,19 @@ def estimate_segments(
     if labelled is not None and not ((labelled == 0.0) | (labelled == 1.0)).all():
         raise ValueError("labels must be 0 or 1")
     order = np.argsort(p, kind="stable")
-    p_s, top_s = p[order], top[order]
+    p_s, top_s, served_s = p[order], top[order], served[order]
     y_s = None if labelled is None else labelled[order]
 
     def one(segment: str, mask: np.ndarray | None) -> list[dict[str, object]]:
         if mask is None:
-            found = _estimate_sorted(p_s, top_s, y_s, config)
+            found = _estimate_sorted(p_s, top_s, y_s, config, served_s)
         else:
             found = _estimate_sorted(
-                p_s[mask], top_s[mask], None if y_s is None else y_s[mask], config
+                p_s[mask],
+                top_s[mask],
+                None if y_s is None else y_s[mask],
+                config,
+                served_s[mask],
             )
         return [{"segment": segment, **vars(e)} for e in found]
 

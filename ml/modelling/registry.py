@@ -221,6 +221,23 @@ def load_version(registry: Registry, name: str, version: str) -> Any:
     return _load_version(name, version)
 
 
+def reference_probabilities(
+    registry: Registry, name: str
+) -> Callable[[str, np.ndarray], np.ndarray]:
+    """``(version, served probabilities) -> reference probabilities`` of ``name``'s versions
+    (``CalibratedBooster.reference_probability``), each version loaded once: what performance
+    estimation trusts (``ml.modelling.performance.ReferenceProbability``)."""
+    models: dict[str, Any] = {}
+
+    def of(version: str, served: np.ndarray) -> np.ndarray:
+        if version not in models:
+            models[version] = load_version(registry, name, version)
+        mapped = getattr(models[version], "reference_probability", None)
+        return served if mapped is None else mapped(served)
+
+    return of
+
+
 def load_champion(registry: Registry, name: str) -> tuple[Any, str]:
     """Load the model object behind ``models:/<name>@champion`` and its version.
 

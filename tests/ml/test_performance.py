@@ -172,3 +172,30 @@ def test_segments_without_every_label_have_no_realized_figures() -> None:
     table = estimate_segments(rows, [], capacity=100, label_column="label")
     assert table["realized"].isna().all()
     assert table["estimated"].notna().all()
+
+
+def test_a_reference_column_is_trusted_and_the_served_brier_is_kept() -> None:
+    # Served probabilities squeezed towards the mean (an under-confident booster); the reference
+    # column holds the true event probabilities. The estimates must trust the reference, the
+    # ranking figures and the capacity stay the served ones', and the Brier score is the served
+    # probabilities' (estimated from the reference).
+    rng = np.random.default_rng(5)
+    truth = rng.beta(1.0, 9.0, 50_000)
+    served = 0.1 + 0.4 * (truth - 0.1)
+    y = (rng.random(truth.size) < truth).astype(float)
+    rows = pd.DataFrame({"probability": served, "reference": truth, "label": y})
+
+    found = estimate_segments(rows, [], 500, label_column="label", reference_column="reference")
+    plain = estimate_segments(rows, [], 500, label_column="label")
+    figures = found.set_index("metric")
+    untrusted = plain.set_index("metric")
+
+    assert figures.loc["roc_auc", "estimated"] == pytest.approx(expected_roc_auc(truth))
+    assert abs(figures.loc["roc_auc", "estimated"] - figures.loc["roc_auc", "realized"]) < 0.01
+    assert abs(untrusted.loc["roc_auc", "estimated"] - figures.loc["roc_auc", "realized"]) > 0.05
+    for metric in ("roc_auc", "precision_at_capacity", "positive_rate", "brier"):
+        assert figures.loc[metric, "realized"] == pytest.approx(untrusted.loc[metric, "realized"])
+    assert figures.loc["brier", "realized"] == pytest.approx(brier_score_loss(y, served))
+    expected_brier = np.mean(truth * (1 - truth) + (served - truth) ** 2)
+    assert figures.loc["brier", "estimated"] == pytest.approx(expected_brier)
+    assert abs(figures.loc["brier", "estimated"] - figures.loc["brier", "realized"]) < 0.002

@@ -19,7 +19,12 @@ from ml.data.features import (
     read_reference_features,
     read_scoring_features,
 )
-from ml.modelling.boosting import choose_calibrator
+from ml.modelling.boosting import (
+    CalibratedBooster,
+    Calibrator,
+    choose_calibrator,
+    fit_with_calibration,
+)
 from ml.models.churn.data import read_labelled_as_of_dates, read_labelled_features
 from ml.models.churn.model import (
     ChurnModel,
@@ -194,6 +199,68 @@ def test_auto_calibration_fixes_shifted_base_rate(
     raw = 1 / (1 + np.exp(-model.raw_logit(split.validation)))
     calibrated = model.predict_proba(split.validation)
     assert abs(calibrated.mean() - observed) < abs(raw.mean() - observed)
+
+
+class _PlantedLogit(CalibratedBooster):
+    """A booster whose log-odds are the rows' planted ``z``: the calibration choice alone is
+    under test, on log-odds whose calibration is known."""
+
+    def __init__(self) -> None:
+        self.calibrator = None
+
+    def raw_logit(self, frame: pd.DataFrame) -> np.ndarray:
+        return frame["z"].to_numpy(dtype=float)
+
+
+@pytest.mark.parametrize("refit", [False, True], ids=["same booster", "refitted"])
+@pytest.mark.parametrize(
+    ("distort", "kept"),
+    [(lambda z: z, False), (lambda z: 2.5 * z + 1.0, True)],
+    ids=["calibrated", "overconfident"],
+)
+def test_the_calibration_slices_map_is_kept_for_performance_estimation(
+    distort: Callable[[np.ndarray], np.ndarray], kept: bool, refit: bool
+) -> None:
+    # Auto keeps no map for calibrated log-odds: the served probabilities are the booster's, and
+    # estimation reads them through the slice's own Platt map (only its slope, at the served
+    # level, once the booster was refitted with the slice). A kept map serves, so estimation
+    # trusts the served probabilities as they are.
+    # The slice of test_auto_calibration_keeps_sigmoid_only_when_brier_improves, after 100
+    # training rows the planted booster does not read.
+    rng = np.random.default_rng(7)
+    z = rng.normal(-1.5, 1.2, 20_000)
+    y = (rng.random(z.size) < 1 / (1 + np.exp(-z))).astype(int)
+    rows = pd.DataFrame({"z": np.r_[np.zeros(100), distort(z)], "y": np.r_[np.zeros(100), y]})
+    is_calibration = np.arange(len(rows)) >= 100
+
+    model = fit_with_calibration(
+        lambda _: _PlantedLogit(),
+        rows,
+        is_calibration,
+        lambda f: f["y"].to_numpy(),
+        "auto",
+        1,
+        refit_without_calibrator=refit,
+    ).model
+    logit = rows["z"].to_numpy()
+    served = model.calibrator.apply(logit) if model.calibrator else 1 / (1 + np.exp(-logit))
+    reference = model.reference_probability(served)
+
+    assert (model.calibrator is not None) == kept
+    if kept:
+        assert model.reference_calibrator is None
+        np.testing.assert_array_equal(reference, served)
+        return
+    slice_rows = rows.loc[is_calibration]
+    platt = Calibrator.fit("sigmoid", slice_rows["z"].to_numpy(), slice_rows["y"].to_numpy())
+    assert model.reference_calibrator == platt and platt.coef > 0
+    if not refit:
+        np.testing.assert_allclose(reference, platt.apply(logit), atol=1e-9)
+    else:
+        assert reference.mean() == pytest.approx(served.mean(), rel=1e-9)
+        shift = np.log(reference / (1 - reference)) - platt.coef * logit
+        np.testing.assert_allclose(shift, shift[0], atol=1e-6)
+        assert not np.allclose(reference, served)
 
 
 @pytest.mark.parametrize("mode", ["none", "isotonic", "sigmoid"])

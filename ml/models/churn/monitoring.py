@@ -14,7 +14,7 @@ from datetime import date, datetime
 import duckdb
 import pandas as pd
 
-from ml.modelling.performance import EstimationConfig, estimate_segments
+from ml.modelling.performance import EstimationConfig, ReferenceProbability, estimate_segments
 from ml.modelling.performance_table import MonitoringPass, monitor_runs
 from ml.modelling.stability import (
     RunColumns,
@@ -106,6 +106,7 @@ def monitor_performance(
     capacity: int,
     now: datetime,
     config: EstimationConfig | None = None,
+    reference: ReferenceProbability | None = None,
 ) -> MonitoringPass:
     """Estimate the newest scoring run and realize every older run whose labels have landed.
 
@@ -123,7 +124,16 @@ def monitor_performance(
     def figures_of(version: str, as_of: date) -> pd.DataFrame:
         rows = read_scored_rows(con, version, as_of)
         columns = [c for c in SEGMENT_COLUMNS if c in rows.columns and rows[c].notna().any()]
-        return estimate_segments(rows, columns, capacity, config, label_column="label")
+        if reference is not None:
+            rows["reference"] = reference(version, rows["probability"].to_numpy(dtype=float))
+        return estimate_segments(
+            rows,
+            columns,
+            capacity,
+            config,
+            label_column="label",
+            reference_column=None if reference is None else "reference",
+        )
 
     return monitor_runs(
         con, MODEL_NAME, scored_runs(con), figures_of, lambda d: labels_landed(con, d), now

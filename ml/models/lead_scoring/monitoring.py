@@ -20,7 +20,7 @@ import duckdb
 import pandas as pd
 
 from ml.core.warehouse import transaction
-from ml.modelling.performance import EstimationConfig, estimate_segments
+from ml.modelling.performance import EstimationConfig, ReferenceProbability, estimate_segments
 from ml.modelling.performance_table import SCHEMA, MonitoringPass, monitor_runs
 from ml.modelling.stability import (
     RunColumns,
@@ -136,6 +136,7 @@ def monitor_performance(
     window_days: int,
     now: datetime,
     config: EstimationConfig | None = None,
+    reference: ReferenceProbability | None = None,
 ) -> MonitoringPass:
     """Snapshot the newest lead scores, estimate them, realize older runs whose windows closed.
 
@@ -145,6 +146,8 @@ def monitor_performance(
         window_days: The conversion window of the label (``LeadConfig.conversion_window_days``).
         now: When this pass runs.
         config: Estimation settings.
+        reference: The probabilities of the event each version's estimates trust (see
+            ``ml.modelling.performance.estimate_segments``); None trusts the served ones.
     """
     config = config or EstimationConfig()
     snapshot_scores(con)
@@ -152,7 +155,16 @@ def monitor_performance(
     def figures_of(version: str, as_of: date) -> pd.DataFrame:
         rows = read_scored_rows(con, version, as_of, window_days)
         columns = [c for c in SEGMENT_COLUMNS if c in rows.columns and rows[c].notna().any()]
-        return estimate_segments(rows, columns, capacity, config, label_column="label")
+        if reference is not None:
+            rows["reference"] = reference(version, rows["probability"].to_numpy(dtype=float))
+        return estimate_segments(
+            rows,
+            columns,
+            capacity,
+            config,
+            label_column="label",
+            reference_column=None if reference is None else "reference",
+        )
 
     def landed(as_of: date) -> bool:
         # Every window of the run closed: the run's figures would now have no null label.

@@ -14,7 +14,7 @@ from ml.data.features import read_reference_features, read_scoring_features
 from ml.modelling.alerts import STABILITY_RULES, stability_alerts
 from ml.modelling.drift import MAX_ROWS
 from ml.modelling.monitoring import Margins, MonitoringOutcome, conclude
-from ml.modelling.registry import load_champion, version_metrics
+from ml.modelling.registry import load_champion, reference_probabilities, version_metrics
 from ml.modelling.stability import ScoreStability, StabilityThresholds, read_latest_stability
 from ml.models.churn import pipeline as churn
 from ml.models.churn.monitoring import monitor_performance, monitor_stability
@@ -198,7 +198,12 @@ def churn_performance(context: dg.AssetExecutionContext, crm: CrmSettings) -> dg
         return skip
     now = datetime.now(UTC).replace(tzinfo=None)
     with connect(settings.warehouse_path, threads=settings.threads) as con:
-        run = monitor_performance(con, settings.capacity_top_k, now)
+        run = monitor_performance(
+            con,
+            settings.capacity_top_k,
+            now,
+            reference=reference_probabilities(registry(settings), churn.MODEL_NAME),
+        )
         outcome = conclude(
             con,
             churn.MODEL_NAME,
@@ -237,7 +242,11 @@ def lead_scoring_performance(crm: CrmSettings) -> dg.MaterializeResult:
     now = datetime.now(UTC).replace(tzinfo=None)
     with connect(settings.warehouse_path, threads=settings.threads) as con:
         run = lead_monitoring.monitor_performance(
-            con, settings.lead_capacity_top_k, LeadConfig().conversion_window_days, now
+            con,
+            settings.lead_capacity_top_k,
+            LeadConfig().conversion_window_days,
+            now,
+            reference=reference_probabilities(registry(settings), leads.MODEL_NAME),
         )
         outcome = conclude(
             con,
