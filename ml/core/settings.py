@@ -122,7 +122,7 @@ class Settings(BaseSettings):
         "validation as-of dates). Above it, training reads a sample of whole customers, the "
         "same on every run (ml.models.churn.data.SAMPLE_RULE), recorded in MLflow and the "
         "asset's metadata. 0: no cap, every row. The default is "
-        "far above the measured runs (about 0.2M rows at 20k customers, 1.7M at 1M customers "
+        "far above the measured runs (about 0.12M rows at 20k customers, 1.7M at 1M customers "
         "with 2 training dates) and bounds training at about 5 minutes on 2 cores at the 1M "
         "rate (benchmarks/RESULTS.md, 'Scale').",
     )
