@@ -188,6 +188,19 @@ def attach_spark_marts(con: duckdb.DuckDBPyConnection, export_dir: Path) -> list
     return names
 
 
+def spark_parquet_folders(spark_home: Path) -> dict[str, Path]:
+    """Every folder under ``spark_home`` that holds Parquet files, by its path below it.
+
+    The raw tables written for Spark, Spark's own tables (every dbt layer) and the marts it
+    exported: the stores of a person's rows that the Spark engine adds, for erasure
+    (``ml.data.erasure.erase_from_parquet_files``). None when Spark never ran here.
+    """
+    if not spark_home.is_dir():
+        return {}
+    folders = sorted({path.parent for path in spark_home.rglob("*.parquet")})
+    return {f"spark/{folder.relative_to(spark_home)}": folder for folder in folders}
+
+
 def build_environment(spark_home: Path, salt: str, threads: int) -> dict[str, str]:
     """Only the variables a dbt process on the spark target needs beyond its parent's."""
     return {

@@ -10,7 +10,9 @@ with it (``marts.customer_identity_map``). Erasing them:
 2. deletes, in one DuckDB transaction, every row of every table that carries the person's
    ``customer_record_id`` or ``customer_id``: raw, quarantine, every dbt layer (features and
    training snapshots are marts), serving tables and their history;
-3. rewrites each Parquet file (exports, quarantine) that holds one of their rows;
+3. rewrites each Parquet file (exports, quarantine, and with the Spark engine every table and
+   export under ``<CRM_HOME>/spark``: the marts training and scoring read there) that holds one
+   of their rows;
 4. appends one row per request to ``<CRM_HOME>/erasure/audit.parquet``: request id, dates and
    counts, no identifier of the person.
 
@@ -297,6 +299,9 @@ def erase_from_parquet_files(
                         [*file, str(tmp)],
                     )
                     os.replace(tmp, path)
+                    # Hadoop's checksum of the old file (Spark's folders): a reader that finds
+                    # one checks it and fails; without one it reads the file unchecked.
+                    (path.parent / f".{path.name}.crc").unlink(missing_ok=True)
                 finally:
                     tmp.unlink(missing_ok=True)
                 removed[f"file:{label}/{path.name}"] = int(count)

@@ -13,7 +13,7 @@ from mlflow.tracking import MlflowClient
 from ml.modelling.evaluation import capacity_metrics
 from ml.modelling.registry import Registration, Registry, register
 from ml.models.churn import pipeline as churn
-from ml.models.churn.data import ChurnTrainingInputs
+from ml.models.churn.data import ChurnTrainingInputs, TrainingSample
 from ml.models.churn.model import TrainingConfig
 from tests.ml.conftest import HORIZON_DAYS
 
@@ -42,6 +42,7 @@ def _train(
         identity_map=pd.DataFrame({"customer_record_id": [], "customer_id": []}),
         customers=customers,
         horizon_days=HORIZON_DAYS,
+        sample=TrainingSample(None, len(frame), len(frame), *[frame["customer_id"].nunique()] * 2),
     )
     training = churn.train(
         inputs,

@@ -11,6 +11,7 @@ import duckdb
 import pandas as pd
 import pytest
 
+from ml.core.spark import spark_parquet_folders
 from ml.core.warehouse import connect, export_parquet, publish_table
 from ml.data.contract import FLAT_TABLES, RAW_TABLES
 from ml.data.erasure import erase_requested_persons, read_audit_log
@@ -194,3 +195,50 @@ def test_a_customer_of_a_flat_snapshot_is_erased_and_kept_out(
         r[0] for r in con.execute("select customer_id from raw.customer_snapshot").fetchall()
     ]
     assert sorted(snapshot) == ["T-1", "T-3"]
+
+
+def test_the_person_leaves_the_parquet_folders_of_the_spark_engine(
+    con: duckdb.DuckDBPyConnection, home: Path
+) -> None:
+    # Spark's layout: a folder per table of part files, each with Hadoop's checksum beside it.
+    spark_home = home / "spark"
+    marts = spark_home / "marts" / "marts.customer_features"
+    table = spark_home / "warehouse" / "staging.db" / "base_crm__orders"
+    for folder, column, values in (
+        (marts, "customer_id", ["C-R1", "C-R3"]),
+        (table, "customer_record_id", ["R1", "R3"]),
+    ):
+        folder.mkdir(parents=True)
+        part = folder / "part-00000-c000.snappy.parquet"
+        pd.DataFrame({column: values, "value": [1, 2]}).to_parquet(part)
+        (folder / f".{part.name}.crc").write_bytes(b"stale")
+        (folder / "_SUCCESS").touch()
+    untouched = spark_home / "raw" / "campaigns"
+    untouched.mkdir(parents=True)
+    pd.DataFrame({"campaign_id": ["K1"]}).to_parquet(untouched / "data.parquet")
+    (untouched / ".data.parquet.crc").write_bytes(b"kept")
+
+    folders = spark_parquet_folders(spark_home)
+    assert folders == {
+        "spark/marts/marts.customer_features": marts,
+        "spark/raw/campaigns": untouched,
+        "spark/warehouse/staging.db/base_crm__orders": table,
+    }
+    outcome = erase_requested_persons(
+        con, home / "erasure", SALT, {"exports": home / "exports", **folders}, ERASED_AT
+    )
+
+    for folder, column, left in (
+        (marts, "customer_id", "C-R3"),
+        (table, "customer_record_id", "R3"),
+    ):
+        assert pd.read_parquet(folder / "part-00000-c000.snappy.parquet")[column].tolist() == [left]
+        assert not (folder / ".part-00000-c000.snappy.parquet.crc").exists()
+    assert (
+        outcome.rows_removed[
+            "file:spark/marts/marts.customer_features/part-00000-c000.snappy.parquet"
+        ]
+        == 1
+    )
+    assert (untouched / ".data.parquet.crc").read_bytes() == b"kept"
+    assert spark_parquet_folders(home / "no-spark") == {}

@@ -236,6 +236,7 @@ def train(
         "refit_on_calibration_slice": report.refit_on_calibration_slice,
         "features": ",".join(model.feature_names),
         "cat_features": ",".join(model.cat_features),
+        **inputs.sample.as_params(),
     }
     candidate = Candidate(
         name=MODEL_NAME,
@@ -262,6 +263,7 @@ def train(
         "lift_at_capacity": capacity["lift_at_capacity"],
         "capacity": int(capacity["capacity"]),
         "fairness_gate": "passed" if fairness.gate_passed else "FAILED",
+        **inputs.sample.as_params(),
     }
     if oracle is not None:
         summary |= {"oracle_auc": oracle, "auc_gap_to_oracle": oracle - metrics.roc_auc}

@@ -113,7 +113,9 @@ def churn_model(
     if (skip := skip_without_inputs(settings, churn.NEEDS)) is not None:
         return skip
     with connect(settings.warehouse_path, read_only=True) as con:
-        inputs = read_training_inputs(con, config.training_as_of_dates)
+        inputs = read_training_inputs(
+            con, config.training_as_of_dates, settings.training_max_rows or None
+        )
     training = churn.train(
         inputs,
         config.training(settings.threads),

@@ -4,6 +4,7 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
+from ml.core.spark import spark_parquet_folders
 from ml.core.warehouse import connect, publish_table
 from ml.data.erasure import AUDIT_FILE, erase_requested_persons, read_audit_log
 from ml.modelling.registry import promotion_records
@@ -41,9 +42,11 @@ def erasure(context: dg.AssetExecutionContext, crm: CrmSettings) -> dg.Materiali
             con,
             erasure_dir=settings.erasure_dir,
             salt=settings.salt(),
+            # Spark's folders whatever the engine now: a run on Spark left the person there.
             parquet_folders={
                 "exports": settings.exports_dir,
                 "quarantine": settings.quarantine_dir,
+                **spark_parquet_folders(settings.spark_home),
             },
             erased_at=datetime.now(UTC).replace(tzinfo=None),
             postgres=settings.postgres_target(),
