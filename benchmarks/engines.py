@@ -263,7 +263,9 @@ def _result(customers: int, seed: int, stages: dict, rows: dict, complete: bool)
         "machine": {
             "cpus": os.cpu_count(),
             "python": platform.python_version(),
-            "note": "2 cores, 24 GB, shared with other sessions: timings on a loaded machine",
+            # Whether other work shared the cores: the 1-minute load average when the result is
+            # written (about 2 here when only this benchmark runs on the 2 cores).
+            "load_average_1m": round(os.getloadavg()[0], 2),
         },
         "spark": {"master": "local[2]", "shuffle_partitions": 2, "driver_memory": "4g"},
         "duckdb": {"threads": 2, "memory_limit": "6GB"},
