@@ -194,3 +194,22 @@ def test_reason_rules_set_in_the_environment_change_the_served_reasons(
     assert (
         score_changed(trained_model, "7", rows, again.scores, SCORED_AT, rules=rules).rescored == 0
     )
+
+
+def test_a_daily_run_in_another_shap_mode_explains_every_customer_again(
+    trained_model: ChurnModel, feature_frame: pd.DataFrame
+) -> None:
+    # The SHAP mode changes the served drivers without changing a feature, as the rules do.
+    from ml.models.churn.pipeline import score_changed
+
+    rows = feature_frame.tail(200).reset_index(drop=True)
+    regular = score_changed(trained_model, "7", rows, None, SCORED_AT).scores
+    approximate = score_changed(
+        trained_model, "7", rows, regular, SCORED_AT, shap_mode="approximate"
+    )
+    assert approximate.rescored == len(rows)
+    assert (approximate.scores["features_fingerprint"] != regular["features_fingerprint"]).all()
+    again = score_changed(
+        trained_model, "7", rows, approximate.scores, SCORED_AT, shap_mode="approximate"
+    )
+    assert again.rescored == 0

@@ -406,11 +406,12 @@ def score_changed(
 
     ``previous`` holds the published rows of the as-of date (None: score every row). A customer
     keeps its row when the same model version scored the same feature values for that date and
-    explained them by the same ``rules`` (``features_fingerprint``); the rest are scored and
+    explained them by the same ``rules`` and ``shap_mode`` (``features_fingerprint``); the rest
+    are scored and
     explained, with what is typical taken from every row of ``features`` as :func:`score` does.
     The probabilities equal a full scoring's.
     """
-    fingerprints = feature_fingerprints(features[list(model.feature_names)], rules)
+    fingerprints = feature_fingerprints(features[list(model.feature_names)], rules, shap_mode)
     keep = (
         np.zeros(len(features), dtype=bool)
         if previous is None

@@ -47,18 +47,22 @@ class RiskBands:
         return np.select([proba >= self.high, proba >= self.medium], ["high", "medium"], "low")
 
 
-def feature_fingerprints(features: pd.DataFrame, rules: ReasonRules = DEFAULT_RULES) -> np.ndarray:
-    """A 64-bit hash of each row's feature values and the reason rules that explained it
-    (``features_fingerprint``, signed).
+def feature_fingerprints(
+    features: pd.DataFrame, rules: ReasonRules = DEFAULT_RULES, shap_mode: ShapMode = "regular"
+) -> np.ndarray:
+    """A 64-bit hash of each row's feature values and of how it was explained: the reason rules
+    and the SHAP mode (``features_fingerprint``, signed).
 
     Equal values give equal hashes whatever the row order, so a daily run can tell the customers
     whose features did not change since their last score (:func:`unchanged_scores`). The rules
-    are in the hash because they change the served reason without changing a feature: after an
-    operator changes them, every row is explained again.
+    and the SHAP mode are in the hash because they change the served drivers or reason without
+    changing a feature: after an operator changes either, every row is explained again.
     """
     hashed = pd.util.hash_pandas_object(features, index=False).to_numpy(dtype=np.uint64)
-    # XOR with one constant per rule set keeps equal rows equal and distinct rows distinct.
-    salt = pd.util.hash_pandas_object(pd.Index([repr(rules)])).to_numpy(dtype=np.uint64)[0]
+    # XOR with one constant per way of explaining keeps equal rows equal and distinct rows
+    # distinct.
+    explained_by = pd.Index([repr((rules, shap_mode))])
+    salt = pd.util.hash_pandas_object(explained_by).to_numpy(dtype=np.uint64)[0]
     return (hashed ^ salt).view(np.int64)
 
 
@@ -162,7 +166,9 @@ def score_customers(
             "model_name": np.full(n, model_name, dtype=object),
             "model_version": np.full(n, str(model_version), dtype=object),
             "churn_reason_factors": explained["churn_reason_factors"].to_numpy(dtype=object),
-            "features_fingerprint": feature_fingerprints(frame[list(model.feature_names)], rules),
+            "features_fingerprint": feature_fingerprints(
+                frame[list(model.feature_names)], rules, shap_mode
+            ),
         }
     )
     return scores

@@ -193,7 +193,7 @@ class Service:
             ),
             snapshots=Snapshots(settings, [c.period_days for c in caps], ttl),
             leads=LeadScorer(load_mappings(settings.mapping_path)["leads"], rules),
-            published=PublishedScores(rules),
+            published=PublishedScores(rules, settings.shap_mode),
             caps=caps,
             actions=ActionSettings(),
             metrics=Metrics(),

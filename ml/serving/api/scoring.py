@@ -26,6 +26,7 @@ import pandas as pd
 
 from ml.data.flat_tables import ATTRIBUTE_PREFIX, check_flat_records
 from ml.data.mapping import MappingError, TableMapping, snake_case
+from ml.modelling.explanations import ShapMode
 from ml.modelling.reasons import DEFAULT_RULES, ReasonRules
 from ml.models.churn import pipeline as churn
 from ml.models.churn.model import ChurnModel
@@ -165,12 +166,13 @@ class PublishedScores:
     same feature values for the same as-of date (``unchanged_scores``); the service answers with
     that row too instead of scoring and explaining again. Worked out once for the whole snapshot
     (one vectorised fingerprint of every customer's features) when the snapshot or the champion
-    changes; a what-if, a new champion, changed features or other reason rules (``rules``, in
-    the fingerprint) are scored live.
+    changes; a what-if, a new champion, changed features or another way of explaining (reason
+    ``rules`` or ``shap_mode``, in the fingerprint) are scored live.
     """
 
-    def __init__(self, rules: ReasonRules = DEFAULT_RULES) -> None:
+    def __init__(self, rules: ReasonRules = DEFAULT_RULES, shap_mode: ShapMode = "regular") -> None:
         self.rules = rules
+        self.shap_mode = shap_mode
         self._lock = threading.Lock()
         self._key: tuple[WarehouseSnapshot, str] | None = None
         self._rows = pd.DataFrame()
@@ -181,7 +183,9 @@ class PublishedScores:
             if self._key != (snapshot, champion.version):
                 features = snapshot.features.reset_index(drop=True)
                 model: ChurnModel = champion.model
-                fingerprints = feature_fingerprints(features[list(model.feature_names)], self.rules)
+                fingerprints = feature_fingerprints(
+                    features[list(model.feature_names)], self.rules, self.shap_mode
+                )
                 previous = snapshot.published.reset_index(drop=True)
                 keep = unchanged_scores(features, fingerprints, previous, champion.version)
                 kept = snapshot.published.loc[
