@@ -383,3 +383,27 @@ def estimate_segments(
                 records.extend(one(f"{column}={names[i]}", codes_s == i))
     columns = ["segment", "metric", "estimated", "realized", "interval_low", "interval_high"]
     return pd.DataFrame.from_records(records, columns=[*columns, "rows"])
+
+
+def estimate_run(
+    rows: pd.DataFrame,
+    segment_columns: Sequence[str],
+    capacity: int,
+    config: EstimationConfig,
+    version: str,
+    reference: ReferenceProbability | None = None,
+) -> pd.DataFrame:
+    """:func:`estimate_segments` of one scoring run read by a model's monitor: ``probability``,
+    ``label`` (null until it lands) and the segment columns that hold a value; the estimates
+    trust ``reference(version, probability)`` when given, the served probabilities otherwise."""
+    columns = [c for c in segment_columns if c in rows.columns and rows[c].notna().any()]
+    if reference is not None:
+        rows = rows.assign(reference=reference(version, rows["probability"].to_numpy(dtype=float)))
+    return estimate_segments(
+        rows,
+        columns,
+        capacity,
+        config,
+        label_column="label",
+        reference_column=None if reference is None else "reference",
+    )

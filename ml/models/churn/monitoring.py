@@ -14,7 +14,7 @@ from datetime import date, datetime
 import duckdb
 import pandas as pd
 
-from ml.modelling.performance import EstimationConfig, ReferenceProbability, estimate_segments
+from ml.modelling.performance import EstimationConfig, ReferenceProbability, estimate_run
 from ml.modelling.performance_table import MonitoringPass, monitor_runs
 from ml.modelling.stability import (
     RunColumns,
@@ -122,17 +122,13 @@ def monitor_performance(
     config = config or EstimationConfig()
 
     def figures_of(version: str, as_of: date) -> pd.DataFrame:
-        rows = read_scored_rows(con, version, as_of)
-        columns = [c for c in SEGMENT_COLUMNS if c in rows.columns and rows[c].notna().any()]
-        if reference is not None:
-            rows["reference"] = reference(version, rows["probability"].to_numpy(dtype=float))
-        return estimate_segments(
-            rows,
-            columns,
+        return estimate_run(
+            read_scored_rows(con, version, as_of),
+            SEGMENT_COLUMNS,
             capacity,
             config,
-            label_column="label",
-            reference_column=None if reference is None else "reference",
+            version,
+            reference,
         )
 
     return monitor_runs(

@@ -20,7 +20,7 @@ import duckdb
 import pandas as pd
 
 from ml.core.warehouse import transaction
-from ml.modelling.performance import EstimationConfig, ReferenceProbability, estimate_segments
+from ml.modelling.performance import EstimationConfig, ReferenceProbability, estimate_run
 from ml.modelling.performance_table import SCHEMA, MonitoringPass, monitor_runs
 from ml.modelling.stability import (
     RunColumns,
@@ -153,17 +153,13 @@ def monitor_performance(
     snapshot_scores(con)
 
     def figures_of(version: str, as_of: date) -> pd.DataFrame:
-        rows = read_scored_rows(con, version, as_of, window_days)
-        columns = [c for c in SEGMENT_COLUMNS if c in rows.columns and rows[c].notna().any()]
-        if reference is not None:
-            rows["reference"] = reference(version, rows["probability"].to_numpy(dtype=float))
-        return estimate_segments(
-            rows,
-            columns,
+        return estimate_run(
+            read_scored_rows(con, version, as_of, window_days),
+            SEGMENT_COLUMNS,
             capacity,
             config,
-            label_column="label",
-            reference_column=None if reference is None else "reference",
+            version,
+            reference,
         )
 
     def landed(as_of: date) -> bool:
