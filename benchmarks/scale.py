@@ -644,8 +644,16 @@ def _incremental_day(
             "(select count(*) from intermediate.int_incremental_changed_days) "
             "from intermediate.int_incremental_scope"
         ).fetchone()
-    assert scope is not None
+        # why a day reached back: rewritten history, or the other days of a changed day's keys
+        history = con.execute(
+            "select list(activity_date order by activity_date) filter (where history_rewrite), "
+            "min(activity_date) filter (where not raw_changed), "
+            "count(*) filter (where not raw_changed) "
+            "from intermediate.int_incremental_changed_days"
+        ).fetchone()
+    assert scope is not None and history is not None
     full_rebuild, rebuild_after, persons, days = scope
+    rewritten, first_copy_day, copy_days = history
     steps = {step: round(s, 2) for step, s in clock.seconds.items()}
     clock._say(f"incremental day done in {seconds:.1f} s: {steps}")
     out: dict[str, Any] = {
@@ -661,6 +669,9 @@ def _incremental_day(
             "rebuild_after": str(rebuild_after),
             "changed_persons": int(persons),
             "changed_days": int(days),
+            "history_rewritten_days": [str(d) for d in (rewritten or [])][:10],
+            "copy_days": int(copy_days),
+            "first_copy_day": str(first_copy_day) if first_copy_day else None,
         },
     }
     if parity:

@@ -164,9 +164,9 @@
         labels_<n>    as above, reaching n days further back: a label looks n days ahead
                       (the churn horizon, the 90-day purchase window), and every as-of date
                       whose label window the new snapshot date closes is recomputed -#}
-    {%- set scope = ref('int_incremental_scope') -%}
-    {%- set days = ref('int_incremental_changed_days') -%}
-    {%- set persons = ref('int_incremental_changed_customers') -%}
+    {%- set scope = scope_relation('int_incremental_scope') -%}
+    {%- set days = scope_relation('int_incremental_changed_days') -%}
+    {%- set persons = scope_relation('int_incremental_changed_customers') -%}
     {%- if kind == 'events' -%}
         (
             cast(occurred_at as date) in (select activity_date from {{ days }} where raw_changed)
@@ -184,14 +184,56 @@
             or customer_id in (select customer_id from {{ persons }})
         )
     {%- elif kind.startswith('labels_') -%}
+        {%- set label_scope = scope_relation('int_incremental_label_scope') %}
         (
-            as_of_date > (select labels_after from {{ ref('int_incremental_label_scope') }})
+            as_of_date > (select labels_after from {{ label_scope }})
                 - {{ kind[7:] | int }} - 1
             or customer_id in (select customer_id from {{ persons }})
         )
     {%- else -%}
         {{ exceptions.raise_compiler_error("incremental_scope: unknown kind '" ~ kind ~ "'") }}
     {%- endif -%}
+{%- endmacro %}
+
+
+{% macro scope_relation(name) -%}
+    {#- A scope model: ref() in a model (its `-- depends_on:` line declares the dependency); in a
+        test (tested_rows_scope), the relation itself: dbt lets a test ref() only what it tests. -#}
+    {%- if model.resource_type != 'test' -%}{{ return(ref(name)) }}{%- endif -%}
+    {{ return(graph.nodes['model.' ~ project_name ~ '.' ~ name].relation_name) }}
+{%- endmacro %}
+
+
+{% macro tested_rows_scope() -%}
+    {#- The rows a data test of an incremental model reads in a `dbt build`: the scope this build
+        replaced (a predicate), or '' for all rows. The rows outside it are the ones an earlier
+        build wrote and tested, and stay as they were; every test of these models is about a row
+        or a key, and every key holds the columns its scope is cut by (customer and as-of date,
+        customer and day), so a duplicate or a null can only be among the replaced rows. Tested
+        whole: `dbt test` on its own, --full-refresh, and the raw events (scope `events`), where
+        a key's copies lie on other days. -#}
+    {%- if not execute or model.resource_type != 'test' or flags.WHICH != 'build'
+        or flags.FULL_REFRESH or not model.attached_node -%}
+        {{ return('') }}
+    {%- endif -%}
+    {%- set tested = graph.nodes.get(model.attached_node) -%}
+    {%- if tested is none or tested.config.materialized != 'incremental'
+        or tested.config.get('scope') in (none, 'events') -%}
+        {{ return('') }}
+    {%- endif -%}
+    {{ return(incremental_scope(tested.config.get('scope'))) }}
+{%- endmacro %}
+
+
+{% macro default__get_where_subquery(relation) -%}
+    {#- dbt's own (the test's `where` config), narrowed to tested_rows_scope(): a daily build
+        tests the rows it wrote, not two years of history again. -#}
+    {%- set predicates = [config.get('where', ''), tested_rows_scope()] | select | list -%}
+    {%- if not predicates -%}{{ return(relation) }}{%- endif -%}
+    {%- set filtered -%}
+        (select * from {{ relation }} where ({{ predicates | join(') and (') }})) dbt_subquery
+    {%- endset -%}
+    {{ return(filtered) }}
 {%- endmacro %}
 
 

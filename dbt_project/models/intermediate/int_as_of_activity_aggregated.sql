@@ -22,6 +22,12 @@ customers_active as (
 daily_activity as (
 
     select * from {{ ref('int_customer_daily_activity') }}
+{%- if is_incremental() %}
+    -- the windows of the as-of dates in scope: from 60 days before the first, and the whole
+    -- history of a changed person
+    where activity_date >= (select rebuild_after from {{ ref('int_incremental_scope') }}) - 60
+        or customer_id in (select customer_id from {{ ref('int_incremental_changed_customers') }})
+{%- endif %}
 
 ),
 
@@ -30,7 +36,7 @@ login_days as (
     select
         customer_id,
         activity_date
-    from daily_activity
+    from {{ ref('int_customer_daily_activity') }}
     where logins > 0
 
 ),
@@ -58,7 +64,9 @@ windowed as (
         ) as email_clicks_30d,
         sum(daily_activity.pricing_page_visits) filter (
             where daily_activity.activity_date >= customers_active.as_of_date - 30
-        ) as pricing_page_visits_30d
+        ) as pricing_page_visits_30d,
+        max(daily_activity.activity_date) filter (where daily_activity.logins > 0)
+            as last_login_in_window
     from customers_active
     inner join daily_activity
         on customers_active.customer_id = daily_activity.customer_id
@@ -68,12 +76,34 @@ windowed as (
 
 ),
 
-last_login as (
+without_login_in_window as (
 
-    -- The last login day strictly before as_of_date, however long ago (an as-of join on DuckDB).
+    select
+        customers_active.customer_id,
+        customers_active.as_of_date
+    from customers_active
+    left join windowed
+        on customers_active.customer_id = windowed.customer_id
+        and customers_active.as_of_date = windowed.as_of_date
+    where windowed.last_login_in_window is null
+
+),
+
+their_login_days as (
+
+    select * from login_days
+    where customer_id in (select customer_id from without_login_in_window)
+
+),
+
+last_login_before_window as (
+
+    -- The last login day before as_of_date, however long ago (an as-of join on DuckDB), for the
+    -- rows the window has none for: the join sorts only those customers' login days (at 1M
+    -- customers 5 s instead of 24 s for one as-of date, 50 s instead of 80 s for all).
     {{ last_before(
-        'customers_active', 'login_days', 'customer_id', 'as_of_date', 'activity_date',
-        'last_login_date'
+        'without_login_in_window', 'their_login_days', 'customer_id', 'as_of_date',
+        'activity_date', 'last_login_date'
     ) }}
 
 ),
@@ -91,8 +121,11 @@ final as (
         (cast(coalesce(windowed.logins_30d, 0) as {{ double_type() }}) + 1)
             / (cast(coalesce(windowed.logins_31_60d, 0) as {{ double_type() }}) + 1)
             as login_trend,
-        cast(customers_active.as_of_date - last_login.last_login_date as integer)
-            as days_since_last_login,
+        cast(
+            customers_active.as_of_date
+                - coalesce(windowed.last_login_in_window, last_login_before_window.last_login_date)
+            as integer
+        ) as days_since_last_login,
         cast(coalesce(windowed.feature_uses_30d, 0) as integer) as feature_uses_30d,
         cast(coalesce(windowed.email_opens_30d, 0) as integer) as email_opens_30d,
         cast(coalesce(windowed.email_clicks_30d, 0) as integer) as email_clicks_30d,
@@ -101,9 +134,9 @@ final as (
     left join windowed
         on customers_active.customer_id = windowed.customer_id
         and customers_active.as_of_date = windowed.as_of_date
-    left join last_login
-        on customers_active.customer_id = last_login.customer_id
-        and customers_active.as_of_date = last_login.as_of_date
+    left join last_login_before_window
+        on customers_active.customer_id = last_login_before_window.customer_id
+        and customers_active.as_of_date = last_login_before_window.as_of_date
 
 )
 

@@ -28,18 +28,28 @@ customers as (
 activity as (
 
     select * from {{ ref('int_as_of_activity_aggregated') }}
+{%- if is_incremental() %}
+    -- the scope of customers_active (below too): the joins read only rows they can match
+    where {{ incremental_scope('as_of') }}
+{%- endif %}
 
 ),
 
 tickets as (
 
     select * from {{ ref('int_as_of_tickets_aggregated') }}
+{%- if is_incremental() %}
+    where {{ incremental_scope('as_of') }}
+{%- endif %}
 
 ),
 
 orders as (
 
     select * from {{ ref('int_as_of_orders_aggregated') }}
+{%- if is_incremental() %}
+    where {{ incremental_scope('as_of') }}
+{%- endif %}
 
 ),
 

@@ -73,11 +73,13 @@ raw_changed_days as (
 
     union
 
-    -- the lookback counts back from the newest day that is not in the future
+    -- the lookback counts back from the newest day that is not in the future; a future day is
+    -- recomputed when its rows change or it stops being in the future (its checksum changes)
     select activity_date
     from current_days
     where activity_date > (select activity_date from newest_day)
         - {{ var('incremental_lookback_days') }}
+        and activity_date <= (select activity_date from newest_day)
 
     union
 
