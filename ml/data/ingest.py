@@ -36,6 +36,7 @@ from ml.core.warehouse import fetch_row, quote_ident, sql_literal, transaction
 from ml.data.contract import Column, Table
 from ml.data.manifest import (
     LoadPlan,
+    appended_rows_table,
     file_state,
     fingerprint,
     forget_table,
@@ -689,12 +690,19 @@ def ingest_table(
         with transaction(con):
             con.execute(f"create schema if not exists {RAW_SCHEMA}")
             con.execute(f"create schema if not exists {QUARANTINE_SCHEMA}")
+            new_rows = (
+                f"select {typed_select} from {quote_ident(mapped)} where not ({bad}) order by {ROW}"
+            )
             if plan.reload:
                 con.execute(f"create or replace table {raw_table} ({column_defs})")
-            con.execute(
-                f"insert into {raw_table} select {typed_select} from {quote_ident(mapped)} "
-                f"where not ({bad}) order by {ROW}"
-            )
+                con.execute(f"drop table if exists {appended_rows_table(table.name)}")
+                con.execute(f"insert into {raw_table} {new_rows}")
+            else:
+                # kept apart too: the raw checks validate what this load added
+                con.execute(
+                    f"create or replace table {appended_rows_table(table.name)} as {new_rows}"
+                )
+                con.execute(f"insert into {raw_table} from {appended_rows_table(table.name)}")
             if plan.reload:
                 con.execute(
                     f"create or replace table {quarantine_table} as "

@@ -33,6 +33,7 @@ from ml.data.mapping import TableMapping
 RAW_SCHEMA = "raw"
 MANIFEST = "_ingest_manifest"
 MANIFEST_TABLE = f"{RAW_SCHEMA}.{MANIFEST}"
+APPENDED_PREFIX = "_appended_"
 RULES_VERSION = 1
 """Part of every fingerprint: raise it when a change of the ingest rules must reload tables."""
 _CHUNK = 2**20
@@ -209,6 +210,22 @@ def record_files(
 
 
 def forget_table(con: duckdb.DuckDBPyConnection, table: str) -> None:
-    """Drop the table's manifest rows (its next load reads every file)."""
+    """Drop the table's manifest rows (its next load reads every file) and its appended rows."""
     if _table_exists(con, RAW_SCHEMA, MANIFEST):
         con.execute(f"delete from {MANIFEST_TABLE} where table_name = ?", [table])
+    con.execute(f"drop table if exists {appended_rows_table(table)}")
+
+
+def appended_rows_table(table: str) -> str:
+    """``raw._appended_<table>``: a copy of the rows the table's last load appended to it.
+
+    The raw checks validate these instead of the whole table after an append (a day of events,
+    not two years of them again). Absent after a whole load, whose rows are all new. It holds
+    raw rows, so erasure (``ml.data.erasure``) deletes from it like from ``raw.<table>``.
+    """
+    return f'{RAW_SCHEMA}."{APPENDED_PREFIX}{table}"'
+
+
+def last_load_appended(con: duckdb.DuckDBPyConnection, table: str) -> bool:
+    """Whether the table's last load appended rows (``appended_rows_table`` holds them)."""
+    return _table_exists(con, RAW_SCHEMA, APPENDED_PREFIX + table)

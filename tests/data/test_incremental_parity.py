@@ -281,7 +281,9 @@ def test_a_daily_build_tests_the_rows_it_replaced(replay: dict[str, object], dbt
     statuses = {r["unique_id"]: r["status"] for r in build.results}
     assert [s for i, s in statuses.items() if i.startswith(not_null)] == ["pass"]
     with duckdb.connect(str(warehouse), read_only=True) as con:
-        (planted,) = _one(con, "select count(*) from marts.customer_features where logins_30d is null")
+        (planted,) = _one(
+            con, "select count(*) from marts.customer_features where logins_30d is null"
+        )
         (replaced,) = _one(
             con,
             "select count(*) from marts.customer_features "

@@ -14,7 +14,7 @@ import pytest
 from ml.core.warehouse import connect
 from ml.data.contract import RAW_TABLES
 from ml.data.ingest import IngestResult, ingest_table
-from ml.data.manifest import MANIFEST_TABLE
+from ml.data.manifest import MANIFEST_TABLE, appended_rows_table, last_load_appended
 from ml.data.mapping import TableMapping, load_source_mapping
 from ml.data.tombstones import Tombstones
 
@@ -116,6 +116,9 @@ def test_a_new_file_is_appended_alone_and_the_manifest_lists_both(
 
     assert (second.mode, second.files_read, second.files_skipped) == ("append", 1, 1)
     assert second.rows_read == 3  # day2 only
+    # the appended rows apart, for the raw checks: day2's loaded rows, nothing older
+    appended = con.execute(f"select event_id from {appended_rows_table('events')} order by 1")
+    assert appended.fetchall() == [("e4",), ("e6",)]
     assert ("planted", "c9", "login", pd.Timestamp("2025-01-01")) in _raw(con)  # no reload
     keys = [r[0] for r in _raw(con)]
     assert keys == ["e1", "e3", "e4", "e6", "planted"]
@@ -179,6 +182,7 @@ def test_a_changed_or_vanished_file_reloads_the_table_whole(
     _load(con, source, tmp_path)
     (source / "events" / "day2.csv").write_text(DAY2)
     _load(con, source, tmp_path)
+    assert last_load_appended(con, "events")
     _plant(con)
     day1 = source / "events" / "day1.csv"
     if change == "edited":
@@ -192,6 +196,7 @@ def test_a_changed_or_vanished_file_reloads_the_table_whole(
 
     assert result.mode == "full" and result.files_read == (2 if change == "edited" else 1)
     assert f"events: reloaded whole ({said})" in result.problems
+    assert not last_load_appended(con, "events")  # every row is new: the checks read them all
     assert "planted" not in [r[0] for r in _raw(con)]
     assert (_raw(con), _quarantined(con)) == _full_load(tmp_path, source)
     assert [r[0] for r in _manifest(con)] == (
