@@ -682,6 +682,7 @@ def _incremental_day(
 def run_worker(args: argparse.Namespace) -> dict[str, Any]:
     """Run the pipeline once for ``args.customers`` (the environment is already set)."""
     console = sys.stdout
+    probe_before = cpu_probe_s()
     held = (
         None
         if args.no_incremental_day
@@ -735,9 +736,11 @@ def run_worker(args: argparse.Namespace) -> dict[str, Any]:
             for day, last in zip(held or [], [False] * (len(held or []) - 1) + [True], strict=True)
         ]
         daily = {**days[-1], "first_day_after_cold_build": days[0]} if days else None
-    return _summarise(
+    result = _summarise(
         args, settings, clock, sampler, metadata, extras, import_s, job_s, daily, build_profile
     )
+    result["machine"]["cpu_probe_s"] = {"before": probe_before, "after": cpu_probe_s()}
+    return result
 
 
 def _summarise(
@@ -859,12 +862,30 @@ def _targets(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return checked
 
 
+def cpu_probe_s() -> float:
+    """Seconds of one fixed DuckDB query on 2 threads (hashing 400M integers).
+
+    The machine is a VM whose speed varies with its neighbours: the same build took 1.8 times as
+    long an hour apart with nothing else running here. A run records this before and after, so
+    its seconds can be read against the speed it ran at.
+    """
+    import duckdb
+
+    with duckdb.connect() as con:
+        con.execute("set threads = 2")
+        began = time.perf_counter()
+        con.execute("select sum(hash(i)) from range(400000000) t(i)").fetchall()
+        return round(time.perf_counter() - began, 2)
+
+
 def _machine() -> dict[str, Any]:
     return {
         "cpus": os.cpu_count(),
         "memory_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / _GB),
         "python": platform.python_version(),
         "platform": platform.platform(),
+        # whether other work shared the cores (about 2 when only this benchmark runs)
+        "load_average_1m": round(os.getloadavg()[0], 2),
     }
 
 

@@ -260,36 +260,38 @@ def test_changes_older_than_the_lookback_are_found(replay: dict[str, object]) ->
 
 
 def test_a_daily_build_tests_the_rows_it_replaced(replay: dict[str, object], dbt: Runner) -> None:
-    """The data tests of an incremental model read the scope its build replaced (macro
-    tested_rows_scope): a bad row an earlier build left, planted here at the oldest as-of date,
-    lies outside it. `dbt test` on its own reads every row and finds it."""
+    """The key and relationship tests of an incremental model read the scope its build replaced
+    (macro tested_rows_scope): a duplicate an earlier build left, planted here at the oldest
+    as-of date, lies outside it. `dbt test` on its own reads every row and finds it."""
     incremental: Path = replay["incremental"]  # type: ignore[assignment]
     # beside the replay's warehouse: the same folder holds the same PII salt
     warehouse = incremental.with_name("tested.duckdb")
     shutil.copyfile(incremental, warehouse)
     with duckdb.connect(str(warehouse)) as con:
         con.execute(
-            "update marts.customer_features set logins_30d = null "
-            "where as_of_date = (select min(as_of_date) from marts.customer_features)"
+            "insert into marts.customer_features select * from marts.customer_features "
+            "where as_of_date = (select min(as_of_date) from marts.customer_features) limit 1"
         )
     work = warehouse.parent / "dbt-tested"
     dbt_vars = {"max_valid_timestamp": MAX_VALID}
-    not_null = "test.crm_signals.not_null_customer_features_logins_30d."
+    unique = "test.crm_signals.unique_combination_customer_features_customer_id__as_of_date."
 
     build = dbt("build", warehouse, work, dbt_vars, ("--exclude-resource-type", "unit_test"))
     assert build.returncode == 0 and not build.failures(), build.output[-4000:]
     statuses = {r["unique_id"]: r["status"] for r in build.results}
-    assert [s for i, s in statuses.items() if i.startswith(not_null)] == ["pass"]
+    assert [s for i, s in statuses.items() if i.startswith(unique)] == ["pass"]
     with duckdb.connect(str(warehouse), read_only=True) as con:
         (planted,) = _one(
-            con, "select count(*) from marts.customer_features where logins_30d is null"
+            con,
+            "select count(*) - count(distinct (customer_id, as_of_date)) "
+            "from marts.customer_features",
         )
         (replaced,) = _one(
             con,
             "select count(*) from marts.customer_features "
             "where as_of_date > (select rebuild_after from intermediate.int_incremental_scope)",
         )
-    assert planted > 0 and replaced > 0  # the build replaced rows, not the planted ones
+    assert planted == 1 and replaced > 0  # the build replaced rows, not the planted one
 
     tested = dbt("test", warehouse, work, dbt_vars, ("--select", "customer_features"))
-    assert [i for i in tested.failures() if i.startswith(not_null)], tested.output[-4000:]
+    assert [i for i in tested.failures() if i.startswith(unique)], tested.output[-4000:]
