@@ -733,7 +733,7 @@ def run_worker(args: argparse.Namespace) -> dict[str, Any]:
             _incremental_day(
                 args, settings, job, selection, day, sampler, parity=last and not args.no_parity
             )
-            for day, last in zip(held or [], [False] * (len(held or []) - 1) + [True], strict=True)
+            for last, day in ((i == len(held) - 1, d) for i, d in enumerate(held or []))
         ]
         daily = {**days[-1], "first_day_after_cold_build": days[0]} if days else None
     result = _summarise(
