@@ -863,11 +863,12 @@ def _targets(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def cpu_probe_s() -> float:
-    """Seconds of one fixed DuckDB query on 2 threads (hashing 400M integers).
+    """Seconds of one fixed DuckDB query on 2 threads (hashing 400M integers): the CPU's speed.
 
     The machine is a VM whose speed varies with its neighbours: the same build took 1.8 times as
-    long an hour apart with nothing else running here. A run records this before and after, so
-    its seconds can be read against the speed it ran at.
+    long an hour apart with nothing else running here. A run records this before and after. It
+    sees the CPU only: on 2026-12-05 it read 1.7 s through a run whose untouched steps took up
+    to 2x as long as two hours earlier, so that slowdown was elsewhere (the disk, likely).
     """
     import duckdb
 
