@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,3 +52,12 @@ def pipeline_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PipelineR
         settings = Settings()
         env.undo()
         yield PipelineRun(settings, instance, result, defs, skip_reason)
+
+
+@pytest.fixture
+def home(pipeline_run, tmp_path, monkeypatch) -> Settings:
+    """A copy of the small-CRM run's state folder, so a test can change it freely."""
+    copy = tmp_path / "crm_home"
+    shutil.copytree(pipeline_run.settings.home, copy)
+    set_small_crm(monkeypatch, copy)
+    return Settings()

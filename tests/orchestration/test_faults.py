@@ -7,7 +7,6 @@ the other tests expect them.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import time
 from collections.abc import Iterator
@@ -36,14 +35,6 @@ def _restore_mlflow_uris() -> Iterator[None]:
     yield
     mlflow.set_tracking_uri(tracking)
     mlflow.set_registry_uri(registry)
-
-
-@pytest.fixture
-def home(pipeline_run, tmp_path, monkeypatch) -> Settings:
-    copy = tmp_path / "crm_home"
-    shutil.copytree(pipeline_run.settings.home, copy)
-    set_small_crm(monkeypatch, copy)
-    return Settings()
 
 
 def _table(settings: Settings, sql: str = SCORES) -> pd.DataFrame:

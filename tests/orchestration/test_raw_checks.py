@@ -2,26 +2,14 @@
 
 from __future__ import annotations
 
-import shutil
-
 import dagster as dg
 import duckdb
-import pytest
 
 from ml.core.settings import Settings
 from ml.data.manifest import appended_rows_table
 from orchestration.defs.ingest.assets import raw_tables
 from orchestration.defs.ingest.checks import raw_contract_checks
 from orchestration.resources import CrmSettings
-from tests.orchestration.small_crm import set_small_crm
-
-
-@pytest.fixture
-def home(pipeline_run, tmp_path, monkeypatch) -> Settings:
-    copy = tmp_path / "crm_home"
-    shutil.copytree(pipeline_run.settings.home, copy)
-    set_small_crm(monkeypatch, copy)
-    return Settings()
 
 
 def _events_check(home: Settings) -> dg.AssetCheckEvaluation:
