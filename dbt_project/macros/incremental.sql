@@ -55,6 +55,18 @@
 {%- endmacro %}
 
 
+{% macro raw_event_checksum_columns() -%}
+    {#- What the fingerprint of an event day (int_change_event_days) hashes of each raw event.
+        The future-dated flag is part of it: a day that stops being in the future has changed.
+        The build stores the rendered row checksum in state.event_checksum, so that the erasure
+        step (ml/data/erasure.py) can take an erased person's rows out of state.event_days. -#}
+    {{ return([
+        'event_id', 'customer_record_id', 'event_type', 'occurred_at',
+        'occurred_at > ' ~ max_valid_timestamp()
+    ]) }}
+{%- endmacro %}
+
+
 {% macro state_relation(name) -%}
     {#- A table of schema `state`, or none before the first complete build. -#}
     {%- if not execute -%}{{ return(none) }}{%- endif -%}
@@ -299,6 +311,10 @@
         drop table if exists state.event_days;
         create table state.event_days as
             select * from {{ needed['int_change_event_days'].relation_name }};
+        drop table if exists state.event_checksum;
+        create table state.event_checksum as
+            select '{{ row_checksum(raw_event_checksum_columns()) | replace("'", "''") }}'
+                as row_checksum_sql;
         drop table if exists state.customer_fingerprints;
         create table state.customer_fingerprints as
             select * from {{ needed['int_change_customer_fingerprints'].relation_name }};

@@ -241,15 +241,86 @@ def _unregister_subjects(con: duckdb.DuckDBPyConnection) -> None:
     con.unregister("_erase_persons")
 
 
+def _table_exists(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
+    (count,) = fetch_row(
+        con,
+        "select count(*) from information_schema.tables "
+        "where table_catalog = current_database() and table_schema = ? and table_name = ?",
+        [schema, table],
+    )
+    return bool(count)
+
+
+def _take_erased_events_out_of_day_fingerprints(con: duckdb.DuckDBPyConnection) -> None:
+    """Take the subjects' raw events out of the event-day fingerprints of the last dbt build.
+
+    ``state.event_days`` holds, per day, the row count and the XOR of the row checksums of
+    ``raw.events`` at the last complete build (``dbt_project/macros/incremental.sql``). Deleting a
+    person's events changes the fingerprint of every day they were active, and the next build
+    would recompute every as-of date after the oldest of them (at 1M customers a day's run took
+    250 s instead of 140 s). Their rows in every dbt table go in the same transaction, so there
+    is nothing to recompute: the fingerprints lose the rows too, hashed with the checksum SQL the
+    build stored (``state.event_checksum``). A day where an erased event id has a copy of someone
+    else stays changed: which copy the build keeps can change there. Without a stored checksum
+    (state of an older build) the fingerprints are left and the next build recomputes.
+    """
+    if not all(
+        _table_exists(con, schema, table)
+        for schema, table in (
+            ("state", "event_days"),
+            ("state", "event_checksum"),
+            ("raw", "events"),
+        )
+    ):
+        return
+    (checksum_sql,) = fetch_row(con, "select row_checksum_sql from state.event_checksum")
+    erased = _person_predicate(["customer_record_id"])
+    con.execute(
+        f"""
+        create or replace temp table _erased_event_days as
+        with erased as (
+            select cast(occurred_at as date) as activity_date, trim(event_id) as event_key,
+                {checksum_sql} as row_checksum
+            from raw.events where {erased}
+        ),
+        kept_keys as (
+            select trim(event_id) as event_key from raw.events where not ({erased})
+        ),
+        days_with_a_kept_copy as (
+            select distinct erased.activity_date
+            from erased inner join kept_keys on erased.event_key = kept_keys.event_key
+        )
+        select activity_date, count(*) as row_count, bit_xor(row_checksum) as checksum
+        from erased
+        where activity_date not in (select activity_date from days_with_a_kept_copy)
+        group by activity_date
+        """
+    )
+    con.execute(
+        """
+        update state.event_days
+        set row_count = state.event_days.row_count - erased.row_count,
+            checksum = xor(state.event_days.checksum, erased.checksum)
+        from _erased_event_days as erased
+        where state.event_days.activity_date = erased.activity_date
+        """
+    )
+    con.execute("delete from state.event_days where row_count = 0")
+    con.execute("drop table _erased_event_days")
+
+
 def erase_from_warehouse(con: duckdb.DuckDBPyConnection, subjects: pd.DataFrame) -> dict[str, int]:
     """Delete the subjects' rows from every table that has a record or person column, atomically.
 
-    Views are left alone: they read the tables. Returns rows removed per ``duckdb:schema.table``.
+    Views are left alone: they read the tables. The fingerprints of the incremental dbt build
+    lose the deleted events too (:func:`_take_erased_events_out_of_day_fingerprints`). Returns
+    rows removed per ``duckdb:schema.table``.
     """
     removed: dict[str, int] = {}
     _register_subjects(con, subjects)
     try:
         with transaction(con):
+            _take_erased_events_out_of_day_fingerprints(con)
             for schema, table, columns in _person_tables(con):
                 (count,) = fetch_row(
                     con,

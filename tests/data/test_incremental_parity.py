@@ -8,7 +8,9 @@ empty). One cold build, then incremental runs day by day, with the faults a dail
   * corrections outside the lookback: an old day's events are deleted for some persons, another
     old day's event types are corrected, an old subscription's plan is corrected, and a copy of an
     old event id arrives on a new day (the copy with the later time wins, on another day);
-  * new customer records that join existing persons (identity changes).
+  * new customer records that join existing persons (identity changes);
+  * the erasure of a person active since the first month, between two runs: later deliveries
+    leave out their records, as ingest does for a tombstoned record.
 After the last run, every staging, intermediate and mart relation must equal a cold build of the
 final raw tables row for row, and the scopes must show the runs were incremental.
 """
@@ -21,9 +23,11 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import pandas as pd
 import pytest
 
 from ml.data.contract import RAW_TABLES
+from ml.data.erasure import erase_from_warehouse, erasure_subjects
 from ml.synthetic.config import SyntheticConfig
 from ml.synthetic.generator import generate
 
@@ -114,14 +118,38 @@ def _deliver(
     *,
     late_rows_arrived: bool = True,
     corrected: bool = False,
+    erased: tuple[str, ...] = (),
 ) -> None:
-    """Write the raw tables of one delivery into `warehouse`."""
+    """Write the raw tables of one delivery into `warehouse`, without the `erased` records."""
     with duckdb.connect(str(warehouse)) as con:
         con.execute(f"attach '{source}' as src_db (read_only)")
         con.execute("create schema if not exists raw")
         _as_known(con, day, late_rows_arrived)
         if corrected:
             _correct_history(con)
+        for table in RAW_TABLES.values():
+            if erased and "customer_record_id" in {c.name for c in table.columns}:
+                con.execute(
+                    f"delete from raw.{table.name} where trim(customer_record_id) in "
+                    "(select unnest(?::varchar[]))",
+                    [list(erased)],
+                )
+
+
+def _erase_the_longest_active_person(warehouse: Path) -> tuple[str, ...]:
+    """Carry out an erasure request for the person with events on the most days; return
+    their records."""
+    with duckdb.connect(str(warehouse)) as con:
+        (record,) = _one(
+            con,
+            "select customer_record_id from raw.events group by all "
+            "order by count(distinct cast(occurred_at as date)) desc, 1 limit 1",
+        )
+        subjects = erasure_subjects(
+            con, pd.DataFrame({"request_id": ["ER1"], "customer_record_id": [record]})
+        )
+        erase_from_warehouse(con, subjects)
+    return tuple(subjects["customer_record_id"].str.strip())
 
 
 def _relations(con: duckdb.DuckDBPyConnection, catalog: str) -> list[tuple[str, str]]:
@@ -211,6 +239,7 @@ def replay(tmp_path_factory: pytest.TempPathFactory, dbt: Runner) -> dict[str, o
         assert build.returncode == 0, build.output[-4000:]
 
     scopes = {}
+    erased: tuple[str, ...] = ()
     _deliver(incremental, source, COLD_DAY, late_rows_arrived=False)
     run(incremental)
     for day, late_arrived, corrected in (
@@ -218,14 +247,23 @@ def replay(tmp_path_factory: pytest.TempPathFactory, dbt: Runner) -> dict[str, o
         ("2026-08-31", True, False),
         ("2026-09-02", True, True),
     ):
-        _deliver(incremental, source, day, late_rows_arrived=late_arrived, corrected=corrected)
+        if day == "2026-08-31":
+            erased = _erase_the_longest_active_person(incremental)
+        _deliver(
+            incremental,
+            source,
+            day,
+            late_rows_arrived=late_arrived,
+            corrected=corrected,
+            erased=erased,
+        )
         run(incremental)
         scopes[day] = _scope(incremental)
 
     full = work / "full.duckdb"
-    _deliver(full, source, "2026-09-02", corrected=True)
+    _deliver(full, source, "2026-09-02", corrected=True, erased=erased)
     run(full)
-    return {"incremental": incremental, "full": full, "scopes": scopes}
+    return {"incremental": incremental, "full": full, "scopes": scopes, "erased": erased}
 
 
 def test_incremental_runs_equal_a_full_rebuild(replay: dict[str, object]) -> None:
@@ -245,6 +283,15 @@ def test_daily_runs_are_incremental(replay: dict[str, object]) -> None:
         assert 0 < scope["persons"] < scope["customers"], day
     late = scopes["2026-08-31"]
     assert late["days"].get(LATE_DAY) is True, "the late rows' day was not found changed"
+
+
+def test_an_erasure_does_not_recompute_history(replay: dict[str, object]) -> None:
+    """The erasure took the person's events out of the event-day fingerprints: the run after it
+    recomputes the lookback and the late day only, as the run before it did."""
+    assert replay["erased"]
+    before, after = replay["scopes"]["2026-08-30"], replay["scopes"]["2026-08-31"]  # type: ignore[index]
+    assert after["rewritten"] == [] and min(after["days"]) == LATE_DAY
+    assert after["rebuild_after"] >= before["rebuild_after"]
 
 
 def test_changes_older_than_the_lookback_are_found(replay: dict[str, object]) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 
 import duckdb
@@ -127,6 +127,47 @@ def test_a_request_is_carried_out_once(con: duckdb.DuckDBPyConnection, home: Pat
     again = _erase(con, home)
     assert again.requests == 0 and again.total_rows_removed == 0
     assert len(read_audit_log(home / "erasure")) == 2
+
+
+EVENT_DAY_FINGERPRINTS = """
+    select cast(occurred_at as date) as activity_date, count(*) as row_count,
+        bit_xor(hash(event_id, customer_record_id, occurred_at)) as checksum
+    from raw.events group by all order by all
+"""
+
+
+def test_erased_events_leave_the_fingerprints_of_the_incremental_build(
+    con: duckdb.DuckDBPyConnection, home: Path
+) -> None:
+    """The next dbt build finds no changed day where only the erased person's events went (the
+    dbt tables lost their rows in the same step); a day where an erased event id has a copy of
+    someone else stays changed, since which copy the build keeps can change there."""
+    con.execute(
+        "create table raw.events as select event_id, customer_record_id, "
+        "cast(occurred_at as timestamp) as occurred_at from (values "
+        "('e1', 'R1', '2026-08-01 09:00'), ('e2', 'R3', '2026-08-01 10:00'), "
+        "('e3', ' R2', '2026-08-02 09:00'), "  # the day has only the erased person's event
+        "('e4', 'R1', '2026-08-03 09:00'), ('e4', 'R3', '2026-08-04 09:00'), "
+        "('e5', 'R3', '2026-08-03 11:00')) t(event_id, customer_record_id, occurred_at)"
+    )
+    con.execute("create schema state")
+    con.execute(f"create table state.event_days as {EVENT_DAY_FINGERPRINTS}")
+    con.execute(
+        "create table state.event_checksum as select "
+        "'hash(event_id, customer_record_id, occurred_at)' as row_checksum_sql"
+    )
+
+    _erase(con, home)
+
+    kept = con.execute("select * from state.event_days order by all").fetchall()
+    rebuilt = con.execute(EVENT_DAY_FINGERPRINTS).fetchall()
+    assert [day for day, *_ in rebuilt] == [date(2026, 8, d) for d in (1, 3, 4)]
+    assert kept[0] == rebuilt[0]  # R1's event is out, R3's stays: unchanged for the build
+    assert kept[2] == rebuilt[2]
+    # 2026-08-02 held only erased rows: gone from both; 2026-08-03 lost an event id that R3
+    # also has: left as it was, so the build recomputes it
+    assert [day for day, *_ in kept] == [date(2026, 8, d) for d in (1, 3, 4)]
+    assert kept[1] != rebuilt[1] and kept[1][1] == 2
 
 
 def test_reimported_rows_of_an_erased_person_are_dropped_on_load(
