@@ -171,6 +171,8 @@
 {% macro incremental_scope(kind) -%}
     {#- The rows an incremental run replaces, as a predicate on the model's own columns:
         events        raw events whose day changed (base_crm__events adds their key's copies)
+        event_keys    events of every day a run recomputed, the days of the copies of their
+                      keys included: every copy of each event id base_crm__events re-ranked
         activity      days whose events changed, and persons whose records changed
         as_of         as-of dates after the first changed day, and changed persons
         labels_<n>    as above, reaching n days further back: a label looks n days ahead
@@ -182,6 +184,11 @@
     {%- if kind == 'events' -%}
         (
             cast(occurred_at as date) in (select activity_date from {{ days }} where raw_changed)
+            or (select full_rebuild from {{ scope }})
+        )
+    {%- elif kind == 'event_keys' -%}
+        (
+            cast(occurred_at as date) in (select activity_date from {{ days }})
             or (select full_rebuild from {{ scope }})
         )
     {%- elif kind == 'activity' -%}
@@ -226,7 +233,9 @@
         scans one column, and the scope's predicate costs more than the scan it saves (at 300k
         customers a not_null test took several times longer narrowed). Tested whole: `dbt test` on its own,
         --full-refresh, and the raw events (scope `events`), where a key's copies lie on other
-        days. -#}
+        days. A model may name the scope its unique tests read (config `unique_test_scope`): the
+        event id of stg_crm__events reads every copy of the keys the build re-ranked
+        (`event_keys`), not 50M keys. -#}
     {%- if not execute or model.resource_type != 'test' or flags.WHICH != 'build'
         or flags.FULL_REFRESH or not model.attached_node
         or model.test_metadata is none
@@ -234,6 +243,10 @@
         {{ return('') }}
     {%- endif -%}
     {%- set tested = graph.nodes.get(model.attached_node) -%}
+    {%- if tested is not none and model.test_metadata.name == 'unique'
+        and tested.config.get('unique_test_scope') -%}
+        {{ return(incremental_scope(tested.config.get('unique_test_scope'))) }}
+    {%- endif -%}
     {%- if tested is none or tested.config.materialized != 'incremental'
         or tested.config.get('scope') in (none, 'events') -%}
         {{ return('') }}

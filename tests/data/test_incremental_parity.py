@@ -309,7 +309,8 @@ def test_changes_older_than_the_lookback_are_found(replay: dict[str, object]) ->
 def test_a_daily_build_tests_the_rows_it_replaced(replay: dict[str, object], dbt: Runner) -> None:
     """The key and relationship tests of an incremental model read the scope its build replaced
     (macro tested_rows_scope): a duplicate an earlier build left, planted here at the oldest
-    as-of date, lies outside it. `dbt test` on its own reads every row and finds it."""
+    as-of date and on the oldest event day, lies outside it. `dbt test` on its own reads every
+    row and finds both."""
     incremental: Path = replay["incremental"]  # type: ignore[assignment]
     # beside the replay's warehouse: the same folder holds the same PII salt
     warehouse = incremental.with_name("tested.duckdb")
@@ -319,14 +320,22 @@ def test_a_daily_build_tests_the_rows_it_replaced(replay: dict[str, object], dbt
             "insert into marts.customer_features select * from marts.customer_features "
             "where as_of_date = (select min(as_of_date) from marts.customer_features) limit 1"
         )
+        con.execute(
+            "insert into staging.base_crm__events select * from staging.base_crm__events "
+            "where rejection_reason is null and occurred_at = "
+            "(select min(occurred_at) from staging.base_crm__events) limit 1"
+        )
     work = warehouse.parent / "dbt-tested"
     dbt_vars = {"max_valid_timestamp": MAX_VALID}
-    unique = "test.crm_signals.unique_combination_customer_features_customer_id__as_of_date."
+    unique = (
+        "test.crm_signals.unique_combination_customer_features_customer_id__as_of_date.",
+        "test.crm_signals.unique_stg_crm__events_event_id.",
+    )
 
     build = dbt("build", warehouse, work, dbt_vars, ("--exclude-resource-type", "unit_test"))
     assert build.returncode == 0 and not build.failures(), build.output[-4000:]
     statuses = {r["unique_id"]: r["status"] for r in build.results}
-    assert [s for i, s in statuses.items() if i.startswith(unique)] == ["pass"]
+    assert [s for i, s in statuses.items() if i.startswith(unique)] == ["pass", "pass"]
     with duckdb.connect(str(warehouse), read_only=True) as con:
         (planted,) = _one(
             con,
@@ -340,5 +349,7 @@ def test_a_daily_build_tests_the_rows_it_replaced(replay: dict[str, object], dbt
         )
     assert planted == 1 and replaced > 0  # the build replaced rows, not the planted one
 
-    tested = dbt("test", warehouse, work, dbt_vars, ("--select", "customer_features"))
-    assert [i for i in tested.failures() if i.startswith(unique)], tested.output[-4000:]
+    tested = dbt(
+        "test", warehouse, work, dbt_vars, ("--select", "customer_features stg_crm__events")
+    )
+    assert len([i for i in tested.failures() if i.startswith(unique)]) == 2, tested.output[-4000:]
