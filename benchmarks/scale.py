@@ -789,6 +789,9 @@ def _summarise(
         "machine": _machine(),
         "seed": args.seed,
         "event_share": args.event_share,
+        # DuckDB's memory limit of the run (spill above it): the curve compares sizes run with
+        # different limits only if it says so
+        "duckdb_memory_limit": settings.duckdb_memory_limit,
         "events_per_customer": round((rows.get("raw/events") or 0) / args.customers, 1),
         "scope": "whole retraining job (--suite)" if args.suite else "churn path",
         "training": {
@@ -978,6 +981,7 @@ def _curve(results: list[dict[str, Any]]) -> dict[str, Any]:
                 # fixed costs make small sizes dear per customer: growth shows between neighbours
                 "growth_vs_previous_size": round(per / previous - 1.0, 3),
                 "cpu_probe_s": point.get("machine", {}).get("cpu_probe_s"),
+                "duckdb_memory_limit": point.get("duckdb_memory_limit"),
                 "stages_s": {name: stage["s"] for name, stage in point["stages"].items()},
             }
         )
