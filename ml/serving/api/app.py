@@ -49,7 +49,7 @@ from ml.serving.api.scoring import (
     score_customers,
 )
 from ml.serving.api.security import ANONYMOUS, ApiKeys, RateLimiter
-from ml.serving.api.state import Champions, NotReadyError, Snapshots
+from ml.serving.api.state import Champion, Champions, NotReadyError, Snapshots, WarehouseSnapshot
 
 log = logging.getLogger("crm_signals.serving")
 
@@ -322,13 +322,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         with the reason, the others scored."""
         return leads_answer(request, body.leads)
 
-    def customers_answer(
+    def churn_scores(
         request: Request, ids: list[str], overrides: dict[str, Scalar] | None = None
-    ) -> list[dict[Any, Any]]:
-        if len(ids) > service.settings.serve_max_batch:
-            raise PayloadError(
-                "customer_ids", f"{len(ids)} ids; at most {service.settings.serve_max_batch}"
-            )
+    ) -> tuple[Champion, WarehouseSnapshot, pd.DataFrame]:
+        """The churn champion, the snapshot it read and its scores of ``ids``."""
         champion = service.champions.get(CHURN_MODEL)
         request.state.model_version = f"{champion.name}:{champion.version}"
         snapshot = service.snapshots.current()
@@ -341,6 +338,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             published=service.published,
             rules=service.rules,
         )
+        return champion, snapshot, scores
+
+    def customers_answer(
+        request: Request, ids: list[str], overrides: dict[str, Scalar] | None = None
+    ) -> list[dict[Any, Any]]:
+        if len(ids) > service.settings.serve_max_batch:
+            raise PayloadError(
+                "customer_ids", f"{len(ids)} ids; at most {service.settings.serve_max_batch}"
+            )
+        _, _, scores = churn_scores(request, ids, overrides)
         answers = _answers(scores, schemas.CustomerScore, "churn_top_drivers")
         return [{**answer, "overrides": dict(overrides or {})} for answer in answers]
 
@@ -390,17 +397,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         request: Request, _: Caller, customer_id: CustomerId
     ) -> schemas.NextBestAction:
         """The next best action, with consent, do-not-contact and frequency caps applied now."""
-        champion = service.champions.get(CHURN_MODEL)
-        request.state.model_version = f"{champion.name}:{champion.version}"
-        snapshot = service.snapshots.current()
-        scores = score_customers(
-            champion,
-            snapshot,
-            [customer_id],
-            shap_mode=service.settings.shap_mode,
-            published=service.published,
-            rules=service.rules,
-        )
+        champion, snapshot, scores = churn_scores(request, [customer_id])
         action, blocked = decide_action(scores, snapshot, service.actions, service.caps)
         row = {
             k: (None if not isinstance(v, str) and pd.isna(v) else v)
