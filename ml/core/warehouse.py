@@ -62,6 +62,17 @@ def sql_literal(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
+def table_exists(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
+    """Whether ``schema.table`` (a table or a view) exists in the connection's own database,
+    not in one it attached."""
+    rows = con.execute(
+        "select 1 from information_schema.tables where table_catalog = current_database() "
+        "and table_schema = ? and table_name = ?",
+        [schema, table],
+    ).fetchall()
+    return bool(rows)
+
+
 def fetch_row(con: duckdb.DuckDBPyConnection, sql: str, params: list | dict | None = None) -> tuple:
     """The single row of a query such as an aggregate.
 

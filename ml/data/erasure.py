@@ -37,7 +37,7 @@ from psycopg2 import sql
 
 from ml.core.postgres import PostgresError, PostgresTarget, connect_postgres
 from ml.core.privacy import keyed_hash_sql, set_salt_variable
-from ml.core.warehouse import fetch_row, qualified, transaction
+from ml.core.warehouse import fetch_row, qualified, table_exists, transaction
 from ml.data.tombstones import (
     RECORD_COLUMN,
     TOMBSTONES_FILE,
@@ -124,12 +124,7 @@ def erased_customer_ids(
     wait for it. ``con`` may be read-only.
     """
     erased: set[str] = set()
-    has_requests = fetch_row(
-        con,
-        "select count(*) from information_schema.tables "
-        "where table_schema = 'raw' and table_name = 'erasure_requests'",
-    )[0]
-    if has_requests:
+    if table_exists(con, "raw", "erasure_requests"):
         pending = pending_requests(con, erasure_dir)
         if not pending.empty:
             subjects = erasure_subjects(con, pending)
@@ -162,11 +157,7 @@ def erasure_subjects(con: duckdb.DuckDBPyConnection, requests: pd.DataFrame) -> 
     snapshot (``raw.customer_snapshot``, keyed by the CRM's record id), that id is its
     ``customer_id``, so the snapshot row and its scores go too.
     """
-    has_snapshot = fetch_row(
-        con,
-        "select count(*) from information_schema.tables "
-        f"where table_schema = 'raw' and table_name = '{SNAPSHOT_TABLE}'",
-    )[0]
+    has_snapshot = table_exists(con, "raw", SNAPSHOT_TABLE)
     snapshot_id = (
         f"(select any_value(s.customer_id) from raw.{SNAPSHOT_TABLE} s "
         "where s.customer_id = r.customer_record_id)"
@@ -241,16 +232,6 @@ def _unregister_subjects(con: duckdb.DuckDBPyConnection) -> None:
     con.unregister("_erase_persons")
 
 
-def _table_exists(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
-    (count,) = fetch_row(
-        con,
-        "select count(*) from information_schema.tables "
-        "where table_catalog = current_database() and table_schema = ? and table_name = ?",
-        [schema, table],
-    )
-    return bool(count)
-
-
 def _take_erased_events_out_of_day_fingerprints(con: duckdb.DuckDBPyConnection) -> None:
     """Take the subjects' raw events out of the event-day fingerprints of the last dbt build.
 
@@ -265,7 +246,7 @@ def _take_erased_events_out_of_day_fingerprints(con: duckdb.DuckDBPyConnection) 
     (state of an older build) the fingerprints are left and the next build recomputes.
     """
     if not all(
-        _table_exists(con, schema, table)
+        table_exists(con, schema, table)
         for schema, table in (
             ("state", "event_days"),
             ("state", "event_checksum"),

@@ -32,7 +32,7 @@ from pathlib import Path
 import duckdb
 
 from ml.core.settings import path_within
-from ml.core.warehouse import fetch_row, quote_ident, sql_literal, transaction
+from ml.core.warehouse import fetch_row, quote_ident, sql_literal, table_exists, transaction
 from ml.data.contract import Column, Table
 from ml.data.manifest import (
     LoadPlan,
@@ -438,11 +438,7 @@ def contract_sources(table: Table, mapping: TableMapping, read: SourceRead) -> d
 
 def _loaded_rows(con: duckdb.DuckDBPyConnection, table: Table) -> int | None:
     """Rows of the last load of ``raw.<table>``, or None when it was never loaded."""
-    found = con.execute(
-        "select 1 from information_schema.tables where table_schema = ? and table_name = ?",
-        [RAW_SCHEMA, table.name],
-    ).fetchall()
-    if not found:
+    if not table_exists(con, RAW_SCHEMA, table.name):
         return None
     (rows,) = fetch_row(con, f"select count(*) from {RAW_SCHEMA}.{quote_ident(table.name)}")
     return int(rows)

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import duckdb
 
+from ml.core.warehouse import table_exists
 from ml.data.mapping import TableMapping
 
 RAW_SCHEMA = "raw"
@@ -103,18 +104,9 @@ def ensure_manifest(con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
-def _table_exists(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
-    return bool(
-        con.execute(
-            "select 1 from information_schema.tables where table_schema = ? and table_name = ?",
-            [schema, table],
-        ).fetchall()
-    )
-
-
 def loaded_files(con: duckdb.DuckDBPyConnection, table: str) -> dict[str, tuple[int, str, str]]:
     """File -> (size, hash, fingerprint) of every file the table was loaded from."""
-    if not _table_exists(con, RAW_SCHEMA, MANIFEST):
+    if not table_exists(con, RAW_SCHEMA, MANIFEST):
         return {}
     rows = con.execute(
         f"select file, size, sha256, fingerprint from {MANIFEST_TABLE} where table_name = ?",
@@ -152,7 +144,7 @@ def plan_load(
         return LoadPlan(True, tuple(states), (), "full refresh asked for" if loaded else None)
     if not loaded:
         return everything
-    if not (_table_exists(con, RAW_SCHEMA, table) and _table_exists(con, quarantine_schema, table)):
+    if not (table_exists(con, RAW_SCHEMA, table) and table_exists(con, quarantine_schema, table)):
         return LoadPlan(True, tuple(states), (), f"{RAW_SCHEMA}.{table} or its quarantine is gone")
     if any(fp != digest for _, _, fp in loaded.values()):
         return LoadPlan(True, tuple(states), (), "the mapping or the ingest rules changed")
@@ -211,7 +203,7 @@ def record_files(
 
 def forget_table(con: duckdb.DuckDBPyConnection, table: str) -> None:
     """Drop the table's manifest rows (its next load reads every file) and its appended rows."""
-    if _table_exists(con, RAW_SCHEMA, MANIFEST):
+    if table_exists(con, RAW_SCHEMA, MANIFEST):
         con.execute(f"delete from {MANIFEST_TABLE} where table_name = ?", [table])
     con.execute(f"drop table if exists {appended_rows_table(table)}")
 
@@ -228,4 +220,4 @@ def appended_rows_table(table: str) -> str:
 
 def last_load_appended(con: duckdb.DuckDBPyConnection, table: str) -> bool:
     """Whether the table's last load appended rows (``appended_rows_table`` holds them)."""
-    return _table_exists(con, RAW_SCHEMA, APPENDED_PREFIX + table)
+    return table_exists(con, RAW_SCHEMA, APPENDED_PREFIX + table)

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
 
-from ml.core.warehouse import transaction
+from ml.core.warehouse import table_exists, transaction
 
 
 @dataclass(frozen=True)
@@ -254,11 +254,7 @@ def compare_newest_runs(
 def read_latest_stability(con: duckdb.DuckDBPyConnection, model: str) -> list[Stability]:
     """The figures of the newest pair of runs of ``model`` (empty when none is stored)."""
     con.execute("create schema if not exists monitoring")
-    exists = con.execute(
-        "select count(*) from information_schema.tables where table_schema = 'monitoring' "
-        "and table_name = 'score_stability'"
-    ).fetchall()[0][0]
-    if not exists:
+    if not table_exists(con, "monitoring", "score_stability"):
         return []
     found = con.execute(
         f"select metric, value, threshold, row_count from {STABILITY_TABLE} where model = ? "

@@ -14,6 +14,7 @@ from datetime import date, datetime
 import duckdb
 import pandas as pd
 
+from ml.core.warehouse import table_exists
 from ml.modelling.performance import EstimationConfig, ReferenceProbability, estimate_run
 from ml.modelling.performance_table import MonitoringPass, monitor_runs
 from ml.modelling.stability import (
@@ -32,18 +33,9 @@ SEGMENT_COLUMNS: tuple[str, ...] = ("plan", "contract_type", "country_code", "se
 """The segments estimated apart: the business slices and the named behavioural segments."""
 
 
-def _has_table(con: duckdb.DuckDBPyConnection, qualified: str) -> bool:
-    schema, name = qualified.split(".")
-    (found,) = con.execute(
-        "select count(*) from information_schema.tables where table_schema = ? and table_name = ?",
-        [schema, name],
-    ).fetchone() or (0,)
-    return bool(found)
-
-
 def scored_runs(con: duckdb.DuckDBPyConnection) -> list[tuple[str, date]]:
     """``(model_version, as_of_date)`` of every scoring run in the serving table, oldest first."""
-    if not _has_table(con, SCORES_TABLE):
+    if not table_exists(con, *SCORES_TABLE.split(".")):
         return []
     found = con.execute(
         f"select distinct model_version, as_of_date from {SCORES_TABLE} order by 2, 1"
@@ -71,7 +63,7 @@ def read_scored_rows(
         when ``serving.customer_segments`` exists) and ``label`` (1.0/0.0, null while the label
         window is open).
     """
-    with_segments = _has_table(con, SEGMENTS_TABLE)
+    with_segments = table_exists(con, *SEGMENTS_TABLE.split("."))
     segment_join = (
         f"left join {SEGMENTS_TABLE} as g on g.customer_id = s.customer_id "
         "and g.as_of_date = s.as_of_date"
@@ -161,7 +153,7 @@ def monitor_stability(
     Returns:
         The figures, or None when fewer than two as-of dates are scored.
     """
-    with_actions = _has_table(con, ACTIONS_TABLE)
+    with_actions = table_exists(con, *ACTIONS_TABLE.split("."))
     return compare_newest_runs(
         con,
         MODEL_NAME,

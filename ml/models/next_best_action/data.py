@@ -9,6 +9,7 @@ from datetime import date
 import duckdb
 import pandas as pd
 
+from ml.core.warehouse import table_exists
 from ml.data.features import FEATURES_TABLE
 
 
@@ -24,14 +25,6 @@ def read_consent_in_force(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
         order by customer_id, channel
     """
     return con.execute(sql).df()
-
-
-def _has_table(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
-    rows = con.execute(
-        "select 1 from information_schema.tables where table_schema = ? and table_name = ?",
-        [schema, table],
-    ).fetchall()
-    return bool(rows)
 
 
 # Serving table of an optional model -> (its column, name in the action inputs, SQL type).
@@ -57,7 +50,7 @@ def read_action_inputs(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     columns: list[str] = []
     joins: list[str] = []
     for table, outputs in _ACTION_INPUTS.items():
-        present = _has_table(con, "serving", table)
+        present = table_exists(con, "serving", table)
         for column, name, sql_type in outputs:
             columns.append(
                 f"{table}.{column} as {name}" if present else f"null::{sql_type} as {name}"

@@ -27,7 +27,7 @@ import duckdb
 import pandas as pd
 
 from ml.core.settings import Settings
-from ml.core.warehouse import connect
+from ml.core.warehouse import connect, table_exists
 from ml.data.erasure import erased_customer_ids
 from ml.data.features import read_scoring_features
 from ml.data.tombstones import TOMBSTONES_FILE
@@ -112,15 +112,6 @@ class WarehouseSnapshot:
     published: pd.DataFrame
 
 
-def _has_table(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
-    return bool(
-        con.execute(
-            "select 1 from information_schema.tables where table_schema = ? and table_name = ?",
-            [schema, table],
-        ).fetchall()
-    )
-
-
 def read_snapshot(settings: Settings, cap_periods_days: Sequence[int]) -> WarehouseSnapshot:
     """Read the snapshot from the warehouse (read-only; the file is closed again).
 
@@ -131,7 +122,7 @@ def read_snapshot(settings: Settings, cap_periods_days: Sequence[int]) -> Wareho
     if not settings.warehouse_path.is_file():
         raise NotReadyError(f"no warehouse yet at {settings.warehouse_path.name}: run the pipeline")
     with connect(settings.warehouse_path, read_only=True, threads=1, memory_limit="1GB") as con:
-        if not _has_table(con, "marts", "customer_features"):
+        if not table_exists(con, "marts", "customer_features"):
             raise NotReadyError("the warehouse has no feature snapshot yet: run the pipeline")
         features = read_scoring_features(con)
         if features.empty:
@@ -141,7 +132,7 @@ def read_snapshot(settings: Settings, cap_periods_days: Sequence[int]) -> Wareho
         erased = erased_customer_ids(con, settings.erasure_dir, settings.salt(), ids.tolist())
         as_of_date = pd.Timestamp(features["as_of_date"].iloc[0]).date()
         scores = serving_table("customer_scores")
-        published = _has_table(con, "serving", scores.name)
+        published = table_exists(con, "serving", scores.name)
         decisions = read_decision_inputs(con, cap_periods_days) if published else None
         rows = (
             read_published(con, scores, as_of_date)
