@@ -255,39 +255,34 @@ def _take_erased_events_out_of_day_fingerprints(con: duckdb.DuckDBPyConnection) 
     ):
         return
     (checksum_sql,) = fetch_row(con, "select row_checksum_sql from state.event_checksum")
-    erased = _person_predicate(["customer_record_id"])
+    erased = _person_predicate([RECORD_COLUMN])
     con.execute(
         f"""
-        create or replace temp table _erased_event_days as
-        with erased as (
-            select cast(occurred_at as date) as activity_date, trim(event_id) as event_key,
-                {checksum_sql} as row_checksum
-            from raw.events where {erased}
-        ),
-        kept_keys as (
-            select trim(event_id) as event_key from raw.events where not ({erased})
-        ),
-        days_with_a_kept_copy as (
-            select distinct erased.activity_date
-            from erased inner join kept_keys on erased.event_key = kept_keys.event_key
-        )
-        select activity_date, count(*) as row_count, bit_xor(row_checksum) as checksum
-        from erased
-        where activity_date not in (select activity_date from days_with_a_kept_copy)
-        group by activity_date
-        """
-    )
-    con.execute(
-        """
         update state.event_days
-        set row_count = state.event_days.row_count - erased.row_count,
-            checksum = xor(state.event_days.checksum, erased.checksum)
-        from _erased_event_days as erased
-        where state.event_days.activity_date = erased.activity_date
+        set row_count = state.event_days.row_count - erased_days.row_count,
+            checksum = xor(state.event_days.checksum, erased_days.checksum)
+        from (
+            with erased as (
+                select cast(occurred_at as date) as activity_date,
+                    trim(event_id) as event_key, {checksum_sql} as row_checksum
+                from raw.events where {erased}
+            ),
+            kept_keys as (
+                select trim(event_id) as event_key from raw.events where not ({erased})
+            ),
+            days_with_a_kept_copy as (
+                select distinct erased.activity_date
+                from erased inner join kept_keys on erased.event_key = kept_keys.event_key
+            )
+            select activity_date, count(*) as row_count, bit_xor(row_checksum) as checksum
+            from erased
+            where activity_date not in (select activity_date from days_with_a_kept_copy)
+            group by activity_date
+        ) as erased_days
+        where state.event_days.activity_date = erased_days.activity_date
         """
     )
     con.execute("delete from state.event_days where row_count = 0")
-    con.execute("drop table _erased_event_days")
 
 
 def erase_from_warehouse(con: duckdb.DuckDBPyConnection, subjects: pd.DataFrame) -> dict[str, int]:
